@@ -1,0 +1,346 @@
+//! The GPU context: one wgpu device and queue (our own, or adopted from a host application), its
+//! real limits and features, and the shared state every op uses (buffer pool, pipeline cache,
+//! command recorder).
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::pipelines::PipelineCache;
+use crate::pool::{BufferPool, PoolStats, PooledBuffer};
+use crate::recorder::Recorder;
+
+/// How to create a [`Gpu`]. `Default` honours `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
+/// `WGPU_POWER_PREF`.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Lower the storage-buffer binding limit below the adapter's (to exercise the large-tensor path).
+    pub max_binding_size: Option<u64>,
+    /// Fill every freshly handed-out output buffer with NaN and keep guard words after it, so a
+    /// kernel that leaves an element unwritten or writes out of bounds is caught. For tests.
+    pub poison: bool,
+    /// Force the kernel variants tuned for CPU adapters (`Some(true)`) or for GPUs (`Some(false)`);
+    /// `None` picks by the adapter's device type.
+    pub cpu_kernels: Option<bool>,
+}
+
+/// What the device offers, read once at creation.
+#[derive(Clone, Debug)]
+pub struct Caps {
+    pub max_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_workgroup_storage: u32,
+    pub max_invocations: u32,
+    pub max_workgroups_per_dim: u32,
+    pub uniform_align: u32,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub timestamps: bool,
+    /// Use the kernel variants that suit a CPU rasteriser (no workgroup-memory tiling).
+    pub cpu_kernels: bool,
+}
+
+/// Backend, adapter and driver facts for `iterinv info`.
+#[derive(Clone, Debug)]
+pub struct GpuInfo {
+    pub adapter: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub caps: Caps,
+    pub adopted: bool,
+}
+
+impl std::fmt::Display for GpuInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.adapter;
+        let l = &self.limits;
+        let c = &self.caps;
+        let mib = |b: u64| format!("{} MiB", b / (1 << 20));
+        writeln!(f, "backend:        {:?}", a.backend)?;
+        writeln!(
+            f,
+            "adapter:        {} ({:?}, vendor 0x{:04x}, device 0x{:04x})",
+            a.name, a.device_type, a.vendor, a.device
+        )?;
+        writeln!(f, "driver:         {} {}", a.driver, a.driver_info)?;
+        writeln!(
+            f,
+            "device:         {}",
+            if self.adopted {
+                "adopted from the host application"
+            } else {
+                "created by iterinv"
+            }
+        )?;
+        writeln!(f, "limits:")?;
+        writeln!(
+            f,
+            "  max_storage_buffer_binding_size   {}",
+            mib(l.max_storage_buffer_binding_size)
+        )?;
+        writeln!(
+            f,
+            "  max_buffer_size                   {}",
+            mib(l.max_buffer_size)
+        )?;
+        writeln!(
+            f,
+            "  max_compute_workgroup_storage     {} KiB",
+            l.max_compute_workgroup_storage_size / 1024
+        )?;
+        writeln!(
+            f,
+            "  max_compute_invocations_per_wg    {}",
+            l.max_compute_invocations_per_workgroup
+        )?;
+        writeln!(
+            f,
+            "  max_compute_workgroups_per_dim    {}",
+            l.max_compute_workgroups_per_dimension
+        )?;
+        writeln!(
+            f,
+            "  max_storage_buffers_per_stage     {}",
+            l.max_storage_buffers_per_shader_stage
+        )?;
+        writeln!(f, "features:")?;
+        writeln!(f, "  shader-f16        {}", c.shader_f16)?;
+        writeln!(f, "  subgroups         {}", c.subgroups)?;
+        writeln!(f, "  timestamp-query   {}", c.timestamps)?;
+        write!(
+            f,
+            "kernels:        {}",
+            if c.cpu_kernels {
+                "CPU-adapter variants (register blocking, no workgroup tiles)"
+            } else {
+                "GPU variants (workgroup-memory tiles)"
+            }
+        )
+    }
+}
+
+pub(crate) struct Inner {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: GpuInfo,
+    pub poison: bool,
+    pub pool: Mutex<BufferPool>,
+    pub pipelines: Mutex<PipelineCache>,
+    pub recorder: Mutex<Recorder>,
+    /// Bound in the slot of an absent optional input.
+    pub dummy: Arc<PooledBuffer>,
+}
+
+/// A handle to the device every tensor lives on. Cheap to clone; shareable across threads.
+#[derive(Clone)]
+pub struct Gpu(pub(crate) Arc<Inner>);
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpu({})", self.0.info.adapter.name)
+    }
+}
+
+fn wanted_features(available: wgpu::Features) -> wgpu::Features {
+    let useful =
+        wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+    available & useful
+}
+
+impl Gpu {
+    /// A device on the adapter chosen by the environment (see [`GpuOptions`]).
+    pub fn new() -> Result<Gpu> {
+        Gpu::with_options(GpuOptions::default())
+    }
+
+    pub fn with_options(options: GpuOptions) -> Result<Gpu> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pollster::block_on(select_adapter(&instance))?;
+        let features = wanted_features(adapter.features());
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("iterinv"),
+            required_features: features,
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Device(e.to_string()))?;
+        Ok(Gpu::build(
+            device,
+            queue,
+            adapter.get_info(),
+            false,
+            options,
+        ))
+    }
+
+    /// Adopt a device and queue that a host application owns; iterinv records into that queue.
+    /// `adapter_info` may be `None` when the host does not keep its adapter.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter_info: Option<wgpu::AdapterInfo>,
+        options: GpuOptions,
+    ) -> Gpu {
+        let info = adapter_info.unwrap_or_else(|| wgpu::AdapterInfo {
+            name: "adopted device".into(),
+            ..wgpu::AdapterInfo::new(wgpu::DeviceType::Other, wgpu::Backend::Noop)
+        });
+        Gpu::build(device, queue, info, true, options)
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: wgpu::AdapterInfo,
+        adopted: bool,
+        options: GpuOptions,
+    ) -> Gpu {
+        let limits = device.limits();
+        let features = device.features();
+        let mut max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        if let Some(cap) = options.max_binding_size {
+            max_binding = max_binding.min(cap.max(256));
+        }
+        let caps = Caps {
+            max_binding_size: max_binding & !3,
+            max_buffer_size: limits.max_buffer_size,
+            max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+            max_invocations: limits.max_compute_invocations_per_workgroup,
+            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
+            uniform_align: limits.min_uniform_buffer_offset_alignment,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            cpu_kernels: options
+                .cpu_kernels
+                .unwrap_or(adapter.device_type == wgpu::DeviceType::Cpu),
+        };
+        let recorder = Recorder::new(&device, caps.uniform_align);
+        let dummy = Arc::new(PooledBuffer {
+            buffer: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("iterinv absent input"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }),
+            id: 0,
+            capacity: 16,
+        });
+        let info = GpuInfo {
+            adapter,
+            limits,
+            features,
+            caps,
+            adopted,
+        };
+        Gpu(Arc::new(Inner {
+            device,
+            queue,
+            info,
+            poison: options.poison,
+            pool: Mutex::new(BufferPool::default()),
+            pipelines: Mutex::new(PipelineCache::default()),
+            recorder: Mutex::new(recorder),
+            dummy,
+        }))
+    }
+
+    pub fn info(&self) -> &GpuInfo {
+        &self.0.info
+    }
+
+    pub fn caps(&self) -> &Caps {
+        &self.0.info.caps
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.0.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.0.queue
+    }
+
+    /// Buffer-pool statistics: how many GPU buffers were ever created, bytes held, peak.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.0.pool.lock().unwrap().stats()
+    }
+
+    /// Start measuring peak pool use from now.
+    pub fn reset_peak(&self) {
+        self.0.pool.lock().unwrap().reset_peak();
+    }
+
+    /// Compute pipelines built so far (each distinct kernel variant once).
+    pub fn pipelines_built(&self) -> u64 {
+        self.0.pipelines.lock().unwrap().pipelines_built
+    }
+
+    /// Submissions made so far.
+    pub fn submission_count(&self) -> u64 {
+        self.0.recorder.lock().unwrap().submissions
+    }
+
+    /// Submit everything recorded so far (no wait).
+    pub fn flush(&self) {
+        self.0.recorder.lock().unwrap().flush(&self.0.queue);
+    }
+
+    /// Submit everything recorded so far and wait for the device to finish it.
+    pub fn synchronize(&self) -> Result<()> {
+        self.flush();
+        self.0
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Device(e.to_string()))
+    }
+
+    /// Number of compute dispatches recorded since the device was created (for tests and benches).
+    pub fn dispatch_count(&self) -> u64 {
+        self.0.recorder.lock().unwrap().dispatches
+    }
+
+    /// Release every pooled buffer that no tensor holds.
+    pub fn trim_pool(&self) {
+        self.synchronize().ok();
+        self.0.pipelines.lock().unwrap().clear_bind_groups();
+        self.0.pool.lock().unwrap().trim();
+    }
+}
+
+async fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted_lc = wanted.to_lowercase();
+        let adapters = instance.enumerate_adapters(backends).await;
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lc))
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(
+                    " whose name contains WGPU_ADAPTER_NAME={wanted:?}; adapters present: {names:?}"
+                ))
+            });
+    }
+    let power_preference =
+        wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
+    let options = wgpu::RequestAdapterOptions {
+        power_preference,
+        ..Default::default()
+    };
+    let adapters = instance.enumerate_adapters(backends).await;
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter(format!(
+            " for backends {backends:?}: install a Vulkan driver (Debian: mesa-vulkan-drivers) or set WGPU_BACKEND"
+        )));
+    }
+    instance
+        .request_adapter(&options)
+        .await
+        .map_err(|e| Error::NoAdapter(format!(" ({e}) among {} present", adapters.len())))
+}

@@ -1,0 +1,237 @@
+//! Launching a kernel: pick (or build) its pipeline, bind tensors, pack its parameters, record the
+//! dispatch. Every op goes through [`Gpu::launch`].
+
+use std::sync::Arc;
+
+use iterinv_kernels::{Kernel, StorageType};
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::pool::PooledBuffer;
+use crate::recorder::PARAMS_SLOT;
+use crate::tensor::{DType, Tensor};
+
+/// A buffer range bound to one kernel slot.
+#[derive(Clone)]
+pub(crate) struct Binding {
+    pub buffer: Arc<PooledBuffer>,
+    pub offset: u64,
+    pub size: u64,
+    pub ty: StorageType,
+}
+
+impl Tensor {
+    /// The whole tensor as one binding; an error for chunked tensors, naming `op`.
+    pub(crate) fn bind(&self, op: &'static str) -> Result<Binding> {
+        if self.is_chunked() {
+            return Err(Error::TooLarge {
+                what: format!(
+                    "{op} on a tensor of shape {:?} stored in {} chunks",
+                    self.shape(),
+                    self.chunk_count()
+                ),
+                bytes: (self.numel() * self.dtype().size()) as u64,
+                limit: self.gpu().caps().max_binding_size,
+                hint:
+                    "only matmul weights and embedding tables may exceed the storage binding limit",
+            });
+        }
+        Ok(self.bind_chunk(0))
+    }
+
+    pub(crate) fn bind_chunk(&self, i: usize) -> Binding {
+        let buffer = self.storage.chunks[i].clone();
+        let size = buffer.capacity.min(self.gpu().caps().max_binding_size);
+        Binding {
+            buffer,
+            offset: 0,
+            size,
+            ty: self.dtype().storage(),
+        }
+    }
+}
+
+/// Parameters of one dispatch, packed as the kernel's `Params` uniform struct: 4-byte scalars in
+/// declaration order; `align16` before arrays of vec4.
+#[derive(Default, Clone)]
+pub(crate) struct Params(Vec<u8>);
+
+impl Params {
+    pub fn new() -> Params {
+        Params::default()
+    }
+    pub fn u32(mut self, v: u32) -> Params {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn i32(mut self, v: i32) -> Params {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn f32(mut self, v: f32) -> Params {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn align16(mut self) -> Params {
+        while self.0.len() % 16 != 0 {
+            self.0.push(0);
+        }
+        self
+    }
+    /// `array<vec4<u32>, n/4>` holding `values`, zero-padded to `n` entries.
+    pub fn u32_array(mut self, values: &[u32], n: usize) -> Params {
+        self = self.align16();
+        for i in 0..n {
+            self = self.u32(values.get(i).copied().unwrap_or(0));
+        }
+        self
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One dispatch: the kernel, its specialising constants, its bindings, params and grid.
+pub(crate) struct Launch {
+    pub kernel: &'static Kernel,
+    pub constants: Vec<(&'static str, String)>,
+    pub inputs: Vec<Binding>,
+    pub outputs: Vec<Binding>,
+    pub params: Params,
+    pub groups: [u32; 3],
+}
+
+impl Launch {
+    pub fn new(kernel: &'static Kernel) -> Launch {
+        Launch {
+            kernel,
+            constants: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            params: Params::new(),
+            groups: [1, 1, 1],
+        }
+    }
+    pub fn constant(mut self, name: &'static str, value: impl ToString) -> Launch {
+        self.constants.push((name, value.to_string()));
+        self
+    }
+    pub fn input(mut self, b: Binding) -> Launch {
+        self.inputs.push(b);
+        self
+    }
+    pub fn output(mut self, b: Binding) -> Launch {
+        self.outputs.push(b);
+        self
+    }
+    pub fn params(mut self, p: Params) -> Launch {
+        self.params = p;
+        self
+    }
+    pub fn groups(mut self, g: [u32; 3]) -> Launch {
+        self.groups = g;
+        self
+    }
+}
+
+impl Gpu {
+    pub(crate) fn acquire(&self, bytes: u64) -> Result<Arc<PooledBuffer>> {
+        self.0.pool.lock().unwrap().acquire(self.device(), bytes)
+    }
+
+    /// A small buffer bound where an optional input is absent (its `HAS_*` constant is false).
+    /// Never handed out by the pool, so it cannot alias an output.
+    pub(crate) fn dummy(&self) -> Binding {
+        Binding {
+            buffer: self.0.dummy.clone(),
+            offset: 0,
+            size: 16,
+            ty: StorageType::F32,
+        }
+    }
+
+    /// A grid of `n` workgroups laid over x then y, within the per-dimension limit.
+    pub(crate) fn grid(&self, n: u64) -> Result<[u32; 3]> {
+        let max = self.caps().max_workgroups_per_dim as u64;
+        let n = n.max(1);
+        let x = n.min(max);
+        let y = n.div_ceil(x);
+        if y > max {
+            return Err(Error::TooLarge {
+                what: format!("a dispatch of {n} workgroups"),
+                bytes: n,
+                limit: max * max,
+                hint: "the tensor has too many elements for one dispatch",
+            });
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    pub(crate) fn launch(&self, l: Launch) -> Result<()> {
+        debug_assert!(
+            l.params.bytes().len() as u64 <= PARAMS_SLOT,
+            "{} params too large",
+            l.kernel.name
+        );
+        debug_assert_eq!(
+            l.inputs.len(),
+            l.kernel.inputs.len(),
+            "{} inputs",
+            l.kernel.name
+        );
+        debug_assert_eq!(
+            l.outputs.len(),
+            l.kernel.outputs.len(),
+            "{} outputs",
+            l.kernel.name
+        );
+        let types: Vec<StorageType> = l.inputs.iter().map(|b| b.ty).collect();
+        let pipeline = self.0.pipelines.lock().unwrap().pipeline(
+            self.device(),
+            l.kernel,
+            &types,
+            &l.constants,
+        )?;
+        let mut rec = self.0.recorder.lock().unwrap();
+        let bufs: Vec<_> = l
+            .inputs
+            .iter()
+            .chain(l.outputs.iter())
+            .map(|b| (&b.buffer.buffer, (b.buffer.id, b.offset, b.size)))
+            .collect();
+        let bg = self.0.pipelines.lock().unwrap().bind_group(
+            self.device(),
+            pipeline.layout_key,
+            &rec.arena,
+            &bufs,
+        );
+        rec.dispatch(
+            self.device(),
+            self.queue(),
+            &pipeline.pipeline,
+            &bg,
+            l.params.bytes(),
+            l.groups,
+        );
+        Ok(())
+    }
+}
+
+/// Check that `t` holds floats, naming the op and operand otherwise.
+pub(crate) fn expect_float(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
+    if t.dtype() == DType::I32 {
+        return Err(Error::DType {
+            op,
+            detail: format!("{what} must be a float tensor, got i32"),
+        });
+    }
+    Ok(())
+}
+
+/// u32 for a kernel parameter, or an error naming the op when the value does not fit.
+pub(crate) fn to_u32(op: &'static str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Invalid {
+        op,
+        detail: format!("size {v} exceeds the 32-bit index range"),
+    })
+}

@@ -1,0 +1,20 @@
+//! iterinv's GPU runtime: a [`Gpu`] (our own wgpu device or one adopted from a host application),
+//! [`Tensor`]s in pooled buffers, and the forward ops that launch the WGSL kernels of
+//! `iterinv-kernels`. Everything here returns [`Result`]; nothing panics on caller input.
+
+mod error;
+mod gpu;
+mod launch;
+mod pipelines;
+mod pool;
+mod recorder;
+mod tensor;
+
+pub mod ops;
+pub mod random;
+
+pub use error::{Error, Result};
+pub use gpu::{Caps, Gpu, GpuInfo, GpuOptions};
+pub use ops::Activation;
+pub use pool::PoolStats;
+pub use tensor::{DType, Tensor, POISON_BITS};

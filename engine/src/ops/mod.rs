@@ -1,0 +1,38 @@
+//! Forward ops: one module per kernel family, each a thin launcher over its WGSL kernel that checks
+//! shapes and dtypes and names the op in every error. Outputs are f32; inputs may be stored as f32,
+//! f16 or bf16 (weights stay in their file's precision).
+
+pub mod attention;
+pub mod conv;
+pub mod elementwise;
+pub mod matmul;
+pub mod norm;
+pub mod reduce;
+pub mod shape;
+pub mod softmax;
+
+/// An activation applied in an op's epilogue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Activation {
+    #[default]
+    None,
+    /// Exact GELU, x·Φ(x) (erf form).
+    Gelu,
+    /// GELU, tanh approximation (T5 v1.1's gated-gelu).
+    GeluTanh,
+    Silu,
+    Relu,
+}
+
+impl Activation {
+    /// The `ACT_*` code of common.wgsl.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Activation::None => 0,
+            Activation::Gelu => 1,
+            Activation::GeluTanh => 2,
+            Activation::Silu => 3,
+            Activation::Relu => 4,
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The command recorder: dispatches go into one open compute pass of one command encoder, their
+//! parameters into one uniform arena, until a readback, an upload or a full arena submits them.
+//! A step of a network is therefore a handful of submissions, not one per op.
+
+/// Bytes reserved for one dispatch's parameters; `Params` structs must fit. 256 is the largest
+/// uniform-offset alignment any device may require, so every slot is aligned.
+pub const PARAMS_SLOT: u64 = 256;
+/// Dispatches per submission at most (the arena's capacity).
+const ARENA_SLOTS: u64 = 1024;
+
+pub struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    pub(crate) arena: wgpu::Buffer,
+    arena_bytes: Vec<u8>,
+    /// Dispatches recorded since the device was created.
+    pub dispatches: u64,
+    /// Submissions made since the device was created.
+    pub submissions: u64,
+}
+
+impl Recorder {
+    pub fn new(device: &wgpu::Device, uniform_align: u32) -> Recorder {
+        debug_assert!(PARAMS_SLOT % uniform_align as u64 == 0);
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("iterinv params arena"),
+            size: PARAMS_SLOT * ARENA_SLOTS,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Recorder {
+            encoder: None,
+            pass: None,
+            arena,
+            arena_bytes: Vec::new(),
+            dispatches: 0,
+            submissions: 0,
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.encoder.is_some()
+    }
+
+    /// Record one dispatch with `params` (at most [`PARAMS_SLOT`] bytes).
+    pub fn dispatch(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        params: &[u8],
+        groups: [u32; 3],
+    ) {
+        debug_assert!(params.len() as u64 <= PARAMS_SLOT);
+        if self.arena_bytes.len() as u64 + PARAMS_SLOT > PARAMS_SLOT * ARENA_SLOTS {
+            self.flush(queue);
+        }
+        let offset = self.arena_bytes.len() as u32;
+        self.arena_bytes.extend_from_slice(params);
+        self.arena_bytes
+            .resize(offset as usize + PARAMS_SLOT as usize, 0);
+        if self.pass.is_none() {
+            let encoder = self.encoder.get_or_insert_with(|| {
+                device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("iterinv"),
+                })
+            });
+            let pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            self.pass = Some(pass.forget_lifetime());
+        }
+        let pass = self.pass.as_mut().expect("pass opened above");
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind_group, &[offset]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        self.dispatches += 1;
+    }
+
+    /// The encoder, with no compute pass open, for copies that must stay in order with dispatches.
+    pub fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("iterinv"),
+            })
+        })
+    }
+
+    /// Submit what was recorded. The arena's bytes are written by the queue before this submission
+    /// runs and after every earlier one, so each submission sees its own parameters.
+    pub fn flush(&mut self, queue: &wgpu::Queue) {
+        self.pass = None;
+        if let Some(encoder) = self.encoder.take() {
+            if !self.arena_bytes.is_empty() {
+                queue.write_buffer(&self.arena, 0, &self.arena_bytes);
+                self.arena_bytes.clear();
+            }
+            queue.submit(Some(encoder.finish()));
+            self.submissions += 1;
+        }
+    }
+}

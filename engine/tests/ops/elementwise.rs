@@ -1,0 +1,238 @@
+//! Unary maps, broadcasting binary ops and scalar forms against f64.
+
+use iterinv_engine::ops::elementwise::{binary, unary, Binary, Unary};
+use iterinv_engine::Tensor;
+
+use crate::common::{assert_close, gpu, upload, Rng};
+
+fn gelu64(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+fn gelu_tanh64(x: f64) -> f64 {
+    let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+    0.5 * x * (1.0 + inner.tanh())
+}
+
+#[test]
+fn gelu_erf_form_is_within_1e6_of_f64() {
+    // A dense grid over [-10, 10] plus the tails; the bound is absolute, as the issue states.
+    let mut xs: Vec<f32> = (0..=200_000)
+        .map(|i| -10.0 + 20.0 * i as f32 / 200_000.0)
+        .collect();
+    xs.extend([-1e4f32, -100.0, -30.0, 30.0, 100.0, 1e4]);
+    let out = upload(&[xs.len()], &xs).gelu().unwrap();
+    let expected: Vec<f64> = xs.iter().map(|&x| gelu64(x as f64)).collect();
+    // Absolute 1e-6 near zero; for |x| > 10 the f32 rounding of the result (~6e-8·|x|) dominates.
+    assert_close("gelu", &out, &expected, 1e-6, 1.2e-7);
+}
+
+#[test]
+fn unary_maps_match_f64() {
+    let mut rng = Rng::new(1);
+    let n = 1000 + 37;
+    let xs = rng.vec(n, -6.0, 6.0);
+    let pos = rng.vec(n, 0.01, 9.0);
+    let cases: Vec<(&str, Unary, &Vec<f32>, fn(f64) -> f64)> = vec![
+        ("gelu_tanh", Unary::GeluTanh, &xs, gelu_tanh64),
+        ("silu", Unary::Silu, &xs, |x| x / (1.0 + (-x).exp())),
+        ("relu", Unary::Relu, &xs, |x| x.max(0.0)),
+        ("exp", Unary::Exp, &xs, f64::exp),
+        ("sqrt", Unary::Sqrt, &pos, f64::sqrt),
+        ("rsqrt", Unary::Rsqrt, &pos, |x| 1.0 / x.sqrt()),
+        ("abs", Unary::Abs, &xs, f64::abs),
+        ("square", Unary::Square, &xs, |x| x * x),
+        ("sigmoid", Unary::Sigmoid, &xs, |x| 1.0 / (1.0 + (-x).exp())),
+        ("tanh", Unary::Tanh, &xs, f64::tanh),
+        ("log", Unary::Log, &pos, f64::ln),
+        ("identity", Unary::Identity, &xs, |x| x),
+        (
+            "clamp",
+            Unary::Clamp {
+                min: -1.5,
+                max: 2.0,
+            },
+            &xs,
+            |x| x.clamp(-1.5, 2.0),
+        ),
+        (
+            "affine",
+            Unary::Affine {
+                scale: -0.5,
+                shift: 3.0,
+            },
+            &xs,
+            |x| -0.5 * x + 3.0,
+        ),
+        ("recip", Unary::Recip { numerator: 2.0 }, &pos, |x| 2.0 / x),
+    ];
+    for (name, op, input, f) in cases {
+        let out = unary(&upload(&[n], input), op).unwrap();
+        let expected: Vec<f64> = input.iter().map(|&x| f(x as f64)).collect();
+        // WGSL allows a few ULP for exp/log/tanh/inverseSqrt; 4e-6 relative covers them with room.
+        assert_close(name, &out, &expected, 1e-6, 4e-6);
+    }
+}
+
+#[test]
+fn extreme_inputs_give_no_nan() {
+    let xs = [-1e30f32, -200.0, -90.0, 0.0, 90.0, 200.0, 1e30];
+    let t = upload(&[xs.len()], &xs);
+    for (name, out) in [
+        ("silu", t.silu()),
+        ("sigmoid", t.sigmoid()),
+        ("gelu_tanh", t.gelu_tanh()),
+        ("tanh", t.tanh()),
+    ] {
+        let v = out.unwrap().to_vec().unwrap();
+        assert!(v.iter().all(|x| !x.is_nan()), "{name} gave NaN: {v:?}");
+    }
+}
+
+fn broadcast_ref(
+    a: &[f32],
+    sa: &[usize],
+    b: &[f32],
+    sb: &[usize],
+    out: &[usize],
+    f: fn(f64, f64) -> f64,
+) -> Vec<f64> {
+    let r = out.len();
+    let n: usize = out.iter().product();
+    let idx = |shape: &[usize], coord: &[usize]| {
+        let mut i = 0;
+        for (d, &s) in shape.iter().enumerate() {
+            let c = coord[d + r - shape.len()];
+            i = i * s + if s == 1 { 0 } else { c };
+        }
+        i
+    };
+    (0..n)
+        .map(|lin| {
+            let mut coord = vec![0; r];
+            let mut rem = lin;
+            for d in (0..r).rev() {
+                coord[d] = rem % out[d];
+                rem /= out[d];
+            }
+            f(a[idx(sa, &coord)] as f64, b[idx(sb, &coord)] as f64)
+        })
+        .collect()
+}
+
+#[test]
+fn binary_ops_broadcast_like_numpy() {
+    let mut rng = Rng::new(2);
+    let shapes: [(&[usize], &[usize], &[usize]); 5] = [
+        (&[3, 5, 7], &[3, 5, 7], &[3, 5, 7]),
+        (&[2, 3, 5, 7], &[7], &[2, 3, 5, 7]),
+        (&[2, 1, 5, 1], &[3, 1, 6], &[2, 3, 5, 6]),
+        (&[1], &[4, 9], &[4, 9]),
+        (
+            &[2, 1, 3, 1, 2, 1, 2, 3],
+            &[1, 2, 1, 3, 1, 2, 1, 1],
+            &[2, 2, 3, 3, 2, 2, 2, 3],
+        ),
+    ];
+    let ops: [(Binary, fn(f64, f64) -> f64); 6] = [
+        (Binary::Add, |a, b| a + b),
+        (Binary::Sub, |a, b| a - b),
+        (Binary::Mul, |a, b| a * b),
+        (Binary::Div, |a, b| a / b),
+        (Binary::Max, f64::max),
+        (Binary::Min, f64::min),
+    ];
+    for (sa, sb, so) in shapes {
+        let a = rng.vec(sa.iter().product(), -3.0, 3.0);
+        // Keep divisors away from zero.
+        let b: Vec<f32> = rng
+            .vec(sb.iter().product(), 0.5, 3.0)
+            .iter()
+            .map(|x| if rng.uniform() < 0.5 { -x } else { *x })
+            .collect();
+        let (ta, tb) = (upload(sa, &a), upload(sb, &b));
+        for (op, f) in ops {
+            let out = binary(&ta, &tb, op).unwrap();
+            assert_eq!(out.shape(), so);
+            // One f32 rounding per element (division: WGSL allows 2.5 ULP).
+            assert_close(
+                &format!("{op:?} {sa:?} {sb:?}"),
+                &out,
+                &broadcast_ref(&a, sa, &b, sb, so, f),
+                1e-6,
+                1e-6,
+            );
+        }
+    }
+}
+
+#[test]
+fn scalar_forms() {
+    let mut rng = Rng::new(3);
+    let xs = rng.vec(333, 0.5, 4.0);
+    let t = upload(&[333], &xs);
+    let checks: Vec<(&str, Tensor, fn(f64) -> f64)> = vec![
+        ("add_scalar", t.add_scalar(1.5).unwrap(), |x| x + 1.5),
+        ("sub_scalar", t.sub_scalar(1.5).unwrap(), |x| x - 1.5),
+        ("mul_scalar", t.mul_scalar(-2.5).unwrap(), |x| x * -2.5),
+        ("div_scalar", t.div_scalar(3.0).unwrap(), |x| x / 3.0),
+        ("rsub_scalar", t.rsub_scalar(1.0).unwrap(), |x| 1.0 - x),
+        ("rdiv_scalar", t.rdiv_scalar(1.0).unwrap(), |x| 1.0 / x),
+    ];
+    for (name, out, f) in checks {
+        let expected: Vec<f64> = xs.iter().map(|&x| f(x as f64)).collect();
+        assert_close(name, &out, &expected, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn sixteen_bit_storage_is_widened_exactly() {
+    let mut rng = Rng::new(4);
+    let xs = rng.vec(1001, -70000.0, 70000.0);
+    let mut h: Vec<half::f16> = xs
+        .iter()
+        .map(|&x| half::f16::from_f32(x / 1000.0))
+        .collect();
+    // Subnormals, zero, infinities' neighbours.
+    h.extend([
+        half::f16::from_bits(1),
+        half::f16::from_bits(0x8001),
+        half::f16::from_bits(0x03ff),
+        half::f16::ZERO,
+        half::f16::MAX,
+        half::f16::MIN,
+    ]);
+    let b: Vec<half::bf16> = xs.iter().map(|&x| half::bf16::from_f32(x)).collect();
+    let th = Tensor::from_f16(gpu(), &[h.len()], &h)
+        .unwrap()
+        .to_f32()
+        .unwrap();
+    let tb = Tensor::from_bf16(gpu(), &[b.len()], &b)
+        .unwrap()
+        .to_f32()
+        .unwrap();
+    assert_close(
+        "f16",
+        &th,
+        &h.iter().map(|v| v.to_f64()).collect::<Vec<_>>(),
+        0.0,
+        0.0,
+    );
+    assert_close(
+        "bf16",
+        &tb,
+        &b.iter().map(|v| v.to_f64()).collect::<Vec<_>>(),
+        0.0,
+        0.0,
+    );
+}
+
+#[test]
+fn mismatched_shapes_are_errors_naming_both() {
+    let a = upload(&[2, 3], &[0.0; 6]);
+    let b = upload(&[4], &[0.0; 4]);
+    let err = a.add(&b).unwrap_err().to_string();
+    assert!(err.contains("[2, 3]") && err.contains("[4]"), "{err}");
+    let ids = Tensor::from_i32(gpu(), &[2], &[1, 2]).unwrap();
+    assert!(ids.gelu().is_err());
+}

@@ -1,0 +1,42 @@
+//! Elementwise kernels: unary maps (with activation and affine forms), broadcasting binary ops,
+//! and fills.
+
+use crate::{Input, InputClass::Float, Kernel};
+
+pub static UNARY: Kernel = Kernel {
+    name: "unary",
+    body: include_str!("../wgsl/unary.wgsl"),
+    inputs: &[Input {
+        name: "x",
+        class: Float,
+    }],
+    outputs: &["out"],
+    constants: &[("OP", "0u"), ("WG", "256u")],
+};
+
+pub static BINARY: Kernel = Kernel {
+    name: "binary",
+    body: include_str!("../wgsl/binary.wgsl"),
+    inputs: &[
+        Input {
+            name: "x",
+            class: Float,
+        },
+        Input {
+            name: "y",
+            class: Float,
+        },
+    ],
+    outputs: &["out"],
+    constants: &[("OP", "0u"), ("WG", "256u")],
+};
+
+pub static FILL: Kernel = Kernel {
+    name: "fill",
+    body: include_str!("../wgsl/fill.wgsl"),
+    inputs: &[],
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
+pub static KERNELS: &[&Kernel] = &[&UNARY, &BINARY, &FILL];

@@ -1,0 +1,3 @@
+use crate::Kernel;
+
+pub static KERNELS: &[&Kernel] = &[];

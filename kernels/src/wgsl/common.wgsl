@@ -1,0 +1,66 @@
+// Shared helpers, prepended to every kernel.
+
+// The index of this workgroup in a grid laid out over x then y (grids wider than 65535 groups).
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+// erfc for x >= 0 with fractional error below 1.2e-7 (Chebyshev fit, Numerical Recipes `erfcc`).
+fn erfc_pos(z: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    return t * exp(-z * z + poly);
+}
+
+// GELU, erf form: x·Φ(x) = x·(1 − erfc(x/√2)/2), written so no cancellation hurts either tail.
+fn gelu(x: f32) -> f32 {
+    let e = erfc_pos(abs(x) * 0.70710678118654752);
+    if (x >= 0.0) {
+        return x * (1.0 - 0.5 * e);
+    }
+    return 0.5 * x * e;
+}
+
+// GELU, tanh form. The tanh argument is clamped: tanh(±10) is ±1 in f32, and some backends return
+// NaN for tanh of large arguments.
+fn gelu_tanh(x: f32) -> f32 {
+    let inner = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -10.0, 10.0);
+    return 0.5 * x * (1.0 + tanh(inner));
+}
+
+fn silu(x: f32) -> f32 {
+    return x / (1.0 + exp(-x));
+}
+
+const ACT_NONE: u32 = 0u;
+const ACT_GELU: u32 = 1u;
+const ACT_GELU_TANH: u32 = 2u;
+const ACT_SILU: u32 = 3u;
+const ACT_RELU: u32 = 4u;
+
+fn activate(x: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return gelu(x); }
+        case 2u: { return gelu_tanh(x); }
+        case 3u: { return silu(x); }
+        case 4u: { return max(x, 0.0); }
+        default: { return x; }
+    }
+}
+
+// IEEE half (low 16 bits of h) to f32, exactly, with integer ops only.
+fn half_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    if (e == 0u) {
+        // Zero or subnormal: m · 2^-24, exact in f32.
+        let v = f32(m) * 5.9604644775390625e-8;
+        return select(v, -v, sign != 0u);
+    }
+    if (e == 31u) {
+        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
+    }
+    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}

@@ -1,1 +1,20 @@
+//! iterinv: inversion and editing of real images with pixel-level cascaded diffusion models
+//! (DeepFloyd-IF), on any GPU that wgpu reaches (Vulkan, Metal, DX12), without Python or CUDA.
+//!
+//! This crate is the public facade. The layers under it:
+//! - [`kernels`]: the WGSL compute kernels and the table that names them;
+//! - [`engine`]: the runtime ([`Gpu`], [`Tensor`], buffer pool, op launches) and the forward ops;
+//! - [`models`]: checkpoint loading and the networks.
+//!
+//! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`].
 
+pub use iterinv_engine as engine;
+pub use iterinv_kernels as kernels;
+pub use iterinv_models as models;
+
+pub use iterinv_engine::{
+    ops, Activation, DType, Error, Gpu, GpuInfo, GpuOptions, PoolStats, Result, Tensor,
+};
+
+/// The version of this build, as recorded in artifacts and printed by the CLI.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -38,10 +38,6 @@ impl Recorder {
         }
     }
 
-    pub fn has_pending(&self) -> bool {
-        self.encoder.is_some()
-    }
-
     /// Record one dispatch with `params` (at most [`PARAMS_SLOT`] bytes).
     pub fn dispatch(
         &mut self,

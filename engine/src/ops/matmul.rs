@@ -1,1 +1,225 @@
-//! (being written)
+//! Matrix multiplication with a fused bias + activation epilogue.
+//!
+//! `a` is `[..., M, K]` (`[..., K, M]` when `trans_a`), `b` is `[K, N]` or `[..., K, N]` with the
+//! same batch dims as `a` (`[N, K]` / `[..., N, K]` when `trans_b`, the layout of a linear layer's
+//! weight). A 2-D `b` larger than the storage binding limit (a chunked weight) is multiplied chunk
+//! by chunk: chunks of a `[N, K]` weight produce column blocks of the output; chunks of a `[K, N]`
+//! weight are accumulated (split-K), the epilogue running after the last.
+
+use iterinv_kernels::families::matmul::{MATMUL_DIRECT, MATMUL_TILED};
+
+use crate::error::{shape_err, Result};
+use crate::launch::{expect_float, to_u32, Launch, Params};
+use crate::ops::Activation;
+use crate::tensor::Tensor;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatmulOptions {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub activation: Activation,
+}
+
+/// Tile of the GPU kernel (outputs per workgroup side, K-tile) and of the CPU-adapter kernel.
+const TILE: usize = 64;
+const TILE_K: usize = 16;
+const DIRECT_TILE: usize = 32;
+
+struct Geometry {
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    b_batched: bool,
+}
+
+fn geometry(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, o: &MatmulOptions) -> Result<Geometry> {
+    const OP: &str = "matmul";
+    let (sa, sb) = (a.shape(), b.shape());
+    if sa.len() < 2 || sb.len() < 2 {
+        return shape_err(
+            OP,
+            format!("operands need rank >= 2, got {sa:?} and {sb:?}"),
+        );
+    }
+    let (ra, rb) = (sa.len(), sb.len());
+    let (m, ka) = if o.trans_a {
+        (sa[ra - 1], sa[ra - 2])
+    } else {
+        (sa[ra - 2], sa[ra - 1])
+    };
+    let (kb, n) = if o.trans_b {
+        (sb[rb - 1], sb[rb - 2])
+    } else {
+        (sb[rb - 2], sb[rb - 1])
+    };
+    if ka != kb {
+        return shape_err(
+            OP,
+            format!(
+                "inner dimensions differ: a {sa:?} (trans {}), b {sb:?} (trans {})",
+                o.trans_a, o.trans_b
+            ),
+        );
+    }
+    let b_batched = rb > 2;
+    if b_batched && sb[..rb - 2] != sa[..ra - 2] {
+        return shape_err(OP, format!("batch dimensions differ: a {sa:?}, b {sb:?}"));
+    }
+    if let Some(bias) = bias {
+        if bias.shape() != [n] {
+            return shape_err(
+                OP,
+                format!("bias has shape {:?}, expected [{n}]", bias.shape()),
+            );
+        }
+    }
+    Ok(Geometry {
+        batch: sa[..ra - 2].iter().product(),
+        m,
+        n,
+        k: ka,
+        b_batched,
+    })
+}
+
+pub fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    opts: MatmulOptions,
+) -> Result<Tensor> {
+    const OP: &str = "matmul";
+    expect_float(OP, "a", a)?;
+    expect_float(OP, "b", b)?;
+    if let Some(bias) = bias {
+        expect_float(OP, "bias", bias)?;
+    }
+    let g = geometry(a, b, bias, &opts)?;
+    let mut out_shape = a.shape()[..a.rank() - 2].to_vec();
+    out_shape.extend([g.m, g.n]);
+    let gpu = a.gpu();
+    let out = Tensor::uninit(gpu, &out_shape, OP)?;
+    if out.numel() == 0 {
+        return Ok(out);
+    }
+    if g.batch > gpu.caps().max_workgroups_per_dim as usize {
+        return shape_err(OP, format!("{} batches exceed the dispatch limit", g.batch));
+    }
+    let a_bind = a.bind(OP)?;
+    let bias_bind = match bias {
+        Some(t) => t.bind(OP)?,
+        None => gpu.dummy(),
+    };
+    let (a_rs, a_cs) = if opts.trans_a { (1, g.m) } else { (g.k, 1) };
+    let cpu = gpu.caps().cpu_kernels;
+    let chunks = b.chunk_count();
+    if chunks > 1 && g.b_batched {
+        return shape_err(OP, "a batched right operand must fit one storage binding");
+    }
+    for c in 0..chunks {
+        let rows = b.chunk_rows(c);
+        // The chunk's slice of the problem: column block (trans_b) or K block (split-K).
+        let (n_c, k_c, col_off, k_off) = if chunks == 1 {
+            (g.n, g.k, 0, 0)
+        } else if opts.trans_b {
+            (rows.len(), g.k, rows.start, 0)
+        } else {
+            (g.n, rows.len(), 0, rows.start)
+        };
+        let (b_rs, b_cs) = if opts.trans_b { (1, g.k) } else { (g.n, 1) };
+        let last = c + 1 == chunks;
+        let split_k = chunks > 1 && !opts.trans_b;
+        let params = Params::new()
+            .u32(to_u32(OP, g.m)?)
+            .u32(to_u32(OP, n_c)?)
+            .u32(to_u32(OP, k_c)?)
+            .u32(0)
+            .u32(to_u32(OP, k_off * a_cs)?)
+            .u32(to_u32(OP, g.m * g.k)?)
+            .u32(a_rs as u32)
+            .u32(a_cs as u32)
+            .u32(0)
+            .u32(if g.b_batched {
+                to_u32(OP, g.n * g.k)?
+            } else {
+                0
+            })
+            .u32(b_rs as u32)
+            .u32(b_cs as u32)
+            .u32(col_off as u32)
+            .u32(to_u32(OP, g.m * g.n)?)
+            .u32(g.n as u32)
+            .u32(col_off as u32)
+            .u32((split_k && c > 0) as u32)
+            .u32((!split_k || last) as u32);
+        let divisible = g.m % TILE == 0 && n_c % TILE == 0 && k_c % TILE_K == 0;
+        let launch = if cpu {
+            Launch::new(&MATMUL_DIRECT).groups([
+                n_c.div_ceil(DIRECT_TILE) as u32,
+                g.m.div_ceil(DIRECT_TILE) as u32,
+                g.batch as u32,
+            ])
+        } else {
+            Launch::new(&MATMUL_TILED)
+                .constant("CHECK_BOUNDS", !divisible)
+                .constant("A_M_FASTEST", opts.trans_a)
+                .groups([
+                    n_c.div_ceil(TILE) as u32,
+                    g.m.div_ceil(TILE) as u32,
+                    g.batch as u32,
+                ])
+        };
+        gpu.launch(
+            launch
+                .constant("ACT", format!("{}u", opts.activation.code()))
+                .constant("HAS_BIAS", bias.is_some())
+                .input(a_bind.clone())
+                .input(b.bind_chunk(c))
+                .input(bias_bind.clone())
+                .output(out.bind(OP)?)
+                .params(params),
+        )?;
+    }
+    Ok(out)
+}
+
+impl Tensor {
+    /// `self · b`.
+    pub fn matmul(&self, b: &Tensor) -> Result<Tensor> {
+        matmul(self, b, None, MatmulOptions::default())
+    }
+
+    /// A linear layer: `self [..., K] · weightᵀ + bias`, weight `[N, K]` as PyTorch stores it.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        self.linear_act(weight, bias, Activation::None)
+    }
+
+    /// A linear layer followed by `activation`, fused.
+    pub fn linear_act(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        activation: Activation,
+    ) -> Result<Tensor> {
+        if self.rank() == 0 {
+            return shape_err("linear", "input must have rank >= 1");
+        }
+        let k = self.dim(-1);
+        let rows = self.numel() / k.max(1);
+        let x = self.reshape(&[rows, k])?;
+        let y = matmul(
+            &x,
+            weight,
+            bias,
+            MatmulOptions {
+                trans_b: true,
+                activation,
+                ..Default::default()
+            },
+        )?;
+        let mut shape = self.shape().to_vec();
+        *shape.last_mut().expect("rank >= 1") = y.dim(-1);
+        y.reshape(&shape)
+    }
+}

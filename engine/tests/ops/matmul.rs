@@ -1,1 +1,317 @@
-//! (being written)
+//! Matmul against f64: batched, transposed operands, 16-bit weights, bias and activation epilogues,
+//! both kernel variants, the bounds-check-free path, and weights split over several buffers.
+
+use iterinv_engine::ops::matmul::{matmul, MatmulOptions};
+use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
+
+use crate::common::{assert_close, gpu, gpu_variant, Rng};
+
+struct Case {
+    batch: Vec<usize>,
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    b_batched: bool,
+}
+
+fn gelu64(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+/// Reference result and, per element, the sum of |a·b| terms (bounds f32 accumulation error).
+fn reference(
+    c: &Case,
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> (Vec<f64>, f64) {
+    let nb: usize = c.batch.iter().product();
+    let (m, n, k) = (c.m, c.n, c.k);
+    let mut out = vec![0.0; nb * m * n];
+    let mut worst_abs = 0.0f64;
+    for bi in 0..nb {
+        for i in 0..m {
+            for j in 0..n {
+                let (mut s, mut sa) = (0.0f64, 0.0f64);
+                for l in 0..k {
+                    let av = if c.trans_a {
+                        a[bi * m * k + l * m + i]
+                    } else {
+                        a[bi * m * k + i * k + l]
+                    } as f64;
+                    let boff = if c.b_batched { bi * n * k } else { 0 };
+                    let bv = if c.trans_b {
+                        b[boff + j * k + l]
+                    } else {
+                        b[boff + l * n + j]
+                    } as f64;
+                    s += av * bv;
+                    sa += (av * bv).abs();
+                }
+                if let Some(bias) = bias {
+                    s += bias[j] as f64;
+                }
+                s = match act {
+                    Activation::None => s,
+                    Activation::Gelu => gelu64(s),
+                    Activation::Relu => s.max(0.0),
+                    Activation::Silu => s / (1.0 + (-s).exp()),
+                    Activation::GeluTanh => unreachable!(),
+                };
+                worst_abs = worst_abs.max(sa);
+                out[(bi * m + i) * n + j] = s;
+            }
+        }
+    }
+    (out, worst_abs)
+}
+
+fn shapes(c: &Case) -> (Vec<usize>, Vec<usize>) {
+    let mut sa = c.batch.clone();
+    sa.extend(if c.trans_a { [c.k, c.m] } else { [c.m, c.k] });
+    let mut sb = if c.b_batched { c.batch.clone() } else { vec![] };
+    sb.extend(if c.trans_b { [c.n, c.k] } else { [c.k, c.n] });
+    (sa, sb)
+}
+
+enum WeightType {
+    F32,
+    F16,
+    Bf16,
+}
+
+fn run(gpu: &Gpu, c: &Case, wt: WeightType, with_bias: bool, act: Activation, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let (sa, sb) = shapes(c);
+    let a = rng.vec(sa.iter().product(), -1.0, 1.0);
+    let mut b = rng.vec(sb.iter().product(), -1.0, 1.0);
+    let bias = rng.vec(c.n, -1.0, 1.0);
+    let tb = match wt {
+        WeightType::F32 => Tensor::from_f32(gpu, &sb, &b).unwrap(),
+        WeightType::F16 => {
+            let h: Vec<half::f16> = b.iter().map(|&x| half::f16::from_f32(x)).collect();
+            b = h.iter().map(|x| x.to_f32()).collect();
+            Tensor::from_f16(gpu, &sb, &h).unwrap()
+        }
+        WeightType::Bf16 => {
+            let h: Vec<half::bf16> = b.iter().map(|&x| half::bf16::from_f32(x)).collect();
+            b = h.iter().map(|x| x.to_f32()).collect();
+            Tensor::from_bf16(gpu, &sb, &h).unwrap()
+        }
+    };
+    let ta = Tensor::from_f32(gpu, &sa, &a).unwrap();
+    let tbias = Tensor::from_f32(gpu, &[c.n], &bias).unwrap();
+    let opts = MatmulOptions {
+        trans_a: c.trans_a,
+        trans_b: c.trans_b,
+        activation: act,
+    };
+    let out = matmul(&ta, &tb, with_bias.then_some(&tbias), opts).unwrap();
+    let (expected, abs_sum) = reference(c, &a, &b, with_bias.then_some(&bias), act);
+    // f32 accumulation of K products: |error| <= K·2⁻²³·Σ|a·b| (a worst-case bound; fma keeps each
+    // product exact before the add), plus one rounding of the result.
+    let atol = c.k as f64 * 1.2e-7 * abs_sum + 1e-6;
+    let what = format!(
+        "matmul m{} n{} k{} batch {:?} ta {} tb {} bb {} bias {with_bias} {act:?}",
+        c.m, c.n, c.k, c.batch, c.trans_a, c.trans_b, c.b_batched
+    );
+    let mut shape = c.batch.clone();
+    shape.extend([c.m, c.n]);
+    assert_eq!(out.shape(), &shape[..]);
+    assert_close(&what, &out, &expected, atol, 1e-6);
+}
+
+fn case(
+    batch: &[usize],
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    b_batched: bool,
+) -> Case {
+    Case {
+        batch: batch.to_vec(),
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        b_batched,
+    }
+}
+
+#[test]
+fn both_variants_all_transposes_and_batching() {
+    for cpu in [true, false] {
+        let g = gpu_variant(cpu);
+        let mut seed = 10;
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            for bb in [false, true] {
+                seed += 1;
+                run(
+                    g,
+                    &case(&[3], 37, 29, 41, ta, tb, bb),
+                    WeightType::F32,
+                    false,
+                    Activation::None,
+                    seed,
+                );
+            }
+        }
+        run(
+            g,
+            &case(&[], 1, 1, 1, false, false, false),
+            WeightType::F32,
+            false,
+            Activation::None,
+            5,
+        );
+        run(
+            g,
+            &case(&[2, 2], 70, 67, 130, false, true, false),
+            WeightType::F32,
+            true,
+            Activation::Gelu,
+            6,
+        );
+    }
+}
+
+#[test]
+fn sixteen_bit_weights_and_epilogues() {
+    for cpu in [true, false] {
+        let g = gpu_variant(cpu);
+        run(
+            g,
+            &case(&[2], 33, 45, 51, false, true, false),
+            WeightType::F16,
+            true,
+            Activation::Silu,
+            20,
+        );
+        run(
+            g,
+            &case(&[], 19, 66, 17, false, false, false),
+            WeightType::Bf16,
+            true,
+            Activation::Relu,
+            21,
+        );
+        run(
+            g,
+            &case(&[], 19, 66, 17, false, true, false),
+            WeightType::Bf16,
+            false,
+            Activation::Gelu,
+            22,
+        );
+    }
+}
+
+#[test]
+fn tile_multiples_take_the_unchecked_path() {
+    // 64 | M, N and 16 | K: the GPU variant compiles without bounds checks.
+    run(
+        gpu_variant(false),
+        &case(&[2], 128, 64, 48, false, false, false),
+        WeightType::F32,
+        true,
+        Activation::None,
+        30,
+    );
+    run(
+        gpu_variant(false),
+        &case(&[], 64, 128, 32, true, true, false),
+        WeightType::F16,
+        true,
+        Activation::Gelu,
+        31,
+    );
+}
+
+#[test]
+fn linear_layer_matches_reference() {
+    let mut rng = Rng::new(40);
+    let (rows, k, n) = (2 * 7, 23, 9);
+    let x = rng.vec(rows * k, -1.0, 1.0);
+    let w = rng.vec(n * k, -1.0, 1.0);
+    let bias = rng.vec(n, -1.0, 1.0);
+    let out = Tensor::from_f32(gpu(), &[2, 7, k], &x)
+        .unwrap()
+        .linear(
+            &Tensor::from_f32(gpu(), &[n, k], &w).unwrap(),
+            Some(&Tensor::from_f32(gpu(), &[n], &bias).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(out.shape(), &[2, 7, n]);
+    let c = case(&[], rows, n, k, false, true, false);
+    let (expected, _) = reference(&c, &x, &w, Some(&bias), Activation::None);
+    assert_close("linear", &out, &expected, 1e-5, 1e-5);
+}
+
+#[test]
+fn weights_larger_than_the_binding_limit() {
+    // A 16 KiB binding limit splits these weights over several buffers, as T5-XXL's 263 MB table
+    // is split on lavapipe's 128 MiB limit.
+    for cpu in [true, false] {
+        let g = Gpu::with_options(GpuOptions {
+            poison: true,
+            max_binding_size: Some(16 * 1024),
+            cpu_kernels: Some(cpu),
+        })
+        .unwrap();
+        // [N, K] = [300, 40] f32: 48 KB -> column blocks of the output.
+        run(
+            &g,
+            &case(&[], 5, 300, 40, false, true, false),
+            WeightType::F32,
+            true,
+            Activation::Gelu,
+            50,
+        );
+        // [K, N] = [300, 40] f16: 24 KB -> split-K accumulation, epilogue after the last chunk.
+        run(
+            &g,
+            &case(&[], 5, 40, 300, false, false, false),
+            WeightType::F16,
+            true,
+            Activation::Gelu,
+            51,
+        );
+        let w = Tensor::from_f32(&g, &[300, 40], &vec![0.5; 12000]).unwrap();
+        assert!(w.is_chunked());
+        // Anything else on a chunked tensor is a clear error, not a wrong answer.
+        let err = w.gelu().unwrap_err().to_string();
+        assert!(err.contains("limit"), "{err}");
+    }
+}
+
+#[test]
+fn shape_errors_name_the_op_and_shapes() {
+    let g = gpu();
+    let a = Tensor::from_f32(g, &[3, 4], &[0.0; 12]).unwrap();
+    let b = Tensor::from_f32(g, &[5, 6], &[0.0; 30]).unwrap();
+    let err = a.matmul(&b).unwrap_err().to_string();
+    assert!(
+        err.contains("matmul") && err.contains("[3, 4]") && err.contains("[5, 6]"),
+        "{err}"
+    );
+    let v = Tensor::from_f32(g, &[4], &[0.0; 4]).unwrap();
+    assert!(a.matmul(&v).is_err());
+    let bias = Tensor::from_f32(g, &[7], &[0.0; 7]).unwrap();
+    let w = Tensor::from_f32(g, &[6, 4], &[0.0; 24]).unwrap();
+    assert!(a
+        .linear(&w, Some(&bias))
+        .unwrap_err()
+        .to_string()
+        .contains("bias"));
+    let bb = Tensor::from_f32(g, &[2, 4, 6], &[0.0; 48]).unwrap();
+    assert!(Tensor::from_f32(g, &[3, 3, 4], &[0.0; 36])
+        .unwrap()
+        .matmul(&bb)
+        .is_err());
+}

@@ -1,3 +1,30 @@
-use crate::Kernel;
+//! Reduction kernels: sums over the middle axis of an [outer, r, inner] view (sum and mean over any
+//! set of dims are built from these by the engine) and the per-sample quantile by radix select.
 
-pub static KERNELS: &[&Kernel] = &[];
+use crate::{Input, InputClass::Float, Kernel};
+
+/// `WG` lanes as `TX` columns × `WG/TX` lanes along the reduced axis; both powers of two.
+pub static SUM: Kernel = Kernel {
+    name: "reduce_sum",
+    body: include_str!("../wgsl/reduce_sum.wgsl"),
+    inputs: &[Input {
+        name: "x",
+        class: Float,
+    }],
+    outputs: &["out"],
+    constants: &[("WG", "256u"), ("TX", "1u")],
+};
+
+/// One workgroup of 256 lanes per sample (the histogram has 256 bins, one per lane).
+pub static QUANTILE: Kernel = Kernel {
+    name: "reduce_quantile",
+    body: include_str!("../wgsl/reduce_quantile.wgsl"),
+    inputs: &[Input {
+        name: "x",
+        class: Float,
+    }],
+    outputs: &["out"],
+    constants: &[],
+};
+
+pub static KERNELS: &[&Kernel] = &[&SUM, &QUANTILE];

@@ -1,3 +1,80 @@
-use crate::Kernel;
+//! Shape kernels: a strided block copy (concat, slice, split), a general permutation, nearest 2×
+//! upsampling, bilinear resizing (align_corners), 2×2 average pooling and the embedding gather.
+//! All but the gather read one float input `x` and write `out`; all use flat one-element-per-lane grids.
 
-pub static KERNELS: &[&Kernel] = &[];
+use crate::{
+    Input,
+    InputClass::{Float, Int},
+    Kernel,
+};
+
+const X: &[Input] = &[Input {
+    name: "x",
+    class: Float,
+}];
+
+pub static COPY: Kernel = Kernel {
+    name: "shape_copy",
+    body: include_str!("../wgsl/shape_copy.wgsl"),
+    inputs: X,
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
+pub static PERMUTE: Kernel = Kernel {
+    name: "shape_permute",
+    body: include_str!("../wgsl/shape_permute.wgsl"),
+    inputs: X,
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
+pub static UPSAMPLE_NEAREST2X: Kernel = Kernel {
+    name: "shape_upsample_nearest2x",
+    body: include_str!("../wgsl/shape_upsample.wgsl"),
+    inputs: X,
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
+pub static RESIZE_BILINEAR: Kernel = Kernel {
+    name: "shape_resize_bilinear",
+    body: include_str!("../wgsl/shape_resize.wgsl"),
+    inputs: X,
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
+pub static AVG_POOL2X2: Kernel = Kernel {
+    name: "shape_avg_pool2x2",
+    body: include_str!("../wgsl/shape_avgpool.wgsl"),
+    inputs: X,
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
+pub static EMBEDDING: Kernel = Kernel {
+    name: "shape_embedding",
+    body: include_str!("../wgsl/shape_embedding.wgsl"),
+    inputs: &[
+        Input {
+            name: "table",
+            class: Float,
+        },
+        Input {
+            name: "ids",
+            class: Int,
+        },
+    ],
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
+pub static KERNELS: &[&Kernel] = &[
+    &COPY,
+    &PERMUTE,
+    &UPSAMPLE_NEAREST2X,
+    &RESIZE_BILINEAR,
+    &AVG_POOL2X2,
+    &EMBEDDING,
+];

@@ -1,0 +1,76 @@
+// Normalise rows: y = (x − mean)·rsqrt(M2/n + eps) (mean 0 for RMS), then ·gamma + beta per
+// channel, then ·(1 + scale) + shift per (sample, channel), then the activation ACT.
+// FUSED: one workgroup per row computes the row's statistics itself. Otherwise workgroup w handles
+// split w % splits of row w / splits and merges the row's partials from norm_stats (splits ≤ WG).
+
+var<workgroup> part: array<vec4<f32>, WG>;
+
+// Chan's merge of (count, shift, mean − shift, M2). The result keeps a's shift, which stays within
+// the data's spread of the mean, so the final x − shift is still exact for values near the mean.
+fn merge(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    if (b.x == 0.0) {
+        return a;
+    }
+    if (a.x == 0.0) {
+        return b;
+    }
+    let n = a.x + b.x;
+    let f = b.x / n;
+    let d = (b.y - a.y) + (b.z - a.z);
+    return vec4<f32>(n, a.y, a.z + d * f, a.w + b.w + d * d * a.x * f);
+}
+
+fn merged_stats(row: u32, lid: u32) -> vec3<f32> {
+    var v = vec4<f32>(0.0);
+    if (lid < p.splits) {
+        let start = lid * p.chunk;
+        let j = 3u * (row * p.splits + lid);
+        v = vec4<f32>(f32(min(start + p.chunk, p.n) - start), ld_stats(j), ld_stats(j + 1u),
+                      ld_stats(j + 2u));
+    }
+    part[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            part[lid] = merge(part[lid], part[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    return part[0].yzw;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let w = group_index(wid, nwg);
+    if (w >= p.rows * p.splits) {
+        return;
+    }
+    let row = w / p.splits;
+    let base = row * p.n;
+    let start = (w % p.splits) * p.chunk;
+    let end = min(start + p.chunk, p.n);
+    var st: vec3<f32>;
+    if (FUSED) {
+        st = chunk_stats(base, 0u, p.n, lid);
+    } else {
+        st = merged_stats(row, lid);
+    }
+    let rstd = inverseSqrt(st.z / f32(p.n) + p.eps);
+    let c0 = (row % p.groups) * p.cpg;
+    let ss = (row / p.groups) * p.channels;
+    for (var i = start + lid; i < end; i = i + WG) {
+        var y = ((ld_x(base + i) - st.x) - st.y) * rstd;
+        let c = c0 + i / p.spatial;
+        if (HAS_GAMMA) {
+            y = y * ld_gamma(c);
+        }
+        if (HAS_BETA) {
+            y = y + ld_beta(c);
+        }
+        if (HAS_SS) {
+            y = y * (1.0 + ld_scale(ss + c)) + ld_shift(ss + c);
+        }
+        out[base + i] = activate(y, ACT);
+    }
+}

@@ -1,0 +1,66 @@
+// Shared by norm_stats and norm: the Params, a workgroup sum, and the statistics of a run of x.
+//
+// A "row" is a contiguous run of n elements normalised together: one (sample, group) of a group
+// norm, or one vector of a layer or RMS norm. Statistics are kept as (shift, mean − shift, M2) with
+// M2 = Σ(x − mean)²: the shift is a first-pass mean, so x − shift is exact (or exactly rounded) and the
+// centred sums keep full precision however large the mean is relative to the spread
+// (1000 + N(0,1) would lose everything in E[x²] − E[x]²).
+struct Params {
+    n: u32,         // row length
+    rows: u32,
+    splits: u32,    // workgroups per row; 1 when the row fits one workgroup (FUSED)
+    chunk: u32,     // elements per split
+    groups: u32,    // rows per sample (group norm), else 1
+    cpg: u32,       // channels per row
+    spatial: u32,   // elements per channel
+    channels: u32,  // channels per sample: the row stride of scale and shift
+    eps: f32,
+}
+
+var<workgroup> red: array<vec2<f32>, WG>;
+
+// Tree sum over the workgroup; every invocation gets the total. WG is a power of two.
+fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    // Nobody may overwrite red[0] before everyone has read it.
+    workgroupBarrier();
+    return r;
+}
+
+// (shift, mean − shift, M2) of x[base + start .. base + end), end > start. For RMS the mean is
+// not subtracted: (0, 0, Σx²).
+fn chunk_stats(base: u32, start: u32, end: u32, lid: u32) -> vec3<f32> {
+    if (RMS) {
+        var q = 0.0;
+        for (var i = start + lid; i < end; i = i + WG) {
+            let v = ld_x(base + i);
+            q = q + v * v;
+        }
+        return vec3<f32>(0.0, 0.0, workgroup_sum(lid, vec2<f32>(q, 0.0)).x);
+    }
+    let cnt = f32(end - start);
+    var s = 0.0;
+    for (var i = start + lid; i < end; i = i + WG) {
+        s = s + ld_x(base + i);
+    }
+    let shift = workgroup_sum(lid, vec2<f32>(s, 0.0)).x / cnt;
+    // Corrected two-pass (Chan, Golub & LeVeque): the residual sum d repairs the first-pass mean's
+    // rounding, and q − d²/cnt removes its effect on M2.
+    var d = 0.0;
+    var q = 0.0;
+    for (var i = start + lid; i < end; i = i + WG) {
+        let v = ld_x(base + i) - shift;
+        d = d + v;
+        q = q + v * v;
+    }
+    let dq = workgroup_sum(lid, vec2<f32>(d, q));
+    return vec3<f32>(shift, dq.x / cnt, max(dq.y - dq.x * dq.x / cnt, 0.0));
+}

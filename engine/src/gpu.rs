@@ -304,6 +304,18 @@ impl Gpu {
         self.0.recorder.lock().unwrap().dispatches
     }
 
+    /// Dispatches of the kernel named `kernel` since the device was created.
+    pub fn kernel_dispatches(&self, kernel: &str) -> u64 {
+        self.0
+            .recorder
+            .lock()
+            .unwrap()
+            .per_kernel
+            .get(kernel)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Release every pooled buffer that no tensor holds.
     pub fn trim_pool(&self) {
         self.synchronize().ok();

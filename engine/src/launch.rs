@@ -206,6 +206,7 @@ impl Gpu {
             &bufs,
         );
         rec.dispatch(
+            l.kernel.name,
             self.device(),
             self.queue(),
             &pipeline.pipeline,

@@ -10,6 +10,7 @@ mod pool;
 mod recorder;
 mod tensor;
 
+pub mod grad;
 pub mod ops;
 pub mod random;
 

@@ -17,6 +17,8 @@ pub struct Recorder {
     pub dispatches: u64,
     /// Submissions made since the device was created.
     pub submissions: u64,
+    /// Dispatches per kernel name (pruning tests count these).
+    pub per_kernel: std::collections::HashMap<&'static str, u64>,
 }
 
 impl Recorder {
@@ -35,12 +37,15 @@ impl Recorder {
             arena_bytes: Vec::new(),
             dispatches: 0,
             submissions: 0,
+            per_kernel: Default::default(),
         }
     }
 
     /// Record one dispatch with `params` (at most [`PARAMS_SLOT`] bytes).
+    #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &mut self,
+        kernel: &'static str,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         pipeline: &wgpu::ComputePipeline,
@@ -73,6 +78,7 @@ impl Recorder {
         pass.set_bind_group(0, bind_group, &[offset]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         self.dispatches += 1;
+        *self.per_kernel.entry(kernel).or_default() += 1;
     }
 
     /// The encoder, with no compute pass open, for copies that must stay in order with dispatches.

@@ -54,6 +54,8 @@ pub(crate) struct Storage {
     pub chunks: Vec<Arc<PooledBuffer>>,
     /// Rows along dimension 0 per chunk (the last chunk may hold fewer).
     pub rows_per_chunk: usize,
+    /// Filled with poison and followed by guard words (poison mode, op outputs only).
+    pub guarded: bool,
 }
 
 impl Drop for Storage {
@@ -72,6 +74,8 @@ pub struct Tensor {
     shape: Vec<usize>,
     dtype: DType,
     pub(crate) storage: Arc<Storage>,
+    /// The autodiff node that produced this tensor, if it is tracked (see `grad`).
+    pub(crate) node: Option<Arc<crate::grad::Node>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -143,12 +147,17 @@ impl Tensor {
         if self.is_chunked() && shape.first() != self.shape.first() {
             return shape_err("reshape", "a chunked tensor keeps its first dimension");
         }
-        Ok(Tensor {
+        let from = self.shape.clone();
+        let out = Tensor {
             gpu: self.gpu.clone(),
             shape: shape.to_vec(),
             dtype: self.dtype,
             storage: self.storage.clone(),
-        })
+            node: None,
+        };
+        Ok(crate::grad::record("reshape", out, &[self], move |g, _| {
+            Ok(vec![Some(g.reshape(&from)?)])
+        }))
     }
 
     /// Upload raw little-endian bytes of `dtype` elements.
@@ -215,12 +224,14 @@ impl Tensor {
             gpu: gpu.0.clone(),
             chunks,
             rows_per_chunk,
+            guarded: false,
         });
         Ok(Tensor {
             gpu: gpu.clone(),
             shape: shape.to_vec(),
             dtype,
             storage,
+            node: None,
         })
     }
 
@@ -270,12 +281,14 @@ impl Tensor {
             gpu: gpu.0.clone(),
             chunks: vec![buf],
             rows_per_chunk: shape.first().copied().unwrap_or(1),
+            guarded: gpu.0.poison,
         });
         let t = Tensor {
             gpu: gpu.clone(),
             shape: shape.to_vec(),
             dtype: DType::F32,
             storage,
+            node: None,
         };
         if gpu.0.poison {
             let words = (t.storage.chunks[0].capacity / 4) as usize;
@@ -342,7 +355,7 @@ impl Tensor {
     /// In poison mode: true when every word after the tensor's data in its buffer still holds the
     /// poison, i.e. no kernel wrote out of bounds. Always true outside poison mode.
     pub fn guards_intact(&self) -> Result<bool> {
-        if !self.gpu.0.poison || self.is_chunked() || self.dtype != DType::F32 {
+        if !self.storage.guarded {
             return Ok(true);
         }
         let cap = self.storage.chunks[0].capacity as usize;

@@ -3,6 +3,10 @@
 use iterinv_kernels::families::elementwise::{BINARY, FILL, UNARY};
 
 use crate::error::{shape_err, Result};
+use crate::grad::{
+    self,
+    elementwise::{binary_grad, unary_grad},
+};
 use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::tensor::Tensor;
 
@@ -38,10 +42,12 @@ pub enum Unary {
     Recip {
         numerator: f32,
     },
+    /// −1, 0 or 1 (gradient zero).
+    Sign,
 }
 
 impl Unary {
-    fn code_and_args(self) -> (u32, f32, f32) {
+    pub(crate) fn code_and_args(self) -> (u32, f32, f32) {
         match self {
             Unary::Identity => (0, 0.0, 0.0),
             Unary::Gelu => (1, 0.0, 0.0),
@@ -59,6 +65,7 @@ impl Unary {
             Unary::Clamp { min, max } => (13, min, max),
             Unary::Affine { scale, shift } => (14, scale, shift),
             Unary::Recip { numerator } => (15, numerator, 0.0),
+            Unary::Sign => (16, 0.0, 0.0),
         }
     }
 }
@@ -128,6 +135,10 @@ pub fn unary(x: &Tensor, op: Unary) -> Result<Tensor> {
         return Ok(out);
     }
     let (code, a, b) = op.code_and_args();
+    let saved = x.clone();
+    let out = grad::record("unary", out, &[x], move |g, _| {
+        Ok(vec![Some(unary_grad(&saved, g, op)?)])
+    });
     gpu.launch(
         Launch::new(&UNARY)
             .constant("OP", format!("{code}u"))
@@ -163,6 +174,10 @@ pub fn binary(x: &Tensor, y: &Tensor, op: Binary) -> Result<Tensor> {
         .u32_array(&broadcast_strides(x.shape(), &shape), MAX_RANK)
         .u32_array(&broadcast_strides(y.shape(), &shape), MAX_RANK);
     let code = op as u32;
+    let (sx, sy) = (x.clone(), y.clone());
+    let out = grad::record("binary", out, &[x, y], move |g, needed| {
+        binary_grad(&sx, &sy, g, op, needed)
+    });
     gpu.launch(
         Launch::new(&BINARY)
             .constant("OP", format!("{code}u"))
@@ -214,6 +229,7 @@ unary_methods! {
     log => Unary::Log;
     /// An f32 copy (16-bit storage widened exactly).
     to_f32 => Unary::Identity;
+    sign => Unary::Sign;
 }
 
 impl Tensor {
@@ -262,5 +278,8 @@ impl Tensor {
     }
     pub fn minimum(&self, y: &Tensor) -> Result<Tensor> {
         binary(self, y, Binary::Min)
+    }
+    pub fn neg(&self) -> Result<Tensor> {
+        self.affine(-1.0, 0.0)
     }
 }

@@ -9,7 +9,9 @@
 use iterinv_kernels::families::matmul::{MATMUL_DIRECT, MATMUL_TILED};
 
 use crate::error::{shape_err, Result};
+use crate::grad::{self, matmul::matmul_grad};
 use crate::launch::{expect_float, to_u32, Launch, Params};
+use crate::ops::elementwise::unary;
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
@@ -96,10 +98,29 @@ pub fn matmul(
         expect_float(OP, "bias", bias)?;
     }
     let g = geometry(a, b, bias, &opts)?;
+    let mut inputs = vec![a, b];
+    inputs.extend(bias);
+    if opts.activation != Activation::None && grad::recording(&inputs) {
+        // Differentiating through the epilogue needs the pre-activation: record it as two ops.
+        let z = matmul(
+            a,
+            b,
+            bias,
+            MatmulOptions {
+                activation: Activation::None,
+                ..opts
+            },
+        )?;
+        return unary(&z, opts.activation.into());
+    }
     let mut out_shape = a.shape()[..a.rank() - 2].to_vec();
     out_shape.extend([g.m, g.n]);
     let gpu = a.gpu();
+    let (sa, sb) = (a.detach(), b.detach());
     let out = Tensor::uninit(gpu, &out_shape, OP)?;
+    let out = grad::record(OP, out, &inputs, move |g, needed| {
+        matmul_grad(&sa, &sb, opts, g, needed)
+    });
     if out.numel() == 0 {
         return Ok(out);
     }

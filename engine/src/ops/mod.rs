@@ -36,3 +36,15 @@ impl Activation {
         }
     }
 }
+
+impl From<Activation> for elementwise::Unary {
+    fn from(a: Activation) -> Self {
+        match a {
+            Activation::None => elementwise::Unary::Identity,
+            Activation::Gelu => elementwise::Unary::Gelu,
+            Activation::GeluTanh => elementwise::Unary::GeluTanh,
+            Activation::Silu => elementwise::Unary::Silu,
+            Activation::Relu => elementwise::Unary::Relu,
+        }
+    }
+}

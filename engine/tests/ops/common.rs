@@ -104,3 +104,124 @@ pub fn assert_close(what: &str, out: &Tensor, expected: &[f64], atol: f64, rtol:
         expected[i]
     );
 }
+
+/// One input of a gradient check: its shape, values, and whether its gradient is checked.
+pub struct GradInput {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+    pub wrt: bool,
+}
+
+impl GradInput {
+    pub fn new(shape: &[usize], data: Vec<f32>, wrt: bool) -> GradInput {
+        assert_eq!(shape.iter().product::<usize>(), data.len());
+        GradInput {
+            shape: shape.to_vec(),
+            data,
+            wrt,
+        }
+    }
+}
+
+/// Check an op's vector-Jacobian products against central finite differences of its f64 CPU
+/// reference. `gpu_f` builds the op from the uploaded inputs (tracked where `wrt`); `cpu_f` is the
+/// reference forward on the inputs as f64 (row-major). A random cotangent c defines the scalar
+/// L(x) = Σ c·f(x); every checked input element (at most `max_elems` per input, spread evenly) gets
+/// dL/dx ≈ (L(x+h) − L(x−h)) / 2h with h = 1e-4 in f64, whose truncation error (~h²·f''') is far
+/// below f32 noise. The GPU gradient must agree within `rtol` of the largest gradient magnitude of
+/// that input (f32 accumulation noise scales with it) — the forward output is checked too.
+pub fn check_vjp(
+    what: &str,
+    inputs: &[GradInput],
+    gpu_f: impl Fn(&[Tensor]) -> Tensor,
+    cpu_f: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    rtol: f64,
+    max_elems: usize,
+) {
+    let g = gpu();
+    let tensors: Vec<Tensor> = inputs
+        .iter()
+        .map(|i| {
+            let t = Tensor::from_f32(g, &i.shape, &i.data).unwrap();
+            if i.wrt {
+                t.requires_grad()
+            } else {
+                t
+            }
+        })
+        .collect();
+    let out = gpu_f(&tensors);
+    let x64: Vec<Vec<f64>> = inputs.iter().map(|i| f64s(&i.data)).collect();
+    let reference = cpu_f(&x64);
+    let scale = reference
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .max(1e-30);
+    assert_close(
+        &format!("{what} forward"),
+        &out,
+        &reference,
+        rtol * scale,
+        0.0,
+    );
+
+    let mut rng = Rng::new(0x5eed);
+    let cot = rng.vec(out.numel(), -1.0, 1.0);
+    let cot_t = Tensor::from_f32(g, out.shape(), &cot).unwrap();
+    let wrt: Vec<&Tensor> = tensors
+        .iter()
+        .zip(inputs)
+        .filter(|(_, i)| i.wrt)
+        .map(|(t, _)| t)
+        .collect();
+    let grads = iterinv_engine::grad::grad(&[&out], &[&cot_t], &wrt).unwrap();
+    let loss = |x: &[Vec<f64>]| {
+        cpu_f(x)
+            .iter()
+            .zip(&cot)
+            .map(|(y, c)| y * *c as f64)
+            .sum::<f64>()
+    };
+    let mut gi = 0;
+    for (k, input) in inputs.iter().enumerate() {
+        if !input.wrt {
+            continue;
+        }
+        let got = grads[gi].to_vec().unwrap();
+        assert!(
+            grads[gi].guards_intact().unwrap(),
+            "{what}: gradient {k} overwrote its guard words"
+        );
+        gi += 1;
+        assert_eq!(
+            got.len(),
+            input.data.len(),
+            "{what}: gradient {k} has the wrong size"
+        );
+        let n = input.data.len();
+        let step = (n / max_elems.max(1)).max(1);
+        let mut numeric = Vec::new();
+        for j in (0..n).step_by(step) {
+            let h = 1e-4;
+            let mut x = x64.clone();
+            x[k][j] += h;
+            let up = loss(&x);
+            x[k][j] -= 2.0 * h;
+            let down = loss(&x);
+            numeric.push((j, (up - down) / (2.0 * h)));
+        }
+        let gscale = numeric
+            .iter()
+            .fold(0.0f64, |m, (_, v)| m.max(v.abs()))
+            .max(1e-6);
+        for (j, num) in numeric {
+            let gv = got[j] as f64;
+            assert!(gv.is_finite(), "{what}: d/dx{k}[{j}] is {gv}");
+            assert!(
+                (gv - num).abs() <= rtol * gscale,
+                "{what}: d/dx{k}[{j}] is {gv}, finite differences give {num} (tolerance {} of scale {gscale})",
+                rtol
+            );
+        }
+    }
+}

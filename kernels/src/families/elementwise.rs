@@ -31,6 +31,24 @@ pub static BINARY: Kernel = Kernel {
     constants: &[("OP", "0u"), ("WG", "256u")],
 };
 
+/// dx = g · f'(x) for the maps of `UNARY` (same `OP` codes).
+pub static UNARY_GRAD: Kernel = Kernel {
+    name: "unary_grad",
+    body: include_str!("../wgsl/unary_grad.wgsl"),
+    inputs: &[
+        Input {
+            name: "x",
+            class: Float,
+        },
+        Input {
+            name: "g",
+            class: Float,
+        },
+    ],
+    outputs: &["out"],
+    constants: &[("OP", "0u"), ("WG", "256u")],
+};
+
 pub static FILL: Kernel = Kernel {
     name: "fill",
     body: include_str!("../wgsl/fill.wgsl"),
@@ -39,4 +57,4 @@ pub static FILL: Kernel = Kernel {
     constants: &[("WG", "256u")],
 };
 
-pub static KERNELS: &[&Kernel] = &[&UNARY, &BINARY, &FILL];
+pub static KERNELS: &[&Kernel] = &[&UNARY, &UNARY_GRAD, &BINARY, &FILL];

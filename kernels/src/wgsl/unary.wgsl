@@ -17,6 +17,7 @@ const OP_LOG: u32 = 12u;
 const OP_CLAMP: u32 = 13u;   // clamp(x, a, b)
 const OP_AFFINE: u32 = 14u;  // x·a + b
 const OP_RECIP: u32 = 15u;   // a / x
+const OP_SIGN: u32 = 16u;
 
 fn apply(x: f32) -> f32 {
     switch OP {
@@ -35,6 +36,7 @@ fn apply(x: f32) -> f32 {
         case 13u: { return clamp(x, p.a, p.b); }
         case 14u: { return x * p.a + p.b; }
         case 15u: { return p.a / x; }
+        case 16u: { return sign(x); }
         default: { return x; }
     }
 }

@@ -12,6 +12,7 @@ mod tensor;
 
 pub mod grad;
 pub mod ops;
+pub mod optim;
 pub mod random;
 
 pub use error::{Error, Result};

@@ -15,6 +15,7 @@ mod grad_shape;
 mod grad_tape;
 mod matmul;
 mod norm;
+mod optim;
 mod reduce;
 mod shape;
 mod softmax;

@@ -6,6 +6,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod matmul;
 pub mod norm;
+pub mod optim;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;
@@ -23,6 +24,7 @@ pub fn all() -> Vec<&'static Kernel> {
         attention::KERNELS,
         shape::KERNELS,
         reduce::KERNELS,
+        optim::KERNELS,
     ]
     .concat()
 }

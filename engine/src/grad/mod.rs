@@ -14,7 +14,8 @@
 mod checkpoint;
 pub(crate) mod elementwise;
 pub(crate) mod matmul;
-mod shape;
+pub(crate) mod reduce;
+pub(crate) mod shape;
 
 pub use checkpoint::checkpoint;
 

@@ -1,9 +1,11 @@
 //! Reductions: sum and mean over any set of dims (f32 accumulation, workgroup trees), and the
-//! per-sample quantile (radix select on the GPU, no sort) that IF's dynamic thresholding needs.
+//! per-sample quantile (radix select on the GPU, no sort) that IF's dynamic thresholding needs. All
+//! three record their backward rules (in `grad::reduce`) when the input is tracked.
 
 use iterinv_kernels::families::reduce::{QUANTILE, SUM};
 
 use crate::error::{invalid, shape_err, Result};
+use crate::grad::{self, reduce as rules};
 use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::tensor::Tensor;
 
@@ -114,14 +116,13 @@ fn reduce(
         cur = sum_axis(op, &cur, outer, r, inner, if k == 0 { scale } else { 1.0 })?;
         cur_shape.drain(a..=b);
     }
-    let out_shape: Vec<usize> = if keepdim {
-        (0..shape.len())
-            .map(|d| if sorted.contains(&d) { 1 } else { shape[d] })
-            .collect()
-    } else {
-        cur_shape
-    };
-    cur.reshape(&out_shape)
+    let keep_shape: Vec<usize> = (0..shape.len())
+        .map(|d| if sorted.contains(&d) { 1 } else { shape[d] })
+        .collect();
+    let out = cur.reshape(if keepdim { &keep_shape } else { &cur_shape })?;
+    Ok(grad::record(op, out, &[x], move |g, _| {
+        Ok(vec![Some(rules::sum_grad(g, &keep_shape, &shape, scale)?)])
+    }))
 }
 
 /// Sum over `dims` (any distinct dims, in any order), accumulated in f32.
@@ -149,18 +150,38 @@ pub fn quantile(x: &Tensor, q: f32) -> Result<Tensor> {
     }
     let batch = x.shape()[0];
     let out = Tensor::uninit(x.gpu(), &[batch], op)?;
-    if batch == 0 {
-        return Ok(out);
+    // An empty batch still records, so its (empty) gradient can be asked for.
+    let (mut k_lo, mut k_hi, mut w) = (0, 0, 0.0);
+    if let Some(n) = x.numel().checked_div(batch) {
+        if n == 0 {
+            return shape_err(
+                op,
+                format!("the samples of shape {:?} are empty", x.shape()),
+            );
+        }
+        let pos = q * (n - 1) as f32;
+        let (lo, hi) = (pos.floor(), pos.ceil());
+        (k_lo, k_hi, w) = ((lo as usize).min(n - 1), (hi as usize).min(n - 1), pos - lo);
+        select_ranks(op, x, &out, k_lo, k_hi, w)?;
     }
-    let n = x.numel() / batch;
-    if n == 0 {
-        return shape_err(
-            op,
-            format!("the samples of shape {:?} are empty", x.shape()),
-        );
-    }
-    let pos = q * (n - 1) as f32;
-    let (lo, hi) = (pos.floor(), pos.ceil());
+    let saved = x.detach();
+    Ok(grad::record(op, out, &[x], move |g, _| {
+        Ok(vec![Some(rules::quantile_grad(&saved, g, k_lo, k_hi, w)?)])
+    }))
+}
+
+/// out[b] = v_lo + (v_hi − v_lo)·w where v_lo, v_hi are the elements of sample b at ranks k_lo and
+/// k_hi in ascending order (w = 0 or k_lo = k_hi gives v_lo exactly).
+pub(crate) fn select_ranks(
+    op: &'static str,
+    x: &Tensor,
+    out: &Tensor,
+    k_lo: usize,
+    k_hi: usize,
+    w: f32,
+) -> Result<()> {
+    let batch = out.numel();
+    let n = x.numel() / batch.max(1);
     let gpu = x.gpu();
     gpu.launch(
         Launch::new(&QUANTILE)
@@ -170,13 +191,12 @@ pub fn quantile(x: &Tensor, q: f32) -> Result<Tensor> {
                 Params::new()
                     .u32(to_u32(op, batch)?)
                     .u32(to_u32(op, n)?)
-                    .u32((lo as u32).min(n as u32 - 1))
-                    .u32((hi as u32).min(n as u32 - 1))
-                    .f32(pos - lo),
+                    .u32(to_u32(op, k_lo)?)
+                    .u32(to_u32(op, k_hi)?)
+                    .f32(w),
             )
             .groups(gpu.grid(batch as u64)?),
-    )?;
-    Ok(out)
+    )
 }
 
 impl Tensor {

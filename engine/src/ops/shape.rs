@@ -1,6 +1,8 @@
 //! Shape ops: concat, slice, split, chunk, permute/transpose, nearest 2× upsampling, bilinear resize
 //! (align_corners), 2×2 average pooling and the embedding gather. Outputs are fresh contiguous f32
-//! tensors (16-bit inputs are widened); `reshape` (free) lives on [`Tensor`].
+//! tensors (16-bit inputs are widened); `reshape` (free) lives on [`Tensor`]. Every op records its
+//! backward rule (in `grad::shape`) when an input is tracked; the launchers the rules share with the
+//! forward ops (block copy, strided gather, 2×2 block sums, padded nearest upsampling) live here.
 
 use iterinv_kernels::families::shape::{
     AVG_POOL2X2, COPY, EMBEDDING, PERMUTE, RESIZE_BILINEAR, UPSAMPLE_NEAREST2X,
@@ -8,6 +10,7 @@ use iterinv_kernels::families::shape::{
 use iterinv_kernels::Kernel;
 
 use crate::error::{invalid, shape_err, Error, Result};
+use crate::grad::{self, shape as rules};
 use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::tensor::{DType, Tensor};
 
@@ -35,8 +38,7 @@ fn outer_inner(shape: &[usize], dim: usize) -> (usize, usize) {
 }
 
 /// Copy x[o, src_off..src_off+len, i] to out[o, dst_off.., i] (x seen as [outer, src_d, inner]).
-#[allow(clippy::too_many_arguments)]
-fn block_copy(
+pub(crate) fn block_copy(
     op: &'static str,
     x: &Tensor,
     out: &Tensor,
@@ -100,7 +102,10 @@ pub fn concat(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
         block_copy(op, t, &out, dim, 0, t.shape()[dim], off)?;
         off += t.shape()[dim];
     }
-    Ok(out)
+    let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[dim]).collect();
+    Ok(grad::record(op, out, tensors, move |g, needed| {
+        rules::concat_grad(g, dim, &sizes, needed)
+    }))
 }
 
 /// Elements `start..end` of `dim` (end exclusive, `start == end` gives an empty tensor).
@@ -121,7 +126,10 @@ pub fn slice(x: &Tensor, dim: usize, start: usize, end: usize) -> Result<Tensor>
     shape[dim] = end - start;
     let out = Tensor::uninit(x.gpu(), &shape, op)?;
     block_copy(op, x, &out, dim, start, end - start, 0)?;
-    Ok(out)
+    let x_shape = x.shape().to_vec();
+    Ok(grad::record(op, out, &[x], move |g, _| {
+        Ok(vec![Some(rules::slice_grad(g, &x_shape, dim, start)?)])
+    }))
 }
 
 /// Consecutive parts of `dim` with the given sizes, which must add up to the dim's size (zero sizes
@@ -146,7 +154,12 @@ pub fn split(x: &Tensor, dim: usize, sizes: &[usize]) -> Result<Vec<Tensor>> {
         shape[dim] = len;
         let out = Tensor::uninit(x.gpu(), &shape, op)?;
         block_copy(op, x, &out, dim, off, len, 0)?;
-        parts.push(out);
+        // Each part is its own node; when several get gradients the tape adds their padded
+        // gradients (one full-size add per extra part).
+        let (x_shape, start) = (x.shape().to_vec(), off);
+        parts.push(grad::record(op, out, &[x], move |g, _| {
+            Ok(vec![Some(rules::slice_grad(g, &x_shape, dim, start)?)])
+        }));
         off += len;
     }
     Ok(parts)
@@ -195,11 +208,6 @@ pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
         );
     }
     let shape: Vec<usize> = perm.iter().map(|&d| x.shape()[d]).collect();
-    let out = Tensor::uninit(x.gpu(), &shape, op)?;
-    let n = out.numel();
-    if n == 0 {
-        return Ok(out);
-    }
     let mut stride = vec![1usize; r];
     for d in (0..r.saturating_sub(1)).rev() {
         stride[d] = stride[d + 1] * x.shape()[d + 1];
@@ -221,12 +229,55 @@ pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
             _ => dims.push((x.shape()[d], stride[d], d)),
         }
     }
+    let dims: Vec<(usize, usize)> = dims.iter().map(|d| (d.0, d.1)).collect();
+    let out = strided_gather(op, x, &shape, &dims, 1.0)?;
+    let inverse = {
+        let mut inv = vec![0; r];
+        for (i, &d) in perm.iter().enumerate() {
+            inv[d] = i;
+        }
+        inv
+    };
+    Ok(grad::record(op, out, &[x], move |g, _| {
+        Ok(vec![Some(permute(g, &inverse)?)])
+    }))
+}
+
+/// out = scale · x[Σ coord_d · stride_d] for out of shape `shape`, where `dims` lists (extent,
+/// input stride) of the output's dims after merging (row-major; their extents multiply to the
+/// output's size). A zero stride broadcasts (the backward of sum and mean).
+pub(crate) fn strided_gather(
+    op: &'static str,
+    x: &Tensor,
+    shape: &[usize],
+    dims: &[(usize, usize)],
+    scale: f32,
+) -> Result<Tensor> {
+    if dims.len() > MAX_RANK {
+        return shape_err(
+            op,
+            format!(
+                "{} dims remain after merging (shape {:?} from {:?}); at most {MAX_RANK}",
+                dims.len(),
+                shape,
+                x.shape()
+            ),
+        );
+    }
+    let out = Tensor::uninit(x.gpu(), shape, op)?;
+    let n = out.numel();
+    if n == 0 {
+        return Ok(out);
+    }
     let extents: Vec<u32> = dims.iter().map(|d| d.0 as u32).collect();
-    let strides: Vec<u32> = dims.iter().map(|d| d.1 as u32).collect();
+    let strides = dims
+        .iter()
+        .map(|d| to_u32(op, d.1))
+        .collect::<Result<Vec<u32>>>()?;
     let params = Params::new()
         .u32(to_u32(op, n)?)
         .u32(dims.len() as u32)
-        .u32(0)
+        .f32(scale)
         .u32(0)
         .u32_array(&extents, MAX_RANK)
         .u32_array(&strides, MAX_RANK);
@@ -295,13 +346,41 @@ fn launch_map(
 pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
     let op = "upsample_nearest2x";
     let (_, h, w) = planes(op, x)?;
+    let out = upsample2x_padded(op, x, 2 * h, 2 * w, 1.0)?;
+    Ok(grad::record(op, out, &[x], |g, _| {
+        Ok(vec![Some(block_sum2x2(
+            "upsample_nearest2x backward",
+            g,
+            1.0,
+        )?)])
+    }))
+}
+
+/// scale · x[.., y/2, x/2] for [B, C, H, W] into [B, C, out_h, out_w]; rows and columns past 2H, 2W
+/// are zeros (the backward of an odd-sized average pool needs one such row or column).
+pub(crate) fn upsample2x_padded(
+    op: &'static str,
+    x: &Tensor,
+    out_h: usize,
+    out_w: usize,
+    scale: f32,
+) -> Result<Tensor> {
     let s = x.shape();
+    let (h, w) = (s[2], s[3]);
     launch_map(
         op,
         &UPSAMPLE_NEAREST2X,
         x,
-        &[s[0], s[1], 2 * h, 2 * w],
-        |n| Params::new().u32(n).u32(h as u32).u32(w as u32),
+        &[s[0], s[1], out_h, out_w],
+        |n| {
+            Params::new()
+                .u32(n)
+                .u32(h as u32)
+                .u32(w as u32)
+                .u32(out_h as u32)
+                .u32(out_w as u32)
+                .f32(scale)
+        },
     )
 }
 
@@ -319,25 +398,29 @@ pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor>
             ),
         );
     }
-    // PyTorch's area_pixel_compute_scale, in f32 as it computes it for f32 tensors.
-    let scale = |i: usize, o: usize| {
-        if o > 1 {
-            (i as f32 - 1.0) / (o as f32 - 1.0)
-        } else {
-            0.0
-        }
-    };
     let s = x.shape();
-    launch_map(op, &RESIZE_BILINEAR, x, &[s[0], s[1], out_h, out_w], |n| {
+    let out = launch_map(op, &RESIZE_BILINEAR, x, &[s[0], s[1], out_h, out_w], |n| {
         Params::new()
             .u32(n)
             .u32(h as u32)
             .u32(w as u32)
             .u32(out_h as u32)
             .u32(out_w as u32)
-            .f32(scale(h, out_h))
-            .f32(scale(w, out_w))
-    })
+            .f32(bilinear_scale(h, out_h))
+            .f32(bilinear_scale(w, out_w))
+    })?;
+    Ok(grad::record(op, out, &[x], move |g, _| {
+        Ok(vec![Some(rules::resize_bilinear_grad(g, h, w)?)])
+    }))
+}
+
+/// PyTorch's area_pixel_compute_scale for align_corners, in f32 as it computes it for f32 tensors.
+pub(crate) fn bilinear_scale(input: usize, output: usize) -> f32 {
+    if output > 1 {
+        (input as f32 - 1.0) / (output as f32 - 1.0)
+    } else {
+        0.0
+    }
 }
 
 /// 2×2 average pooling with stride 2 of [B, C, H, W] to [B, C, H/2, W/2] (floored, as AvgPool2d(2)).
@@ -351,7 +434,24 @@ pub fn avg_pool2x2(x: &Tensor) -> Result<Tensor> {
             format!("input {:?} is smaller than the 2×2 window", x.shape()),
         );
     }
+    let out = block_sum2x2(op, x, 0.25)?;
+    Ok(grad::record(op, out, &[x], move |g, _| {
+        // Each input of a window gets a quarter of its gradient; a dropped odd row/column gets 0.
+        Ok(vec![Some(upsample2x_padded(
+            "avg_pool2x2 backward",
+            g,
+            h,
+            w,
+            0.25,
+        )?)])
+    }))
+}
+
+/// scale · (sum of each 2×2 block) of [B, C, H, W] into [B, C, H/2, W/2] (floored).
+pub(crate) fn block_sum2x2(op: &'static str, x: &Tensor, scale: f32) -> Result<Tensor> {
     let s = x.shape();
+    let (h, w) = (s[2], s[3]);
+    let (oh, ow) = (h / 2, w / 2);
     launch_map(op, &AVG_POOL2X2, x, &[s[0], s[1], oh, ow], |n| {
         Params::new()
             .u32(n)
@@ -359,6 +459,7 @@ pub fn avg_pool2x2(x: &Tensor) -> Result<Tensor> {
             .u32(w as u32)
             .u32(oh as u32)
             .u32(ow as u32)
+            .f32(scale)
     })
 }
 
@@ -392,9 +493,24 @@ pub fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     shape.push(d);
     let out = Tensor::uninit(table.gpu(), &shape, op)?;
     let n = out.numel();
-    if n == 0 {
-        return Ok(out);
+    if n > 0 {
+        gather_rows(op, table, ids, &out, vocab, d)?;
     }
+    let ids = ids.detach();
+    Ok(grad::record(op, out, &[table], move |g, _| {
+        Ok(vec![Some(rules::embedding_grad(g, &ids, vocab, d)?)])
+    }))
+}
+
+fn gather_rows(
+    op: &'static str,
+    table: &Tensor,
+    ids: &Tensor,
+    out: &Tensor,
+    vocab: usize,
+    d: usize,
+) -> Result<()> {
+    let n = out.numel();
     let gpu = table.gpu();
     let ids_binding = ids.bind(op)?;
     let groups = gpu.grid((n as u64).div_ceil(WG))?;
@@ -418,7 +534,7 @@ pub fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
                 .groups(groups),
         )?;
     }
-    Ok(out)
+    Ok(())
 }
 
 impl Tensor {

@@ -1,5 +1,6 @@
 //! Reduction kernels: sums over the middle axis of an [outer, r, inner] view (sum and mean over any
-//! set of dims are built from these by the engine) and the per-sample quantile by radix select.
+//! set of dims are built from these by the engine), the per-sample quantile by radix select, and
+//! the quantile's backward.
 
 use crate::{Input, InputClass::Float, Kernel};
 
@@ -27,4 +28,31 @@ pub static QUANTILE: Kernel = Kernel {
     constants: &[],
 };
 
-pub static KERNELS: &[&Kernel] = &[&SUM, &QUANTILE];
+/// One workgroup of 256 lanes per sample: `x` [batch, n], the output gradient `g` [batch] and the
+/// selected elements `vlo`, `vhi` [batch] give the gradient [batch, n].
+pub static QUANTILE_GRAD: Kernel = Kernel {
+    name: "reduce_quantile_grad",
+    body: include_str!("../wgsl/reduce_quantile_grad.wgsl"),
+    inputs: &[
+        Input {
+            name: "x",
+            class: Float,
+        },
+        Input {
+            name: "g",
+            class: Float,
+        },
+        Input {
+            name: "vlo",
+            class: Float,
+        },
+        Input {
+            name: "vhi",
+            class: Float,
+        },
+    ],
+    outputs: &["out"],
+    constants: &[],
+};
+
+pub static KERNELS: &[&Kernel] = &[&SUM, &QUANTILE, &QUANTILE_GRAD];

@@ -1,6 +1,9 @@
-//! Shape kernels: a strided block copy (concat, slice, split), a general permutation, nearest 2×
-//! upsampling, bilinear resizing (align_corners), 2×2 average pooling and the embedding gather.
-//! All but the gather read one float input `x` and write `out`; all use flat one-element-per-lane grids.
+//! Shape kernels: a strided block copy (concat, slice, split), a general strided gather (permute,
+//! and the broadcast that the backward of sum and mean needs), nearest 2× upsampling, bilinear
+//! resizing (align_corners), 2×2 block sums (average pooling), the embedding gather, and the backward
+//! kernels of this family: the bilinear interpolation matrices and the embedding table gradient.
+//! Upsampling and block sums are each other's adjoints (up to their scale), so each serves the
+//! other's backward. All use flat one-element-per-lane grids.
 
 use crate::{
     Input,
@@ -70,6 +73,33 @@ pub static EMBEDDING: Kernel = Kernel {
     constants: &[("WG", "256u")],
 };
 
+/// Writes one axis's interpolation matrix [out_size, in_size]; no inputs.
+pub static RESIZE_WEIGHTS: Kernel = Kernel {
+    name: "shape_resize_weights",
+    body: include_str!("../wgsl/shape_resize_weights.wgsl"),
+    inputs: &[],
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
+/// Table gradient of the embedding gather: `g` [tokens, d], `ids` [tokens] into a zeroed [V, d].
+pub static EMBEDDING_GRAD: Kernel = Kernel {
+    name: "shape_embedding_grad",
+    body: include_str!("../wgsl/shape_embedding_grad.wgsl"),
+    inputs: &[
+        Input {
+            name: "g",
+            class: Float,
+        },
+        Input {
+            name: "ids",
+            class: Int,
+        },
+    ],
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
 pub static KERNELS: &[&Kernel] = &[
     &COPY,
     &PERMUTE,
@@ -77,4 +107,6 @@ pub static KERNELS: &[&Kernel] = &[
     &RESIZE_BILINEAR,
     &AVG_POOL2X2,
     &EMBEDDING,
+    &RESIZE_WEIGHTS,
+    &EMBEDDING_GRAD,
 ];

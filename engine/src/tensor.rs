@@ -131,6 +131,11 @@ impl Tensor {
 
     /// Rows (along dim 0) held by chunk `i`.
     pub(crate) fn chunk_rows(&self, i: usize) -> std::ops::Range<usize> {
+        let dim0 = self.shape.first().copied().unwrap_or(1);
+        if self.storage.chunks.len() == 1 {
+            // One buffer holds everything, whatever shape a reshape gave the tensor since.
+            return 0..dim0;
+        }
         let r = self.storage.rows_per_chunk;
         let start = i * r;
         start..((i + 1) * r).min(self.shape.first().copied().unwrap_or(1))

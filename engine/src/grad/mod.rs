@@ -14,6 +14,7 @@
 mod checkpoint;
 pub(crate) mod elementwise;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod reduce;
 pub(crate) mod shape;
 

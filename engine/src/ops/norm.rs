@@ -7,6 +7,7 @@
 use iterinv_kernels::families::norm::{NORM, NORM_STATS};
 
 use crate::error::{invalid, shape_err, Result};
+use crate::grad::{self, norm as norm_grad};
 use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
@@ -203,7 +204,58 @@ pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f32) -> Result<Tensor>
     normalise(r)
 }
 
+/// (splits per row, elements per split, invocations per workgroup) for rows of `n` elements.
+fn split_rows(n: usize) -> (usize, usize, usize) {
+    if n == 0 {
+        return (1, 1, 64);
+    }
+    let splits = n.div_ceil(CHUNK).clamp(1, MAX_SPLITS);
+    let chunk = n.div_ceil(splits);
+    // Every split non-empty (ceil(n / ceil(n / s)) <= s).
+    let splits = n.div_ceil(chunk);
+    let wg = if splits > 1 || n >= 1024 { 256 } else { 64 };
+    (splits, chunk, wg)
+}
+
 fn normalise(r: Rows) -> Result<Tensor> {
+    let out = launch_norm(&r)?;
+    let mut inputs = vec![r.x];
+    inputs.extend(r.gamma);
+    inputs.extend(r.beta);
+    if let Some((scale, shift)) = r.scale_shift {
+        inputs.extend([scale, shift]);
+    }
+    if !grad::recording(&inputs) {
+        return Ok(out);
+    }
+    let (splits, chunk, wg) = split_rows(r.n);
+    let saved = norm_grad::Saved {
+        x: r.x.detach(),
+        gamma: r.gamma.map(Tensor::detach),
+        beta: r.beta.map(Tensor::detach),
+        scale: r.scale_shift.map(|s| s.0.detach()),
+        shift: r.scale_shift.map(|s| s.1.detach()),
+        layout: norm_grad::Layout {
+            n: r.n,
+            rows: r.rows,
+            splits,
+            chunk,
+            groups: r.groups,
+            cpg: r.cpg,
+            spatial: r.spatial,
+            channels: r.channels,
+            eps: r.eps,
+            rms: r.rms,
+            wg,
+            act: r.act,
+        },
+    };
+    Ok(grad::record(r.op, out, &inputs, move |g, needed| {
+        norm_grad::norm_grad(&saved, g, needed)
+    }))
+}
+
+fn launch_norm(r: &Rows) -> Result<Tensor> {
     let (op, x) = (r.op, r.x);
     let gpu = x.gpu();
     let out = Tensor::uninit(gpu, x.shape(), op)?;
@@ -211,13 +263,9 @@ fn normalise(r: Rows) -> Result<Tensor> {
         return Ok(out);
     }
     to_u32(op, x.numel())?;
-    let splits = r.n.div_ceil(CHUNK).clamp(1, MAX_SPLITS);
-    let chunk = r.n.div_ceil(splits);
-    // Every split non-empty (ceil(n / ceil(n / s)) <= s).
-    let splits = r.n.div_ceil(chunk);
+    let (splits, chunk, wg) = split_rows(r.n);
     let workgroups = r.rows as u64 * splits as u64;
     to_u32(op, workgroups as usize * 3)?;
-    let wg = if splits > 1 || r.n >= 1024 { 256 } else { 64 };
     let params = Params::new()
         .u32(r.n as u32)
         .u32(r.rows as u32)

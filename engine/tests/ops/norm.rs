@@ -55,7 +55,7 @@ fn gaussian(rng: &mut Rng, n: usize, mean: f64, sd: f64) -> Vec<f32> {
         .collect()
 }
 
-fn act64(act: Activation, x: f64) -> f64 {
+pub(crate) fn act64(act: Activation, x: f64) -> f64 {
     match act {
         Activation::None => x,
         Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
@@ -75,16 +75,16 @@ fn moments(v: &[f64]) -> (f64, f64) {
     (mean, v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n)
 }
 
-struct GnRef<'a> {
-    groups: usize,
-    eps: f64,
-    gamma: Option<&'a [f64]>,
-    beta: Option<&'a [f64]>,
-    ss: Option<(&'a [f64], &'a [f64])>,
-    act: Activation,
+pub(crate) struct GnRef<'a> {
+    pub groups: usize,
+    pub eps: f64,
+    pub gamma: Option<&'a [f64]>,
+    pub beta: Option<&'a [f64]>,
+    pub ss: Option<(&'a [f64], &'a [f64])>,
+    pub act: Activation,
 }
 
-fn group_norm_ref(x: &[f64], shape: &[usize], r: &GnRef) -> Vec<f64> {
+pub(crate) fn group_norm_ref(x: &[f64], shape: &[usize], r: &GnRef) -> Vec<f64> {
     let (b, c) = (shape[0], shape[1]);
     let s: usize = shape[2..].iter().product();
     let n = c / r.groups * s;
@@ -107,7 +107,7 @@ fn group_norm_ref(x: &[f64], shape: &[usize], r: &GnRef) -> Vec<f64> {
 }
 
 /// Layer norm (rms = false) or RMS norm over rows of length n.
-fn rows_ref(
+pub(crate) fn rows_ref(
     x: &[f64],
     n: usize,
     gamma: Option<&[f64]>,

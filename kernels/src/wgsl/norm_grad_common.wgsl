@@ -1,0 +1,97 @@
+// Shared by the backward kernels (appended after norm_common.wgsl, whose Params, workgroup_sum and
+// chunk_stats they use). Element i of row `row` belongs to channel c = (row % groups)·cpg + i/spatial
+// of sample b = row / groups. The forward computed x̂ = ((x − shift) − (mean − shift))·rstd,
+// z = x̂·a + o with a = γ_c(1 + s_bc) and o = β_c(1 + s_bc) + h_bc, and y = act(z).
+
+// Chan's merge of (count, shift, mean − shift, M2), as in norm.wgsl.
+fn merge(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    if (b.x == 0.0) {
+        return a;
+    }
+    if (a.x == 0.0) {
+        return b;
+    }
+    let n = a.x + b.x;
+    let f = b.x / n;
+    let d = (b.y - a.y) + (b.z - a.z);
+    return vec4<f32>(n, a.y, a.z + d * f, a.w + b.w + d * d * a.x * f);
+}
+
+// (shift, mean − shift, rstd) of `row` from its splits' partial statistics, `stride` floats per
+// split in `stats` (the first three as norm_stats writes them). Merged serially in every invocation:
+// at most 64 splits, and no barrier, so it may run in non-uniform control flow.
+fn row_stats(row: u32, stride: u32) -> vec3<f32> {
+    var v = vec4<f32>(0.0);
+    for (var k = 0u; k < p.splits; k = k + 1u) {
+        let start = k * p.chunk;
+        let j = stride * (row * p.splits + k);
+        v = merge(v, vec4<f32>(f32(min(start + p.chunk, p.n) - start), ld_stats(j),
+                               ld_stats(j + 1u), ld_stats(j + 2u)));
+    }
+    return vec3<f32>(v.y, v.z, inverseSqrt(v.w / f32(p.n) + p.eps));
+}
+
+// d act(z)/dz for the ACT codes of common.wgsl (the formulas of unary_grad.wgsl).
+fn act_grad(z: f32) -> f32 {
+    switch ACT {
+        case 1u: {
+            let cdf = select(0.5 * erfc_pos(-z * 0.70710678118654752),
+                             1.0 - 0.5 * erfc_pos(z * 0.70710678118654752), z >= 0.0);
+            return cdf + z * 0.3989422804014327 * exp(-0.5 * z * z);
+        }
+        case 2u: {
+            let u = 0.7978845608028654 * (z + 0.044715 * z * z * z);
+            let t = tanh(clamp(u, -10.0, 10.0));
+            let du = select(0.0, 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * z * z), abs(u) <= 10.0);
+            return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * du;
+        }
+        case 3u: {
+            let s = 1.0 / (1.0 + exp(-z));
+            return s * (1.0 + z * (1.0 - s));
+        }
+        case 4u: {
+            return select(0.0, 1.0, z > 0.0);
+        }
+        default: {
+            return 1.0;
+        }
+    }
+}
+
+// (x̂, ∂L/∂z, ∂L/∂x̂) of element i of `row`, given the row's (shift, mean − shift, rstd).
+fn elem(row: u32, i: u32, st: vec3<f32>) -> vec3<f32> {
+    let k = row * p.n + i;
+    let xhat = ((ld_x(k) - st.x) - st.y) * st.z;
+    var a = 1.0;
+    var o = 0.0;
+    if (HAS_GAMMA || HAS_BETA || HAS_SS) {
+        let c = (row % p.groups) * p.cpg + i / p.spatial;
+        if (HAS_GAMMA) {
+            a = ld_gamma(c);
+        }
+        if (HAS_BETA) {
+            o = ld_beta(c);
+        }
+        if (HAS_SS) {
+            let bc = (row / p.groups) * p.channels + c;
+            let s1 = 1.0 + ld_scale(bc);
+            a = a * s1;
+            o = o * s1 + ld_shift(bc);
+        }
+    }
+    var gz = ld_g(k);
+    if (ACT != 0u) {
+        gz = gz * act_grad(xhat * a + o);
+    }
+    return vec3<f32>(xhat, gz, gz * a);
+}
+
+// This invocation's share of (Σ ∂L/∂x̂, Σ ∂L/∂x̂·x̂) over elements [start, end) of `row`.
+fn partial_sums(row: u32, st: vec3<f32>, start: u32, end: u32, lid: u32) -> vec2<f32> {
+    var s = vec2<f32>(0.0);
+    for (var i = start + lid; i < end; i = i + WG) {
+        let e = elem(row, i, st);
+        s = s + vec2<f32>(e.z, e.z * e.x);
+    }
+    return s;
+}

@@ -1,0 +1,46 @@
+// Per (sample b, channel c) sums over the channel's `spatial` elements, pq as [B, 2, C]:
+// pq[b, 0, c] = Σ ∂L/∂z·x̂ and pq[b, 1, c] = Σ ∂L/∂z, from which the engine forms the gradients of γ, β, scale and shift with
+// small [B, C] ops. `stats` holds norm_stats' partials (3 floats per split).
+// PER_INV: one invocation per (b, c), for short channels (layer and RMS norm have spatial = 1);
+// otherwise one workgroup per (b, c).
+
+// This invocation's share of the sums of pair bc, over elements first, first + step, ...
+fn channel_sums(bc: u32, first: u32, step: u32) -> vec2<f32> {
+    let c = bc % p.channels;
+    let row = (bc / p.channels) * p.groups + c / p.cpg;
+    let i0 = (c % p.cpg) * p.spatial;
+    let st = row_stats(row, 3u);
+    var s = vec2<f32>(0.0);
+    for (var i = first; i < p.spatial; i = i + step) {
+        let e = elem(row, i0 + i, st);
+        s = s + vec2<f32>(e.y * e.x, e.y);
+    }
+    return s;
+}
+
+fn store(bc: u32, s: vec2<f32>) {
+    let k = bc + (bc / p.channels) * p.channels;
+    pq[k] = s.x;
+    pq[k + p.channels] = s.y;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let total = p.rows * p.cpg;
+    let w = group_index(wid, nwg);
+    if (PER_INV) {
+        let bc = w * WG + lid;
+        if (bc < total) {
+            store(bc, channel_sums(bc, 0u, 1u));
+        }
+        return;
+    }
+    if (w >= total) {
+        return;
+    }
+    let s = workgroup_sum(lid, channel_sums(w, lid, WG));
+    if (lid == 0u) {
+        store(w, s);
+    }
+}

@@ -11,6 +11,7 @@
 //! Ops composed of other recorded ops need no rule of their own: their gradient flows through the
 //! nodes of their parts. Only ops that launch kernels directly have rules (in the sibling modules).
 
+pub(crate) mod attention;
 mod checkpoint;
 pub(crate) mod elementwise;
 pub(crate) mod matmul;

@@ -11,12 +11,17 @@
 //! sharing every key load), about twice as fast on lavapipe. On CPU adapters long key ranges are
 //! split over several dispatches to stay under lavapipe's loop-iteration cap (see
 //! `keys_per_dispatch`).
+//!
+//! Recorded for autodiff with respect to q, k, v (and k2, v2); the bias and the key mask are
+//! constants (see `grad::attention`, which holds the flash-style backward).
 
 use iterinv_kernels::families::attention::{
     ATTENTION_DIRECT, ATTENTION_DIRECT_SPLIT, ATTENTION_TILED, ATTENTION_TILED_SPLIT,
 };
 
 use crate::error::{invalid, shape_err, Result};
+use crate::grad;
+use crate::grad::attention::{attention_grad, AttentionSaved};
 use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::tensor::Tensor;
 
@@ -73,6 +78,9 @@ fn rank4(name: &str, t: &Tensor) -> Result<[usize; 4]> {
 }
 
 /// Attention of every query row over the keys of both segments; output `[B, Lq, H, D]` in f32.
+///
+/// Differentiable with respect to q, k, v, k2 and v2; the bias and the key mask are treated as
+/// constants (a tracked bias receives no gradient).
 ///
 /// Softmax runs in f32 with a running maximum (online rescaling), accumulation in f32. A query row
 /// whose keys are all masked by `key_mask` (or with no keys at all) is written as zeros. A bias of
@@ -187,6 +195,25 @@ pub fn attention(args: &AttentionArgs) -> Result<Tensor> {
     }
     let gpu = q.gpu();
     let out = Tensor::uninit(gpu, q.shape(), OP)?;
+    let saved = AttentionSaved {
+        q: q.detach(),
+        k: k.detach(),
+        v: v.detach(),
+        k2: k2.map(Tensor::detach),
+        v2: v2.map(Tensor::detach),
+        bias: bias.map(Tensor::detach),
+        key_mask: key_mask.map(Tensor::detach),
+        out: out.detach(),
+        scale,
+    };
+    let tracked: Vec<&Tensor> = [Some(q), Some(k), Some(v), k2, v2]
+        .into_iter()
+        .flatten()
+        .collect();
+    // The bias and the key mask are not recorded: no gradient flows to them.
+    let out = grad::record(OP, out, &tracked, move |g, needed| {
+        attention_grad(&saved, g, needed)
+    });
     if out.numel() == 0 {
         return Ok(out);
     }
@@ -277,7 +304,7 @@ const DIRECT_QB: usize = 4;
 
 /// Keys per workgroup-memory tile: the largest of 64, 32, 16, 8 whose K and V tiles (2·TK·D4 vec4)
 /// and mask flags fit the device's workgroup storage (16 KiB guaranteed by WebGPU).
-fn tile_keys(d4: usize, max_workgroup_storage: u32) -> usize {
+pub(crate) fn tile_keys(d4: usize, max_workgroup_storage: u32) -> usize {
     let budget = max_workgroup_storage.max(16384) as usize;
     [64, 32, 16, 8]
         .into_iter()

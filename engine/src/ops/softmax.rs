@@ -1,8 +1,12 @@
 //! Softmax over the last dimension (f32 math with max subtraction; 16-bit inputs are widened).
+//! Recorded for autodiff: its rule (`grad::attention::softmax_grad`) keeps the output.
 
 use iterinv_kernels::families::softmax::SOFTMAX;
 
 use crate::error::{invalid, shape_err, Result};
+use crate::gpu::Gpu;
+use crate::grad;
+use crate::grad::attention::softmax_grad;
 use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::tensor::Tensor;
 
@@ -26,10 +30,34 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
     let gpu = x.gpu();
     let n = x.dim(-1);
     if x.numel() == 0 {
-        return Tensor::uninit(gpu, x.shape(), OP);
+        let out = Tensor::uninit(gpu, x.shape(), OP)?;
+        // No elements: the gradient is as empty as g.
+        return Ok(grad::record(OP, out, &[x], |g, _| {
+            Ok(vec![Some(g.clone())])
+        }));
     }
     to_u32(OP, x.numel())?;
     let rows = x.numel() / n;
+    let wg = workgroup_size(gpu, n)?;
+    let out = Tensor::uninit(gpu, x.shape(), OP)?;
+    let y = out.detach();
+    let out = grad::record(OP, out, &[x], move |g, _needed| {
+        Ok(vec![Some(softmax_grad(&y, g)?)])
+    });
+    gpu.launch(
+        Launch::new(&SOFTMAX)
+            .constant("WG", format!("{wg}u"))
+            .input(x.bind(OP)?)
+            .output(out.bind(OP)?)
+            .params(Params::new().u32(to_u32(OP, n)?).u32(to_u32(OP, rows)?))
+            .groups(gpu.grid(rows as u64)?),
+    )?;
+    Ok(out)
+}
+
+/// Invocations per row's workgroup, shared by the backward (`grad::attention::softmax_grad`, the
+/// same two loops over a row).
+pub(crate) fn workgroup_size(gpu: &Gpu, n: usize) -> Result<u32> {
     // One workgroup per row: enough invocations to cover long rows in few strides, but no more
     // than short rows can use (each idle invocation still joins every barrier of the reduction).
     // lavapipe switches between its 8-wide subgroups at every barrier, so it gets 64.
@@ -57,16 +85,7 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
             );
         }
     }
-    let out = Tensor::uninit(gpu, x.shape(), OP)?;
-    gpu.launch(
-        Launch::new(&SOFTMAX)
-            .constant("WG", format!("{wg}u"))
-            .input(x.bind(OP)?)
-            .output(out.bind(OP)?)
-            .params(Params::new().u32(to_u32(OP, n)?).u32(to_u32(OP, rows)?))
-            .groups(gpu.grid(rows as u64)?),
-    )?;
-    Ok(out)
+    Ok(wg)
 }
 
 impl Tensor {

@@ -138,7 +138,19 @@ pub fn check_vjp(
     rtol: f64,
     max_elems: usize,
 ) {
-    let g = gpu();
+    check_vjp_on(gpu(), what, inputs, gpu_f, cpu_f, rtol, max_elems)
+}
+
+/// [`check_vjp`] on a given device (e.g. one from [`gpu_variant`]).
+pub fn check_vjp_on(
+    g: &Gpu,
+    what: &str,
+    inputs: &[GradInput],
+    gpu_f: impl Fn(&[Tensor]) -> Tensor,
+    cpu_f: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    rtol: f64,
+    max_elems: usize,
+) {
     let tensors: Vec<Tensor> = inputs
         .iter()
         .map(|i| {

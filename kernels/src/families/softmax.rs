@@ -1,5 +1,6 @@
 //! Softmax over the last dimension: one workgroup per row, each invocation keeping an online
-//! (max, sum) over a strided slice of the row, merged by a workgroup tree reduction.
+//! (max, sum) over a strided slice of the row, merged by a workgroup tree reduction; and its
+//! backward, laid out the same way.
 
 use crate::{Input, InputClass::Float, Kernel};
 
@@ -15,4 +16,23 @@ pub static SOFTMAX: Kernel = Kernel {
     constants: &[("WG", "256u")],
 };
 
-pub static KERNELS: &[&Kernel] = &[&SOFTMAX];
+/// `dx[r, i] = y[r, i]·(g[r, i] − Σ_j g[r, j]·y[r, j])` for the softmax output y and its gradient g.
+/// `WG` must be a power of two.
+pub static SOFTMAX_GRAD: Kernel = Kernel {
+    name: "softmax_grad",
+    body: include_str!("../wgsl/softmax_grad.wgsl"),
+    inputs: &[
+        Input {
+            name: "y",
+            class: Float,
+        },
+        Input {
+            name: "g",
+            class: Float,
+        },
+    ],
+    outputs: &["dx"],
+    constants: &[("WG", "256u")],
+};
+
+pub static KERNELS: &[&Kernel] = &[&SOFTMAX, &SOFTMAX_GRAD];

@@ -1,0 +1,90 @@
+// Attention backward, the part its kernels share (see families/attention.rs for the algorithm).
+//
+// Layouts as in the forward: q, g (the output's gradient dO) [B, Lq, H, D]; ONE key segment bound
+// as k, v [B, seg_len, H, D] whose first key is key seg0 of the forward's Lk = Lk1 + Lk2 keys (the
+// host runs the kernels once per segment: both segments are never bound together, nor
+// concatenated); bias [Bb, H, Lq, Lk] indexed by the global key seg0 + j.
+//
+// `stats` holds, per query row r (flat (b, i, h) index): stats[3r] = m, the maximum score, and
+// stats[3r + 1] = l = Σ_j exp(s_ij − m), both written by the dQ kernels; stats[3r + 2] = Δ_r =
+// dO_r · O_r, written by attention_grad_prep. With a key mask, its values follow at 3·rows: copying
+// it there keeps the dK/dV kernel at 8 storage buffers (WebGPU's default limit per stage).
+struct Params {
+    batch: u32,
+    lq: u32,
+    heads: u32,
+    // Keys of both segments (rows of bias and mask).
+    lk: u32,
+    seg0: u32,
+    seg_len: u32,
+    bias_b: u32,
+    scale: f32,
+    // Workgroups along the row axis (queries for dQ, keys for dK/dV) per (batch, head).
+    tiles: u32,
+    // This dispatch's range of the loop axis: segment keys for dQ, queries for dK/dV.
+    r_begin: u32,
+    r_end: u32,
+    first: u32,
+    last: u32,
+    // B·Lq·H.
+    rows: u32,
+}
+
+const D4: u32 = (D + 3u) / 4u;
+// −FLT_MAX: the running maximum starts here, so exp(m_old − m_new) is 0 or 1, never NaN.
+const NEG_MAX: f32 = -3.40282347e38;
+
+const IN_Q: u32 = 0u;
+const IN_K: u32 = 1u;
+const IN_V: u32 = 2u;
+const IN_G: u32 = 3u;
+
+// `which` is always a constant at the call site, so the switch folds away after inlining.
+fn ld_in(which: u32, i: u32) -> f32 {
+    switch which {
+        case 0u: { return ld_q(i); }
+        case 1u: { return ld_k(i); }
+        case 2u: { return ld_v(i); }
+        default: { return ld_g(i); }
+    }
+}
+
+// Elements 4c .. 4c+3 of the row at flat offset `row` of input `which`, zero past D.
+fn ld4(which: u32, row: u32, c: u32) -> vec4<f32> {
+    let i = row + 4u * c;
+    if (D % 4u == 0u) {
+        return vec4<f32>(ld_in(which, i), ld_in(which, i + 1u), ld_in(which, i + 2u),
+                         ld_in(which, i + 3u));
+    }
+    var r = vec4<f32>(0.0);
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        if (4u * c + t < D) {
+            r[t] = ld_in(which, i + t);
+        }
+    }
+    return r;
+}
+
+fn q_row(b: u32, h: u32, i: u32) -> u32 {
+    return ((b * p.lq + i) * p.heads + h) * D;
+}
+
+// Flat offset of row j of the bound key segment.
+fn key_row(b: u32, h: u32, j: u32) -> u32 {
+    return ((b * p.seg_len + j) * p.heads + h) * D;
+}
+
+// Global key jg (both segments) of batch b is attended.
+fn key_on(b: u32, jg: u32) -> bool {
+    if (!HAS_MASK) {
+        return true;
+    }
+    return stat(3u * p.rows + b * p.lk + jg) != 0.0;
+}
+
+fn bias_at(b: u32, h: u32, i: u32, jg: u32) -> f32 {
+    if (!HAS_BIAS) {
+        return 0.0;
+    }
+    return ld_bias((((b * p.bias_b) * p.heads + h) * p.lq + i) * p.lk + jg);
+}

@@ -13,6 +13,7 @@
 
 pub(crate) mod attention;
 mod checkpoint;
+pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod matmul;
 pub(crate) mod norm;

@@ -1,24 +1,28 @@
 //! 2-D convolution (NCHW, zero padding, groups 1, dilation 1, PyTorch output sizes) with bias and
 //! activation fused into the epilogue: an implicit GEMM (M = Cout, N = B·Ho·Wo, K = Cin·kh·kw)
 //! over the kernels of `iterinv_kernels::families::conv`, the tiled one on GPUs and the
-//! register-blocked one on CPU adapters (`Caps::cpu_kernels`).
+//! register-blocked one on CPU adapters (`Caps::cpu_kernels`). Also owns what the backward rule
+//! (`grad::conv`) shares with the forward: the validated geometry and the splitting of long
+//! reductions over dispatches for CPU adapters.
 
 use iterinv_kernels::families::conv::{CONV2D_DIRECT, CONV2D_TILED};
 
 use crate::error::{invalid, shape_err, Result};
+use crate::gpu::Gpu;
+use crate::grad::{self, conv::conv2d_grad};
 use crate::launch::{expect_float, to_u32, Launch, Params};
+use crate::ops::elementwise::unary;
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
 const OP: &str = "conv2d";
 
-// Tiles of conv_tiled.wgsl: Cout × N × K.
-const TILE_M: usize = 64;
-const TILE_N: usize = 64;
-const TILE_K: usize = 16;
-// Invocations per workgroup of conv_direct.wgsl.
-const DIRECT_WG: usize = 64;
-
+// Tiles of conv_gemm_tiled.wgsl: M × N × K.
+pub(crate) const TILE_M: usize = 64;
+pub(crate) const TILE_N: usize = 64;
+pub(crate) const TILE_K: usize = 16;
+// Invocations per workgroup of the register-blocked (direct) kernels.
+pub(crate) const DIRECT_WG: usize = 64;
 /// Stride, symmetric zero padding and the epilogue activation of [`conv2d`].
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2dOptions {
@@ -37,85 +41,210 @@ impl Default for Conv2dOptions {
     }
 }
 
+/// The shapes of one convolution, validated.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub batch: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl Geometry {
+    fn new(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOptions) -> Result<Self> {
+        expect_float(OP, "x", x)?;
+        expect_float(OP, "w", w)?;
+        if let Some(b) = bias {
+            expect_float(OP, "bias", b)?;
+        }
+        let (xs, ws) = (x.shape(), w.shape());
+        if xs.len() != 4 {
+            return shape_err(OP, format!("x must be [B, Cin, H, W], got shape {xs:?}"));
+        }
+        if ws.len() != 4 {
+            return shape_err(
+                OP,
+                format!("w must be [Cout, Cin, kh, kw], got shape {ws:?}"),
+            );
+        }
+        let (batch, cin, h, wd) = (xs[0], xs[1], xs[2], xs[3]);
+        let (cout, kh, kw) = (ws[0], ws[2], ws[3]);
+        if ws[1] != cin {
+            return shape_err(
+                OP,
+                format!(
+                    "x {xs:?} has {cin} input channels but w {ws:?} expects {}",
+                    ws[1]
+                ),
+            );
+        }
+        if let Some(b) = bias {
+            if b.shape() != [cout] {
+                return shape_err(
+                    OP,
+                    format!(
+                        "bias must be [{cout}] for w {ws:?}, got shape {:?}",
+                        b.shape()
+                    ),
+                );
+            }
+        }
+        if opts.stride == 0 || opts.stride > i32::MAX as usize {
+            return invalid(OP, format!("stride {} is not in 1..=2^31-1", opts.stride));
+        }
+        if kh == 0 || kw == 0 {
+            return shape_err(OP, format!("w {ws:?} has an empty kernel"));
+        }
+        // The kernels form input coordinates as i32.
+        let padded = |d: usize| {
+            opts.padding
+                .checked_mul(2)
+                .and_then(|p| p.checked_add(d))
+                .filter(|&v| v <= i32::MAX as usize)
+        };
+        let (Some(ph), Some(pw)) = (padded(h), padded(wd)) else {
+            return invalid(
+                OP,
+                format!(
+                    "x {xs:?} with padding {} exceeds the 31-bit coordinate range",
+                    opts.padding
+                ),
+            );
+        };
+        if kh > ph || kw > pw {
+            return shape_err(
+                OP,
+                format!(
+                    "kernel {kh}×{kw} of w {ws:?} is larger than the padded input {ph}×{pw} \
+                     (x {xs:?}, padding {})",
+                    opts.padding
+                ),
+            );
+        }
+        Ok(Geometry {
+            batch,
+            cin,
+            h,
+            w: wd,
+            cout,
+            kh,
+            kw,
+            stride: opts.stride,
+            pad: opts.padding,
+            ho: (ph - kh) / opts.stride + 1,
+            wo: (pw - kw) / opts.stride + 1,
+        })
+    }
+}
+
+/// Loop iterations one invocation of a conv kernel may run in one dispatch. Mesa's llvmpipe
+/// (lavapipe) counts the iterations of all loops of an invocation together and silently ends every
+/// loop once 65535 have run (see ops::attention): on a CPU adapter, or where the CPU variants run,
+/// reductions are split over dispatches to stay below that with a margin for loops not counted.
+/// Elsewhere one dispatch takes a whole reduction. Measured on lavapipe before the split: the
+/// direct forward failed from Cin = 16000 (3×3, ~4 iterations per channel with the kx loops
+/// unrolled), the tiled one between K = 54000 and 81000; IF's largest, Cin = 2816 (K = 25344),
+/// stays one dispatch.
+/// (To be replaced by `Caps::max_loop_iterations` once gpu.rs has it.)
+pub(crate) fn loop_budget(gpu: &Gpu) -> usize {
+    if gpu.caps().cpu_kernels || gpu.info().adapter.device_type == wgpu::DeviceType::Cpu {
+        60_000
+    } else {
+        usize::MAX
+    }
+}
+
+/// Iterations of the tile loop (conv_gemm_tiled.wgsl) per K-tile, counting its inner loops as
+/// not unrolled (the compiler unrolls most): the K loop, 4 A loads, 4 B loads, 16 FMA steps.
+pub(crate) const TILED_ITERS_PER_KTILE: usize = 25;
+
+/// Consecutive ranges covering `0..total` whose `per_unit`-iteration units fit `budget` less the
+/// iterations outside the reduction (epilogue loops), each a multiple of `align` but the last. An
+/// empty reduction gives one empty range, so the output is still written (as zeros).
+pub(crate) fn split_reduction(
+    total: usize,
+    per_unit: usize,
+    align: usize,
+    budget: usize,
+) -> Vec<(usize, usize)> {
+    const FIXED: usize = 256;
+    let chunk = (budget.saturating_sub(FIXED) / per_unit.max(1) / align * align).max(align);
+    if total == 0 {
+        return vec![(0, 0)];
+    }
+    (0..total.div_ceil(chunk))
+        .map(|i| (i * chunk, ((i + 1) * chunk).min(total)))
+        .collect()
+}
+
+/// Params bits of a part of a split reduction: 1 = add to the earlier parts, 2 = the last part.
+pub(crate) fn part_flags(i: usize, parts: usize) -> u32 {
+    u32::from(i > 0) | if i + 1 == parts { 2 } else { 0 }
+}
+
 /// `act(conv(x, w) + bias)` for x `[B, Cin, H, W]` (any float storage), w `[Cout, Cin, kh, kw]`
 /// (f32, f16 or bf16) and bias `[Cout]`; the output is `[B, Cout, Ho, Wo]` f32 with
 /// `Ho = (H + 2·padding − kh) / stride + 1` (likewise Wo). Accumulates in f32.
+///
+/// Records a gradient node for x, w and bias; with an activation, the convolution and the
+/// activation are recorded as two ops (the activation's derivative needs the pre-activation).
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     opts: Conv2dOptions,
 ) -> Result<Tensor> {
-    expect_float(OP, "x", x)?;
-    expect_float(OP, "w", w)?;
-    if let Some(b) = bias {
-        expect_float(OP, "bias", b)?;
+    let geo = Geometry::new(x, w, bias, &opts)?;
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    if opts.activation != Activation::None && grad::recording(&inputs) {
+        let z = conv2d(
+            x,
+            w,
+            bias,
+            Conv2dOptions {
+                activation: Activation::None,
+                ..opts
+            },
+        )?;
+        return unary(&z, opts.activation.into());
     }
-    let (xs, ws) = (x.shape(), w.shape());
-    if xs.len() != 4 {
-        return shape_err(OP, format!("x must be [B, Cin, H, W], got shape {xs:?}"));
-    }
-    if ws.len() != 4 {
-        return shape_err(
-            OP,
-            format!("w must be [Cout, Cin, kh, kw], got shape {ws:?}"),
-        );
-    }
-    let (batch, cin, h, wd) = (xs[0], xs[1], xs[2], xs[3]);
-    let (cout, kh, kw) = (ws[0], ws[2], ws[3]);
-    if ws[1] != cin {
-        return shape_err(
-            OP,
-            format!(
-                "x {xs:?} has {cin} input channels but w {ws:?} expects {}",
-                ws[1]
-            ),
-        );
-    }
-    if let Some(b) = bias {
-        if b.shape() != [cout] {
-            return shape_err(
-                OP,
-                format!(
-                    "bias must be [{cout}] for w {ws:?}, got shape {:?}",
-                    b.shape()
-                ),
-            );
-        }
-    }
-    if opts.stride == 0 || opts.stride > i32::MAX as usize {
-        return invalid(OP, format!("stride {} is not in 1..=2^31-1", opts.stride));
-    }
-    if kh == 0 || kw == 0 {
-        return shape_err(OP, format!("w {ws:?} has an empty kernel"));
-    }
-    // The kernels form input coordinates as i32.
-    let padded = |d: usize| {
-        opts.padding
-            .checked_mul(2)
-            .and_then(|p| p.checked_add(d))
-            .filter(|&v| v <= i32::MAX as usize)
-    };
-    let (Some(ph), Some(pw)) = (padded(h), padded(wd)) else {
-        return invalid(
-            OP,
-            format!(
-                "x {xs:?} with padding {} exceeds the 31-bit coordinate range",
-                opts.padding
-            ),
-        );
-    };
-    if kh > ph || kw > pw {
-        return shape_err(
-            OP,
-            format!(
-                "kernel {kh}×{kw} of w {ws:?} is larger than the padded input {ph}×{pw} \
-                 (x {xs:?}, padding {})",
-                opts.padding
-            ),
-        );
-    }
-    let (ho, wo) = ((ph - kh) / opts.stride + 1, (pw - kw) / opts.stride + 1);
+    let out = forward(x, w, bias, &geo, opts.activation)?;
+    // Save only what a gradient that can be asked for needs: dW needs x, dX needs w. Inversion
+    // asks for dX alone, so no conv input is kept alive for it.
+    let saved_x = w.is_tracked().then(|| x.detach());
+    let saved_w = x.is_tracked().then(|| w.detach());
+    Ok(grad::record(OP, out, &inputs, move |g, needed| {
+        conv2d_grad(saved_x.as_ref(), saved_w.as_ref(), &geo, g, needed)
+    }))
+}
+
+fn forward(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    geo: &Geometry,
+    act: Activation,
+) -> Result<Tensor> {
+    let Geometry {
+        batch,
+        cin,
+        h,
+        w: wd,
+        cout,
+        kh,
+        kw,
+        ho,
+        wo,
+        ..
+    } = *geo;
     let gpu = x.gpu();
     let out = Tensor::uninit(gpu, &[batch, cout, ho, wo], OP)?;
     if out.numel() == 0 {
@@ -136,52 +265,63 @@ pub fn conv2d(
     let nblocks = batch * ho * xblocks;
     let mblocks = cout.div_ceil(mb);
     let cpu = gpu.caps().cpu_kernels;
-    let params = Params::new()
-        .u32(batch as u32)
-        .u32(cin as u32)
-        .u32(h as u32)
-        .u32(wd as u32)
-        .u32(cout as u32)
-        .u32(ho as u32)
-        .u32(wo as u32)
-        .u32(opts.padding as u32)
-        .u32(n as u32)
-        .u32(k as u32)
-        .u32(to_u32(OP, xblocks)?)
-        .u32(to_u32(OP, nblocks)?)
-        .u32(to_u32(OP, mblocks)?)
-        .u32(0)
-        .u32(0)
-        .u32(0);
-    let mut launch = if cpu {
-        Launch::new(&CONV2D_DIRECT)
-            .constant("MB", format!("{mb}u"))
-            .constant("NB", format!("{nb}u"))
-            .groups(gpu.grid(mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64)?)
+    let budget = loop_budget(gpu);
+    // The direct kernel splits over input channels (a channel costs its ky and kx loops), the
+    // tiled one over whole K-tiles.
+    let parts = if cpu {
+        split_reduction(cin, 1 + kh * (1 + kw), 1, budget)
     } else {
-        let fits = cout % TILE_M == 0 && n % TILE_N == 0 && k % TILE_K == 0;
-        Launch::new(&CONV2D_TILED)
-            .constant("CHECK_BOUNDS", !fits)
-            .groups(gpu.grid(cout.div_ceil(TILE_M) as u64 * n.div_ceil(TILE_N) as u64)?)
+        split_reduction(k, TILED_ITERS_PER_KTILE, TILE_K, budget)
     };
-    launch = launch
-        .constant("KH", format!("{kh}u"))
-        .constant("KW", format!("{kw}u"))
-        .constant("STRIDE", format!("{}u", opts.stride))
-        .constant("ACT", format!("{}u", opts.activation.code()))
-        .constant("HAS_BIAS", bias.is_some());
+    let fits = cout.is_multiple_of(TILE_M)
+        && n.is_multiple_of(TILE_N)
+        && parts.iter().all(|(b, e)| (e - b).is_multiple_of(TILE_K));
     let bias_binding = match bias {
         Some(b) => b.bind(OP)?,
         None => gpu.dummy(),
     };
-    gpu.launch(
-        launch
-            .input(x.bind(OP)?)
-            .input(w.bind(OP)?)
-            .input(bias_binding)
-            .output(out.bind(OP)?)
-            .params(params),
-    )?;
+    for (i, &(kb, ke)) in parts.iter().enumerate() {
+        let params = Params::new()
+            .u32(batch as u32)
+            .u32(cin as u32)
+            .u32(h as u32)
+            .u32(wd as u32)
+            .u32(cout as u32)
+            .u32(ho as u32)
+            .u32(wo as u32)
+            .u32(geo.pad as u32)
+            .u32(n as u32)
+            .u32(k as u32)
+            .u32(to_u32(OP, xblocks)?)
+            .u32(to_u32(OP, nblocks)?)
+            .u32(to_u32(OP, mblocks)?)
+            .u32(kb as u32)
+            .u32(ke as u32)
+            .u32(part_flags(i, parts.len()));
+        let launch = if cpu {
+            Launch::new(&CONV2D_DIRECT)
+                .constant("MB", format!("{mb}u"))
+                .constant("NB", format!("{nb}u"))
+                .groups(gpu.grid(mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64)?)
+        } else {
+            Launch::new(&CONV2D_TILED)
+                .constant("CHECK_BOUNDS", !fits)
+                .groups(gpu.grid(cout.div_ceil(TILE_M) as u64 * n.div_ceil(TILE_N) as u64)?)
+        };
+        gpu.launch(
+            launch
+                .constant("KH", format!("{kh}u"))
+                .constant("KW", format!("{kw}u"))
+                .constant("STRIDE", format!("{}u", geo.stride))
+                .constant("ACT", format!("{}u", act.code()))
+                .constant("HAS_BIAS", bias.is_some())
+                .input(x.bind(OP)?)
+                .input(w.bind(OP)?)
+                .input(bias_binding.clone())
+                .output(out.bind(OP)?)
+                .params(params),
+        )?;
+    }
     Ok(out)
 }
 

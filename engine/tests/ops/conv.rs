@@ -16,23 +16,23 @@ use iterinv_engine::{Activation, DType, Gpu, Tensor};
 use crate::common::{assert_close, gpu, gpu_variant, Rng};
 
 #[derive(Clone, Copy, Debug)]
-struct Case {
-    b: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    stride: usize,
-    pad: usize,
+pub(crate) struct Case {
+    pub b: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
 }
 
 fn gelu64(x: f64) -> f64 {
     0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
-fn act64(a: Activation, v: f64) -> f64 {
+pub(crate) fn act64(a: Activation, v: f64) -> f64 {
     match a {
         Activation::None => v,
         Activation::Gelu => gelu64(v),
@@ -46,11 +46,11 @@ fn act64(a: Activation, v: f64) -> f64 {
 }
 
 /// Direct f64 convolution; also returns max over outputs of Σ|w·x| for the tolerance.
-fn reference(
+pub(crate) fn reference<T: Copy + Into<f64>>(
     c: Case,
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
     act: Activation,
 ) -> (Vec<f64>, f64) {
     let ho = (c.h + 2 * c.pad - c.kh) / c.stride + 1;
@@ -70,17 +70,17 @@ fn reference(
                                 if iy < 0 || ix < 0 || iy >= c.h as isize || ix >= c.w as isize {
                                     continue;
                                 }
-                                let xv = x
+                                let xv: f64 = x
                                     [((b * c.cin + ci) * c.h + iy as usize) * c.w + ix as usize]
-                                    as f64;
-                                let wv = w[((m * c.cin + ci) * c.kh + ky) * c.kw + kx] as f64;
+                                    .into();
+                                let wv: f64 = w[((m * c.cin + ci) * c.kh + ky) * c.kw + kx].into();
                                 acc += xv * wv;
                                 s += (xv * wv).abs();
                             }
                         }
                     }
                     s_max = s_max.max(s);
-                    let bv = bias.map_or(0.0, |bs| bs[m] as f64);
+                    let bv = bias.map_or(0.0, |bs| bs[m].into());
                     out.push(act64(act, acc + bv));
                 }
             }
@@ -90,7 +90,12 @@ fn reference(
 }
 
 /// Upload `data` in `dtype` and return the values as stored (rounded).
-fn upload_as(gpu: &Gpu, shape: &[usize], data: &[f32], dtype: DType) -> (Tensor, Vec<f32>) {
+pub(crate) fn upload_as(
+    gpu: &Gpu,
+    shape: &[usize],
+    data: &[f32],
+    dtype: DType,
+) -> (Tensor, Vec<f32>) {
     match dtype {
         DType::F16 => {
             let h: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
@@ -141,7 +146,7 @@ fn check(
     assert_close(&what, &out, &expected, atol, 1e-6);
 }
 
-fn case(
+pub(crate) fn case(
     b: usize,
     cin: usize,
     cout: usize,
@@ -407,6 +412,35 @@ fn bad_shapes_are_errors_naming_op_and_shapes() {
         assert!(msg.contains("conv2d"), "{name}: {msg}");
         for n in needles {
             assert!(msg.contains(n), "{name}: {msg:?} does not mention {n}");
+        }
+    }
+}
+
+#[test]
+fn long_reductions_are_split_under_the_cpu_loop_cap() {
+    // lavapipe silently ends an invocation's loops after 65535 iterations in all. Cin = 20000 with
+    // a 3×3 kernel is 20000·(1 + 3·(1 + 3)) = 260k loop iterations in the direct kernel counted
+    // unrolled-free, about 70k even with the kx loops unrolled (measured: 16000 channels already
+    // came back wrong before the split), and 20000·9/16·25 = 281k in the tiled one: both must be
+    // split over dispatches, the bias and activation applied once after the last.
+    let mut rng = Rng::new(15);
+    for cpu in [true, false] {
+        let g = gpu_variant(cpu);
+        let what = format!("cpu_kernels {cpu}");
+        for c in [
+            case(1, 20000, 5, (3, 4), (3, 3), 1, 1),
+            case(1, 20000, 6, (4, 3), (3, 3), 2, 1),
+        ] {
+            check(
+                g,
+                &mut rng,
+                c,
+                DType::F32,
+                DType::F32,
+                true,
+                Activation::Silu,
+                &what,
+            );
         }
     }
 }

@@ -1,32 +1,33 @@
-//! 2-D convolution (NCHW, groups 1, dilation 1) as an implicit GEMM: M = Cout, N = B·Ho·Wo,
-//! K = Cin·kh·kw, with input elements gathered on the fly (no im2col buffer), bias and activation
-//! fused in the epilogue. Two variants of one interface: workgroup-memory tiles for GPUs, register
-//! blocking without barriers for CPU adapters.
+//! 2-D convolution (NCHW, groups 1, dilation 1) and its gradients as implicit GEMMs, with operands
+//! gathered on the fly (no im2col or col2im buffer):
+//! - forward: M = Cout, N = B·Ho·Wo, K = Cin·kh·kw, bias and activation fused in the epilogue;
+//! - input gradient (a transposed convolution), per phase (iy mod stride, ix mod stride):
+//!   M = Cin, N = B·⌈H/stride⌉·⌈W/stride⌉, K = Cout·(the taps reaching that phase);
+//! - weight gradient: M = Cout, N = Cin·kh·kw, K = B·Ho·Wo.
+//!
+//! Each in two variants of one interface: workgroup-memory tiles for GPUs (one shared tile loop,
+//! conv_gemm_tiled.wgsl) and register blocking without barriers for CPU adapters (one shared
+//! block, conv_block.wgsl). Every kernel adds the part [kb, ke) of its reduction given in its
+//! params, so a launcher can split a reduction over dispatches.
 
 use crate::{Input, InputClass::Float, Kernel};
 
-const INPUTS: &[Input] = &[
-    Input {
-        name: "x",
-        class: Float,
-    },
-    Input {
-        name: "w",
-        class: Float,
-    },
-    Input {
-        name: "bias",
-        class: Float,
-    },
-];
+const fn float(name: &'static str) -> Input {
+    Input { name, class: Float }
+}
+
+const INPUTS: &[Input] = &[float("x"), float("w"), float("bias")];
+const GRAD_INPUT_INPUTS: &[Input] = &[float("g"), float("w")];
+const GRAD_WEIGHT_INPUTS: &[Input] = &[float("g"), float("x")];
 
 /// 64×64 output tiles, K-tile 16, 16×16 invocations with 4×4 outputs each: for GPUs.
-/// `CHECK_BOUNDS = false` drops the M/N/K bounds checks when Cout, N and K divide the tiles.
+/// `CHECK_BOUNDS = false` drops the M/N/K bounds checks when Cout, N and the K range divide the tiles.
 pub static CONV2D_TILED: Kernel = Kernel {
     name: "conv2d_tiled",
     body: concat!(
         include_str!("../wgsl/conv_params.wgsl"),
-        include_str!("../wgsl/conv_tiled.wgsl")
+        include_str!("../wgsl/conv_tiled.wgsl"),
+        include_str!("../wgsl/conv_gemm_tiled.wgsl")
     ),
     inputs: INPUTS,
     outputs: &["out"],
@@ -47,6 +48,7 @@ pub static CONV2D_DIRECT: Kernel = Kernel {
     name: "conv2d_direct",
     body: concat!(
         include_str!("../wgsl/conv_params.wgsl"),
+        include_str!("../wgsl/conv_block.wgsl"),
         include_str!("../wgsl/conv_direct.wgsl")
     ),
     inputs: INPUTS,
@@ -62,4 +64,90 @@ pub static CONV2D_DIRECT: Kernel = Kernel {
     ],
 };
 
-pub static KERNELS: &[&Kernel] = &[&CONV2D_TILED, &CONV2D_DIRECT];
+/// The input gradient of one phase, GPU tiles. NKY × NKX (at least 1 each) taps reach the phase.
+pub static CONV2D_GRAD_INPUT_TILED: Kernel = Kernel {
+    name: "conv2d_grad_input_tiled",
+    body: concat!(
+        include_str!("../wgsl/conv_grad_params.wgsl"),
+        include_str!("../wgsl/conv_grad_input_tiled.wgsl"),
+        include_str!("../wgsl/conv_gemm_tiled.wgsl")
+    ),
+    inputs: GRAD_INPUT_INPUTS,
+    outputs: &["out"],
+    constants: &[
+        ("KH", "3u"),
+        ("KW", "3u"),
+        ("STRIDE", "1u"),
+        ("NKY", "3u"),
+        ("NKX", "3u"),
+        ("CHECK_BOUNDS", "true"),
+    ],
+};
+
+/// The input gradient of one phase, CPU-adapter register blocks: MB input channels × NB columns.
+pub static CONV2D_GRAD_INPUT_DIRECT: Kernel = Kernel {
+    name: "conv2d_grad_input_direct",
+    body: concat!(
+        include_str!("../wgsl/conv_grad_params.wgsl"),
+        include_str!("../wgsl/conv_block.wgsl"),
+        include_str!("../wgsl/conv_grad_input_direct.wgsl")
+    ),
+    inputs: GRAD_INPUT_INPUTS,
+    outputs: &["out"],
+    constants: &[
+        ("KH", "3u"),
+        ("KW", "3u"),
+        ("STRIDE", "1u"),
+        ("NKY", "3u"),
+        ("NKX", "3u"),
+        ("MB", "8u"),
+        ("NB", "16u"),
+    ],
+};
+
+/// The weight gradient, GPU tiles.
+pub static CONV2D_GRAD_WEIGHT_TILED: Kernel = Kernel {
+    name: "conv2d_grad_weight_tiled",
+    body: concat!(
+        include_str!("../wgsl/conv_grad_params.wgsl"),
+        include_str!("../wgsl/conv_grad_weight_tiled.wgsl"),
+        include_str!("../wgsl/conv_gemm_tiled.wgsl")
+    ),
+    inputs: GRAD_WEIGHT_INPUTS,
+    outputs: &["out"],
+    constants: &[
+        ("KH", "3u"),
+        ("KW", "3u"),
+        ("STRIDE", "1u"),
+        ("CHECK_BOUNDS", "true"),
+    ],
+};
+
+/// The weight gradient, CPU-adapter register blocks: MB output channels × NB input channels of
+/// one tap.
+pub static CONV2D_GRAD_WEIGHT_DIRECT: Kernel = Kernel {
+    name: "conv2d_grad_weight_direct",
+    body: concat!(
+        include_str!("../wgsl/conv_grad_params.wgsl"),
+        include_str!("../wgsl/conv_block.wgsl"),
+        include_str!("../wgsl/conv_grad_weight_direct.wgsl")
+    ),
+    inputs: GRAD_WEIGHT_INPUTS,
+    outputs: &["out"],
+    constants: &[
+        ("KH", "3u"),
+        ("KW", "3u"),
+        ("STRIDE", "1u"),
+        ("MB", "8u"),
+        ("NB", "16u"),
+    ],
+};
+
+pub static KERNELS: &[&Kernel] = &[
+    &CONV2D_TILED,
+    &CONV2D_DIRECT,
+    &CONV2D_GRAD_INPUT_TILED,
+    &CONV2D_GRAD_INPUT_DIRECT,
+    &CONV2D_GRAD_WEIGHT_TILED,
+    &CONV2D_GRAD_WEIGHT_DIRECT,
+];

@@ -6,30 +6,42 @@ struct Params {
     cin: u32,
     h: u32,
     w: u32,
-    cout: u32,
+    // GEMM M = Cout.
+    gm: u32,
     ho: u32,
     wo: u32,
     pad: u32,
-    // GEMM sizes: N = batch·ho·wo, K = cin·KH·KW.
-    n: u32,
+    // GEMM N = batch·ho·wo and K = cin·KH·KW (the weight row length).
+    gn: u32,
     k: u32,
     // conv2d_direct only: blocks of NB columns per output row, their count over all rows, and
     // the count of MB-channel blocks.
     xblocks: u32,
     nblocks: u32,
     mblocks: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // The part of the reduction this dispatch adds (CPU adapters cap an invocation's loop
+    // iterations, so long reductions are split over dispatches): input channels [kb, ke) for
+    // conv2d_direct, k in [kb, ke) for conv2d_tiled.
+    kb: u32,
+    ke: u32,
+    // Bit 0: add to what earlier dispatches wrote; bit 1: last part, apply bias and activation.
+    flags: u32,
 }
 
 const KSZ: u32 = KH * KW;
 
-// Epilogue: bias, activation, store to out[b, m, s] (s = oy·wo + ox).
+// Epilogue: (accumulate,) bias, activation, store to out[b, m, s] (s = oy·wo + ox).
 fn finish(acc: f32, m: u32, b: u32, s: u32) {
+    let i = (b * p.gm + m) * p.ho * p.wo + s;
     var v = acc;
-    if (HAS_BIAS) {
-        v = v + ld_bias(m);
+    if ((p.flags & 1u) != 0u) {
+        v = v + out[i];
     }
-    out[(b * p.cout + m) * p.ho * p.wo + s] = activate(v, ACT);
+    if ((p.flags & 2u) != 0u) {
+        if (HAS_BIAS) {
+            v = v + ld_bias(m);
+        }
+        v = activate(v, ACT);
+    }
+    out[i] = v;
 }

@@ -64,10 +64,6 @@ impl Params {
         self.0.extend_from_slice(&v.to_le_bytes());
         self
     }
-    pub fn i32(mut self, v: i32) -> Params {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
     pub fn f32(mut self, v: f32) -> Params {
         self.0.extend_from_slice(&v.to_le_bytes());
         self

@@ -51,6 +51,31 @@ def main():
         q = g(2, 16, 1024, 64)
         k, v = g(2, 16, 1024 + 77, 64), g(2, 16, 1024 + 77, 64)
         out["attention_b2_h16_1024x1101_d64"] = timed(lambda: F.scaled_dot_product_attention(q, k, v), dev)
+    # Blocks: forward plus the input gradient, weights constant (as IterInv differentiates).
+    x = g(2, 256, 64, 64).requires_grad_()
+    gamma, beta = torch.ones(256, device=dev), torch.zeros(256, device=dev)
+    w, bias, cot = g(256, 256, 3, 3) * 0.02, g(256), g(2, 256, 64, 64)
+
+    def conv_block():
+        h = F.conv2d(F.silu(F.group_norm(x, 32, gamma, beta, 1e-5)), w, bias, padding=1)
+        return torch.autograd.grad(x + h, x, cot)[0]
+
+    out["conv_block_fwd_bwd_b2_256_64"] = timed(conv_block, dev)
+    l, c, heads = 1024, 512, 8
+    xt = g(2, l, c).requires_grad_()
+    ctx = g(2, 77, c)
+    ws = [g(c, c) * 0.04 for _ in range(4)]
+    cot_t = g(2, l, c)
+
+    def attention_block():
+        split = lambda t: t.reshape(2, -1, heads, c // heads).transpose(1, 2)
+        q = split(xt @ ws[0].T)
+        k = torch.cat([split(ctx @ ws[1].T), split(xt @ ws[1].T)], dim=2)
+        v = torch.cat([split(ctx @ ws[2].T), split(xt @ ws[2].T)], dim=2)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, l, c)
+        return torch.autograd.grad(xt + a @ ws[3].T, xt, cot_t)[0]
+
+    out["attention_block_fwd_bwd_b2_1024_c512"] = timed(attention_block, dev)
     out["_machine"] = f"torch {torch.__version__}, {dev}, {torch.get_num_threads()} threads"
     print(json.dumps(out, indent=1))
 

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use iterinv_engine::{Gpu, GpuOptions, Tensor};
+use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
 
 /// The device shared by the op tests, in poison mode.
 pub fn gpu() -> &'static Gpu {
@@ -235,5 +235,27 @@ pub fn check_vjp_on(
                 rtol
             );
         }
+    }
+}
+
+/// Exact GELU in f64.
+pub fn gelu64(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+/// tanh-form GELU in f64 (no clamp: the kernels' clamp changes nothing representable in f32).
+pub fn gelu_tanh64(x: f64) -> f64 {
+    let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+    0.5 * x * (1.0 + inner.tanh())
+}
+
+/// Every epilogue activation in f64.
+pub fn act64(act: Activation, x: f64) -> f64 {
+    match act {
+        Activation::None => x,
+        Activation::Gelu => gelu64(x),
+        Activation::GeluTanh => gelu_tanh64(x),
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::Relu => x.max(0.0),
     }
 }

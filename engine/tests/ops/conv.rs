@@ -13,7 +13,7 @@ use half::{bf16, f16};
 use iterinv_engine::ops::conv::{conv2d, Conv2dOptions};
 use iterinv_engine::{Activation, DType, Gpu, Tensor};
 
-use crate::common::{assert_close, gpu, gpu_variant, Rng};
+use crate::common::{act64, assert_close, gpu, gpu_variant, Rng};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Case {
@@ -26,23 +26,6 @@ pub(crate) struct Case {
     pub kw: usize,
     pub stride: usize,
     pub pad: usize,
-}
-
-fn gelu64(x: f64) -> f64 {
-    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
-}
-
-pub(crate) fn act64(a: Activation, v: f64) -> f64 {
-    match a {
-        Activation::None => v,
-        Activation::Gelu => gelu64(v),
-        Activation::Silu => v / (1.0 + (-v).exp()),
-        Activation::Relu => v.max(0.0),
-        Activation::GeluTanh => {
-            let inner = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
-            0.5 * v * (1.0 + inner.tanh())
-        }
-    }
 }
 
 /// Direct f64 convolution; also returns max over outputs of Σ|w·x| for the tolerance.

@@ -3,16 +3,7 @@
 use iterinv_engine::ops::elementwise::{binary, unary, Binary, Unary};
 use iterinv_engine::Tensor;
 
-use crate::common::{assert_close, gpu, upload, Rng};
-
-fn gelu64(x: f64) -> f64 {
-    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
-}
-
-fn gelu_tanh64(x: f64) -> f64 {
-    let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
-    0.5 * x * (1.0 + inner.tanh())
-}
+use crate::common::{assert_close, gelu64, gelu_tanh64, gpu, upload, Rng};
 
 #[test]
 fn gelu_erf_form_is_within_1e6_of_f64() {

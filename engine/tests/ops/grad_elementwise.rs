@@ -2,16 +2,7 @@
 
 use iterinv_engine::ops::elementwise::{binary, unary, Binary, Unary};
 
-use crate::common::{check_vjp, GradInput, Rng};
-
-fn gelu64(x: f64) -> f64 {
-    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
-}
-
-fn gelu_tanh64(x: f64) -> f64 {
-    let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
-    0.5 * x * (1.0 + inner.tanh())
-}
+use crate::common::{check_vjp, gelu64, gelu_tanh64, GradInput, Rng};
 
 /// Values in [lo, hi] kept at least `gap` away from `kink` (relu, abs, clamp corners).
 fn away_from(rng: &mut Rng, n: usize, lo: f64, hi: f64, kinks: &[f64], gap: f64) -> Vec<f32> {

@@ -12,9 +12,9 @@
 
 use half::{bf16, f16};
 use iterinv_engine::ops::norm::{group_norm, layer_norm, rms_norm, GroupNormArgs};
-use iterinv_engine::{Activation, Tensor};
+use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
 
-use crate::common::{assert_close, f64s, gpu, upload, Rng};
+use crate::common::{act64, assert_close, f64s, gpu, upload, Rng};
 
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 5e-6;
@@ -53,19 +53,6 @@ fn gaussian(rng: &mut Rng, n: usize, mean: f64, sd: f64) -> Vec<f32> {
             (mean + sd * r) as f32
         })
         .collect()
-}
-
-pub(crate) fn act64(act: Activation, x: f64) -> f64 {
-    match act {
-        Activation::None => x,
-        Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
-        Activation::GeluTanh => {
-            let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
-            0.5 * x * (1.0 + inner.tanh())
-        }
-        Activation::Silu => x / (1.0 + (-x).exp()),
-        Activation::Relu => x.max(0.0),
-    }
 }
 
 /// Mean and biased variance, two-pass in f64.
@@ -480,5 +467,27 @@ fn bad_arguments_are_errors_naming_the_op_and_shapes() {
         layer_norm(&scalar, None, None, 1e-6),
         "layer_norm",
         &["rank"],
+    );
+}
+
+#[test]
+fn rows_too_long_for_a_loop_cap_are_errors() {
+    // lavapipe silently ends every loop of an invocation after 65535 iterations; no row that fits
+    // its bindings gets near that, so a forced cap of 600 stands in: half of it (the margin kept)
+    // admits IF stage II's 655,360-element groups (224 iterations) but not 2M-element rows
+    // (chunks of 31,250: 390).
+    let g = Gpu::with_options(GpuOptions {
+        poison: true,
+        max_loop_iterations: Some(600),
+        ..Default::default()
+    })
+    .unwrap();
+    let ok = Tensor::full(&g, &[1, 655_360], 1.0).unwrap();
+    assert!(layer_norm(&ok, None, None, 1e-5).is_ok());
+    let long = Tensor::full(&g, &[1, 2_000_000], 1.0).unwrap();
+    let err = layer_norm(&long, None, None, 1e-5).unwrap_err().to_string();
+    assert!(
+        err.contains("layer_norm") && err.contains("[1, 2000000]") && err.contains("loop"),
+        "{err}"
     );
 }

@@ -21,6 +21,10 @@ pub struct GpuOptions {
     /// Force the kernel variants tuned for CPU adapters (`Some(true)`) or for GPUs (`Some(false)`);
     /// `None` picks by the adapter's device type.
     pub cpu_kernels: Option<bool>,
+    /// Impose a per-invocation loop-iteration budget ([`Caps::max_loop_iterations`]) below the
+    /// adapter's own, or where it has none, so the paths that split work over dispatches run on
+    /// small problems and on any adapter. For tests.
+    pub max_loop_iterations: Option<u64>,
 }
 
 /// What the device offers, read once at creation.
@@ -37,6 +41,16 @@ pub struct Caps {
     pub timestamps: bool,
     /// Use the kernel variants that suit a CPU rasteriser (no workgroup-memory tiling).
     pub cpu_kernels: bool,
+    /// How many loop iterations one shader invocation may run, counted over all its loops
+    /// together, before the driver silently stops looping; `None` where there is no such cap.
+    /// Mesa's llvmpipe (lavapipe, Mesa 22.3 in Debian 12, the CI driver) keeps one counter per
+    /// invocation shared by every loop and breaks out of all loops once it has counted 65535
+    /// (gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`): outputs come back half-written or wrong, with
+    /// no error. Ops whose per-invocation loops grow with the problem split the work over more
+    /// invocations or dispatches to stay well under it. Set on every CPU adapter (device type
+    /// `Cpu`, as lavapipe reports itself), whichever kernel variants run there; real GPUs have no
+    /// such cap.
+    pub max_loop_iterations: Option<u64>,
 }
 
 /// Backend, adapter and driver facts for `iterinv info`.
@@ -217,6 +231,13 @@ impl Gpu {
             cpu_kernels: options
                 .cpu_kernels
                 .unwrap_or(adapter.device_type == wgpu::DeviceType::Cpu),
+            max_loop_iterations: match (
+                (adapter.device_type == wgpu::DeviceType::Cpu).then_some(65_535),
+                options.max_loop_iterations,
+            ) {
+                (Some(a), Some(o)) => Some(a.min(o)),
+                (a, o) => a.or(o),
+            },
         };
         let recorder = Recorder::new(&device, caps.uniform_align);
         let dummy = Arc::new(PooledBuffer {

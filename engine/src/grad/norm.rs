@@ -26,7 +26,7 @@
 
 use iterinv_kernels::families::norm::{NORM_GRAD, NORM_GRAD_PARAMS, NORM_GRAD_SUMS, NORM_STATS};
 
-use crate::error::Result;
+use crate::error::{invalid, Result};
 use crate::launch::{to_u32, Binding, Launch, Params};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
@@ -190,6 +190,22 @@ impl Saved {
         let pq = Tensor::uninit(gpu, &[b, 2, c], OP)?;
         let per_inv = l.spatial < WG_PER_CHANNEL;
         let wg = if per_inv || l.spatial < 4096 { 64 } else { 256 };
+        // The channel loop (norm_grad_params.wgsl) against the adapter's loop cap: refused rather
+        // than summed short, beyond ~8.4M elements per channel on lavapipe.
+        if let Some(cap) = gpu.caps().max_loop_iterations {
+            let step = if per_inv { 1 } else { wg };
+            let iterations = l.splits + l.spatial.div_ceil(step) + 8;
+            if iterations as u64 > cap / 2 {
+                return invalid(
+                    OP,
+                    format!(
+                        "parameter gradients over channels of {} elements need {iterations} loop \
+                         iterations per invocation, over half of this adapter's cap of {cap}",
+                        l.spatial
+                    ),
+                );
+            }
+        }
         let groups = if per_inv { (b * c).div_ceil(wg) } else { b * c };
         // Without an activation gz = g: the epilogue's parameters are not read at all.
         let epilogue = l.act != Activation::None;

@@ -4,7 +4,7 @@
 
 use iterinv_kernels::families::shape::{EMBEDDING_GRAD, RESIZE_WEIGHTS};
 
-use crate::error::Result;
+use crate::error::{invalid, Result};
 use crate::launch::{to_u32, Launch, Params};
 use crate::ops::elementwise::fill_bits;
 use crate::ops::matmul::{matmul, MatmulOptions};
@@ -109,6 +109,19 @@ pub(crate) fn embedding_grad(g: &Tensor, ids: &Tensor, vocab: usize, d: usize) -
         return Ok(out);
     }
     let gpu = g.gpu();
+    // Every invocation loops over the tokens (shape_embedding_grad.wgsl): under a loop cap
+    // (lavapipe) more tokens than it allows are refused rather than summed short.
+    if let Some(cap) = gpu.caps().max_loop_iterations {
+        if tokens as u64 + 1 > cap / 2 {
+            return invalid(
+                OP,
+                format!(
+                    "{tokens} tokens need as many loop iterations per invocation, over half of \
+                     this adapter's cap of {cap}"
+                ),
+            );
+        }
+    }
     gpu.launch(
         Launch::new(&EMBEDDING_GRAD)
             .input(g.bind(OP)?)

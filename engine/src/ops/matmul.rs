@@ -4,11 +4,14 @@
 //! same batch dims as `a` (`[N, K]` / `[..., N, K]` when `trans_b`, the layout of a linear layer's
 //! weight). A 2-D `b` larger than the storage binding limit (a chunked weight) is multiplied chunk
 //! by chunk: chunks of a `[N, K]` weight produce column blocks of the output; chunks of a `[K, N]`
-//! weight are accumulated (split-K), the epilogue running after the last.
+//! weight are accumulated (split-K), the epilogue running after the last. On adapters that cap the
+//! loop iterations of an invocation (`Caps::max_loop_iterations`, lavapipe) long K is split the
+//! same way over dispatches, so that no invocation's k loop runs into the cap.
 
 use iterinv_kernels::families::matmul::{MATMUL_DIRECT, MATMUL_TILED};
 
 use crate::error::{shape_err, Result};
+use crate::gpu::Gpu;
 use crate::grad::{self, matmul::matmul_grad};
 use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::ops::elementwise::unary;
@@ -22,10 +25,18 @@ pub struct MatmulOptions {
     pub activation: Activation,
 }
 
-/// Tile of the GPU kernel (outputs per workgroup side, K-tile) and of the CPU-adapter kernel.
+/// Tile of the GPU kernel: outputs per workgroup side, and K-tile.
 const TILE: usize = 64;
 const TILE_K: usize = 16;
-const DIRECT_TILE: usize = 32;
+
+/// Loop iterations per invocation, for adapters that cap them (`Caps::max_loop_iterations`),
+/// counted as if the compiler unrolled none of the inner loops. The direct kernel's k loop is its
+/// only loop and takes two k per iteration. The tiled kernel runs, per K-tile, its tile loop, a
+/// 4-step load loop and 16 k steps of (1 + 4 loads + 4 rows × (1 + 4 columns)); its epilogue adds
+/// 4 × (1 + 4).
+const DIRECT_K_PER_ITER: usize = 2;
+const TILED_ITERS_PER_KTILE: usize = 1 + 4 + TILE_K * (1 + 4 + 4 * (1 + 4));
+const TILED_ITERS_FIXED: usize = 4 * (1 + 4);
 
 struct Geometry {
     batch: usize,
@@ -133,7 +144,9 @@ pub fn matmul(
         None => gpu.dummy(),
     };
     let (a_rs, a_cs) = if opts.trans_a { (1, g.m) } else { (g.k, 1) };
+    let (b_rs, b_cs) = if opts.trans_b { (1, g.k) } else { (g.n, 1) };
     let cpu = gpu.caps().cpu_kernels;
+    let k_max = k_per_dispatch(gpu, cpu);
     let chunks = b.chunk_count();
     if chunks > 1 && g.b_batched {
         return shape_err(OP, "a batched right operand must fit one storage binding");
@@ -148,61 +161,137 @@ pub fn matmul(
         } else {
             (g.n, rows.len(), 0, rows.start)
         };
-        let (b_rs, b_cs) = if opts.trans_b { (1, g.k) } else { (g.n, 1) };
-        let last = c + 1 == chunks;
         let split_k = chunks > 1 && !opts.trans_b;
-        let params = Params::new()
-            .u32(to_u32(OP, g.m)?)
-            .u32(to_u32(OP, n_c)?)
-            .u32(to_u32(OP, k_c)?)
-            .u32(0)
-            .u32(to_u32(OP, k_off * a_cs)?)
-            .u32(to_u32(OP, g.m * g.k)?)
-            .u32(a_rs as u32)
-            .u32(a_cs as u32)
-            .u32(0)
-            .u32(if g.b_batched {
-                to_u32(OP, g.n * g.k)?
-            } else {
-                0
-            })
-            .u32(b_rs as u32)
-            .u32(b_cs as u32)
-            .u32(col_off as u32)
-            .u32(to_u32(OP, g.m * g.n)?)
-            .u32(g.n as u32)
-            .u32(col_off as u32)
-            .u32((split_k && c > 0) as u32)
-            .u32((!split_k || last) as u32);
-        let divisible = g.m % TILE == 0 && n_c % TILE == 0 && k_c % TILE_K == 0;
-        let launch = if cpu {
-            Launch::new(&MATMUL_DIRECT).groups([
-                n_c.div_ceil(DIRECT_TILE) as u32,
-                g.m.div_ceil(DIRECT_TILE) as u32,
-                g.batch as u32,
-            ])
+        // Under a loop cap the chunk's K is split further, over dispatches that accumulate into
+        // the output like the chunks of a split-K weight; the epilogue runs after the last.
+        let blocks = k_c.div_ceil(k_max).max(1);
+        let max_groups = gpu.caps().max_workgroups_per_dim as usize;
+        let (tm, wx) = if cpu {
+            match direct_block(g.m, n_c, g.batch, max_groups) {
+                Some(b) => b,
+                None => return shape_err(OP, too_many_groups(a, b)),
+            }
         } else {
-            Launch::new(&MATMUL_TILED)
-                .constant("CHECK_BOUNDS", !divisible)
-                .constant("A_M_FASTEST", opts.trans_a)
-                .groups([
-                    n_c.div_ceil(TILE) as u32,
-                    g.m.div_ceil(TILE) as u32,
-                    g.batch as u32,
-                ])
+            if g.m.div_ceil(TILE).max(n_c.div_ceil(TILE)) > max_groups {
+                return shape_err(OP, too_many_groups(a, b));
+            }
+            (0, 0)
         };
-        gpu.launch(
-            launch
-                .constant("ACT", format!("{}u", opts.activation.code()))
-                .constant("HAS_BIAS", bias.is_some())
-                .input(a_bind.clone())
-                .input(b.bind_chunk(c))
-                .input(bias_bind.clone())
-                .output(out.bind(OP)?)
-                .params(params),
-        )?;
+        for blk in 0..blocks {
+            let k0 = blk * k_max;
+            let k_b = (k_c - k0).min(k_max);
+            let first = (!split_k || c == 0) && blk == 0;
+            let last = (!split_k || c + 1 == chunks) && blk + 1 == blocks;
+            let params = Params::new()
+                .u32(to_u32(OP, g.m)?)
+                .u32(to_u32(OP, n_c)?)
+                .u32(to_u32(OP, k_b)?)
+                .u32(0)
+                .u32(to_u32(OP, (k_off + k0) * a_cs)?)
+                .u32(to_u32(OP, g.m * g.k)?)
+                .u32(a_rs as u32)
+                .u32(a_cs as u32)
+                // The chunk's binding starts at its own first row.
+                .u32(to_u32(OP, k0 * b_rs)?)
+                .u32(if g.b_batched {
+                    to_u32(OP, g.n * g.k)?
+                } else {
+                    0
+                })
+                .u32(b_rs as u32)
+                .u32(b_cs as u32)
+                .u32(col_off as u32)
+                .u32(to_u32(OP, g.m * g.n)?)
+                .u32(g.n as u32)
+                .u32(col_off as u32)
+                .u32(!first as u32)
+                .u32(last as u32);
+            let launch = if cpu {
+                let wy = 64 / wx;
+                Launch::new(&MATMUL_DIRECT)
+                    .constant("TM", format!("{tm}u"))
+                    .constant("WX", format!("{wx}u"))
+                    .constant("WY", format!("{wy}u"))
+                    .groups([
+                        n_c.div_ceil(wx * 8) as u32,
+                        g.m.div_ceil(wy * tm) as u32,
+                        g.batch as u32,
+                    ])
+            } else {
+                let divisible = g.m.is_multiple_of(TILE)
+                    && n_c.is_multiple_of(TILE)
+                    && k_b.is_multiple_of(TILE_K);
+                Launch::new(&MATMUL_TILED)
+                    .constant("CHECK_BOUNDS", !divisible)
+                    .constant("A_M_FASTEST", opts.trans_a)
+                    .groups([
+                        n_c.div_ceil(TILE) as u32,
+                        g.m.div_ceil(TILE) as u32,
+                        g.batch as u32,
+                    ])
+            };
+            gpu.launch(
+                launch
+                    .constant("ACT", format!("{}u", opts.activation.code()))
+                    .constant("HAS_BIAS", bias.is_some())
+                    .input(a_bind.clone())
+                    .input(b.bind_chunk(c))
+                    .input(bias_bind.clone())
+                    .output(out.bind(OP)?)
+                    .params(params),
+            )?;
+        }
     }
     Ok(out)
+}
+
+fn too_many_groups(a: &Tensor, b: &Tensor) -> String {
+    format!(
+        "a {:?} · b {:?} needs more workgroups than the dispatch limit",
+        a.shape(),
+        b.shape()
+    )
+}
+
+/// The most k one dispatch may cover: unbounded without a loop cap, else what keeps an
+/// invocation at half the cap (a margin for loops counted here that the driver does not count
+/// the same way), a multiple of the GPU kernel's K-tile so only the last block is ragged.
+fn k_per_dispatch(gpu: &Gpu, cpu: bool) -> usize {
+    let Some(cap) = gpu.caps().max_loop_iterations else {
+        return usize::MAX;
+    };
+    let budget = usize::try_from(cap / 2).unwrap_or(usize::MAX);
+    let k = if cpu {
+        budget.saturating_mul(DIRECT_K_PER_ITER)
+    } else {
+        budget.saturating_sub(TILED_ITERS_FIXED) / TILED_ITERS_PER_KTILE * TILE_K
+    };
+    (k / TILE_K * TILE_K).max(TILE_K)
+}
+
+/// (rows per invocation TM, workgroup width WX) of the direct kernel, whose workgroup computes a
+/// block of (64/WX)·TM rows × 8·WX columns: the block that finishes soonest on lavapipe's worker
+/// threads (every workgroup of a wave costs a whole block, padding included), with the per-output
+/// cost of each TM measured there at 1024³ f32: 16 → 12.5, 8 → 10, 4 → 7 GFLOP/s. `None` when no
+/// block keeps the grid within `max_groups` per dimension.
+fn direct_block(m: usize, n: usize, batch: usize, max_groups: usize) -> Option<(usize, usize)> {
+    // lavapipe runs a thread per CPU core (at most 16).
+    let threads = std::thread::available_parallelism().map_or(4, |t| t.get().min(16));
+    let mut best: Option<(f64, usize, usize)> = None;
+    for (tm, slowdown) in [(16, 1.0), (8, 1.25), (4, 1.8)] {
+        for wx in [64, 32, 16, 8] {
+            let (bm, bn) = (64 / wx * tm, 8 * wx);
+            let (gm, gn) = (m.div_ceil(bm), n.div_ceil(bn));
+            if gm > max_groups || gn > max_groups {
+                continue;
+            }
+            let cost = ((gm * gn * batch).div_ceil(threads) * bm * bn) as f64 * slowdown;
+            if best.is_none_or(|b| cost < b.0) {
+                best = Some((cost, tm, wx));
+            }
+        }
+    }
+    best.map(|b| (b.1, b.2))
 }
 
 impl Tensor {

@@ -217,6 +217,19 @@ fn split_rows(n: usize) -> (usize, usize, usize) {
     (splits, chunk, wg)
 }
 
+/// The most loop iterations one invocation of the norm kernels, forward or backward, runs on rows
+/// laid out as `split_rows` gives (see norm_common.wgsl): a fused row's four passes (the backward's)
+/// plus its tree sums; a split's serial merge of the splits' statistics and sums plus two passes
+/// over its chunk and two tree sums.
+fn loop_iterations(splits: usize, chunk: usize, wg: usize) -> usize {
+    let passes = chunk.div_ceil(wg);
+    if splits == 1 {
+        4 * passes + 24
+    } else {
+        2 * splits + 2 * passes + 16
+    }
+}
+
 fn normalise(r: Rows) -> Result<Tensor> {
     let out = launch_norm(&r)?;
     let mut inputs = vec![r.x];
@@ -264,6 +277,22 @@ fn launch_norm(r: &Rows) -> Result<Tensor> {
     }
     to_u32(op, x.numel())?;
     let (splits, chunk, wg) = split_rows(r.n);
+    // Under a loop cap (lavapipe) a row too long for it is refused rather than normalised wrongly;
+    // on lavapipe no row reaches it (see norm_common.wgsl).
+    if let Some(cap) = gpu.caps().max_loop_iterations {
+        let iterations = loop_iterations(splits, chunk, wg);
+        if iterations as u64 > cap / 2 {
+            return invalid(
+                op,
+                format!(
+                    "rows of {} elements (x {:?}) need {iterations} loop iterations per \
+                     invocation, over half of this adapter's cap of {cap}",
+                    r.n,
+                    x.shape()
+                ),
+            );
+        }
+    }
     let workgroups = r.rows as u64 * splits as u64;
     to_u32(op, workgroups as usize * 3)?;
     let params = Params::new()

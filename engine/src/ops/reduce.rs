@@ -183,6 +183,22 @@ pub(crate) fn select_ranks(
     let batch = out.numel();
     let n = x.numel() / batch.max(1);
     let gpu = x.gpu();
+    // Each invocation loops over n/256 elements in each of 4 passes (reduce_quantile.wgsl): under a
+    // loop cap (lavapipe) longer samples are refused rather than answered wrongly. The backward's
+    // kernel loops half as much and goes through here first.
+    if let Some(cap) = gpu.caps().max_loop_iterations {
+        let iterations = 4 * (n.div_ceil(256) + 8) + 4;
+        if iterations as u64 > cap / 2 {
+            return invalid(
+                op,
+                format!(
+                    "samples of {n} elements (x {:?}) need {iterations} loop iterations per \
+                     invocation, over half of this adapter's cap of {cap}",
+                    x.shape()
+                ),
+            );
+        }
+    }
     gpu.launch(
         Launch::new(&QUANTILE)
             .input(x.bind(op)?)

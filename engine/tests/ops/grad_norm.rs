@@ -387,3 +387,34 @@ fn asking_for_x_only_launches_no_parameter_kernel() {
     assert_eq!(gpu.kernel_dispatches("norm_stats"), splits[0] + 1);
     assert_eq!(gpu.kernel_dispatches("norm_grad_sums"), splits[1] + 1);
 }
+
+#[test]
+fn channels_too_long_for_a_loop_cap_are_errors() {
+    // The parameter gradients loop over a channel's elements in each invocation. With a forced cap
+    // of 600 (half kept as margin), 90,000-element channels need 6 + 352 + 8 = 366 iterations: the
+    // γ gradient is refused, while x's gradient (chunks of 15,000) still runs.
+    let g = Gpu::with_options(GpuOptions {
+        poison: true,
+        max_loop_iterations: Some(600),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut rng = Rng::new(320);
+    let x = Tensor::from_f32(&g, &[1, 1, 300, 300], &rng.vec(90_000, -1.0, 1.0))
+        .unwrap()
+        .requires_grad();
+    let gamma = Tensor::full(&g, &[1], 1.5).unwrap().requires_grad();
+    let args = GroupNormArgs {
+        gamma: Some(&gamma),
+        ..GroupNormArgs::new(1, 1e-5)
+    };
+    let y = group_norm(&x, &args).unwrap();
+    let ct = Tensor::full(&g, y.shape(), 1.0).unwrap();
+    assert!(grad(&[&y], &[&ct], &[&x]).is_ok());
+    let y = group_norm(&x, &args).unwrap();
+    let err = grad(&[&y], &[&ct], &[&gamma]).unwrap_err().to_string();
+    assert!(
+        err.contains("norm backward") && err.contains("90000") && err.contains("loop"),
+        "{err}"
+    );
+}

@@ -436,6 +436,44 @@ fn embedding_gradient_of_a_chunked_table_is_an_error() {
     );
 }
 
+#[test]
+fn embedding_gradient_over_more_tokens_than_a_loop_cap_allows_is_an_error() {
+    // Every invocation of the table gradient loops over all tokens: a forced cap of 600 (half kept
+    // as margin) admits 200 tokens and refuses 400, as lavapipe's 65535 refuses 32,767.
+    let g = Gpu::with_options(GpuOptions {
+        poison: true,
+        max_loop_iterations: Some(600),
+        ..Default::default()
+    })
+    .unwrap();
+    let table = Tensor::full(&g, &[10, 4], 0.5).unwrap().requires_grad();
+    for (tokens, ok) in [(200usize, true), (400, false)] {
+        let ids: Vec<i32> = (0..tokens).map(|t| (t % 10) as i32).collect();
+        let y = table
+            .embedding(&Tensor::from_i32(&g, &[tokens], &ids).unwrap())
+            .unwrap();
+        let ct = Tensor::full(&g, y.shape(), 1.0).unwrap();
+        let r = grad(&[&y], &[&ct], &[&table]);
+        if ok {
+            // Each id gathered tokens/10 times, each cotangent 1: exact.
+            let expected = vec![(tokens / 10) as f64; 40];
+            assert_close(
+                "table gradient under a cap",
+                &r.unwrap()[0],
+                &expected,
+                0.0,
+                0.0,
+            );
+        } else {
+            let e = r.unwrap_err().to_string();
+            assert!(
+                e.contains("embedding backward") && e.contains("400 tokens"),
+                "{e}"
+            );
+        }
+    }
+}
+
 /// Sum over `dims` of row-major `x` (output in row-major order of the kept dims), times `scale`.
 fn sum_ref(x: &[f64], shape: &[usize], dims: &[usize], scale: f64) -> Vec<f64> {
     let kept: Vec<usize> = (0..shape.len()).filter(|d| !dims.contains(d)).collect();

@@ -1,5 +1,6 @@
 //! Matmul against f64: batched, transposed operands, 16-bit weights, bias and activation epilogues,
-//! both kernel variants, the bounds-check-free path, and weights split over several buffers.
+//! both kernel variants, the bounds-check-free path, weights split over several buffers, and
+//! reductions longer than lavapipe's loop cap split over dispatches.
 
 use iterinv_engine::ops::matmul::{matmul, MatmulOptions};
 use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
@@ -178,6 +179,24 @@ fn both_variants_all_transposes_and_batching() {
             Activation::Gelu,
             6,
         );
+        // Shapes for which the direct variant picks 16 rows per invocation in workgroups 32 and
+        // 16 wide (smaller ones above take 4 and 8 rows), ragged in both M and N.
+        run(
+            g,
+            &case(&[], 130, 600, 45, false, true, false),
+            WeightType::F32,
+            true,
+            Activation::None,
+            7,
+        );
+        run(
+            g,
+            &case(&[], 1000, 70, 21, true, false, false),
+            WeightType::F32,
+            false,
+            Activation::None,
+            8,
+        );
     }
 }
 
@@ -262,6 +281,7 @@ fn weights_larger_than_the_binding_limit() {
             poison: true,
             max_binding_size: Some(16 * 1024),
             cpu_kernels: Some(cpu),
+            ..Default::default()
         })
         .unwrap();
         // [N, K] = [300, 40] f32: 48 KB -> column blocks of the output.
@@ -290,6 +310,124 @@ fn weights_larger_than_the_binding_limit() {
     }
 }
 
+/// Exact integer data: products and partial sums of values in −2..=2 stay integers below 2²⁴, so
+/// every f32 sum is exact in any order and a dropped or repeated k shows as a wrong integer.
+fn small_ints(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.range(0, 4) as f32 - 2.0).collect()
+}
+
+/// relu(a·b + bias) for [M, K] · [K, N] (or [N, K] when `trans_b`), exactly, in i64.
+fn exact_reference(
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_b: bool,
+    a: &[f32],
+    b: &[f32],
+    bias: &[f32],
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = bias[j] as i64;
+            for l in 0..k {
+                let bv = if trans_b { b[j * k + l] } else { b[l * n + j] };
+                s += a[i * k + l] as i64 * bv as i64;
+            }
+            out.push(s.max(0) as f64);
+        }
+    }
+    out
+}
+
+#[test]
+fn reductions_longer_than_the_loop_cap() {
+    // lavapipe silently ends every loop of an invocation once 65535 iterations have run
+    // (Caps::max_loop_iterations). The direct kernel takes two k per iteration, so K = 140,000
+    // overran it (the old kernel returned 65,535 for a row of ones, the tiled one 58,255); under a
+    // cap the engine splits K over accumulating dispatches, the epilogue after the last.
+    let (m, n, k) = (3, 5, 140_000);
+    for cpu in [true, false] {
+        let g = gpu_variant(cpu);
+        let name = if cpu { "matmul_direct" } else { "matmul_tiled" };
+        for trans_b in [false, true] {
+            let mut rng = Rng::new(60 + trans_b as u64);
+            let a = small_ints(&mut rng, m * k);
+            let b = small_ints(&mut rng, k * n);
+            let bias = small_ints(&mut rng, n);
+            let sb = if trans_b { [n, k] } else { [k, n] };
+            let before = g.kernel_dispatches(name);
+            let out = matmul(
+                &Tensor::from_f32(g, &[m, k], &a).unwrap(),
+                &Tensor::from_f32(g, &sb, &b).unwrap(),
+                Some(&Tensor::from_f32(g, &[n], &bias).unwrap()),
+                MatmulOptions {
+                    trans_b,
+                    activation: Activation::Relu,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let expected = exact_reference(m, n, k, trans_b, &a, &b, &bias);
+            // Exact: integer sums (see small_ints), bias and ReLU.
+            assert_close(
+                &format!("K {k} cpu {cpu} tb {trans_b}"),
+                &out,
+                &expected,
+                0.0,
+                0.0,
+            );
+            if g.caps().max_loop_iterations.is_some() {
+                assert!(g.kernel_dispatches(name) - before >= 2, "K was not split");
+            }
+        }
+    }
+}
+
+#[test]
+fn loop_cap_splits_combine_with_chunked_weights() {
+    // A forced cap of 200 iterations gives the direct kernel K blocks of 192 and the tiled one
+    // blocks of one K-tile, inside the chunks of weights split over 16 KiB bindings: the column
+    // blocks of an [N, K] weight and the K blocks of a [K, N] one.
+    for cpu in [true, false] {
+        let g = Gpu::with_options(GpuOptions {
+            poison: true,
+            max_binding_size: Some(16 * 1024),
+            cpu_kernels: Some(cpu),
+            max_loop_iterations: Some(200),
+        })
+        .unwrap();
+        assert_eq!(g.caps().max_loop_iterations, Some(200));
+        // [N, K] = [20, 500] f32: 40 KB in chunks of 8 rows, each with K = 500 split.
+        run(
+            &g,
+            &case(&[], 7, 20, 500, false, true, false),
+            WeightType::F32,
+            true,
+            Activation::Gelu,
+            70,
+        );
+        // [K, N] = [300, 40] f16: chunks of 204 and 96 rows of K, the first split again.
+        run(
+            &g,
+            &case(&[], 5, 40, 300, false, false, false),
+            WeightType::F16,
+            true,
+            Activation::Silu,
+            71,
+        );
+        // Batched, both operands in one binding, transposed A.
+        run(
+            &g,
+            &case(&[2], 4, 3, 450, true, false, true),
+            WeightType::F32,
+            false,
+            Activation::None,
+            72,
+        );
+    }
+}
+
 #[test]
 fn shape_errors_name_the_op_and_shapes() {
     let g = gpu();
@@ -309,6 +447,19 @@ fn shape_errors_name_the_op_and_shapes() {
         .unwrap_err()
         .to_string()
         .contains("bias"));
+    // More rows than the largest block times the 65535-workgroup grid: an error, not a wgpu
+    // validation failure.
+    for cpu in [true, false] {
+        let v = gpu_variant(cpu);
+        let m = 8_400_000;
+        let tall = Tensor::zeros(v, &[m, 1]).unwrap();
+        let one = Tensor::zeros(v, &[1, 1]).unwrap();
+        let err = tall.matmul(&one).unwrap_err().to_string();
+        assert!(
+            err.contains("matmul") && err.contains("[8400000, 1]") && err.contains("dispatch"),
+            "{err}"
+        );
+    }
     let bb = Tensor::from_f32(g, &[2, 4, 6], &[0.0; 48]).unwrap();
     assert!(Tensor::from_f32(g, &[3, 3, 4], &[0.0; 36])
         .unwrap()

@@ -2,7 +2,7 @@
 
 use half::f16;
 use iterinv_engine::ops::reduce::{mean, quantile, sum};
-use iterinv_engine::Tensor;
+use iterinv_engine::{Gpu, GpuOptions, Tensor};
 
 use crate::common::{assert_close, gpu, upload, Rng};
 
@@ -222,4 +222,34 @@ fn bad_arguments_are_errors_naming_op_and_shapes() {
     assert!(err(ids.quantile(0.5)).contains("i32"));
     assert!(err(upload(&[], &[1.0]).quantile(0.5)).contains("[]"));
     assert!(err(empty.quantile(0.5)).contains("[2, 0]"));
+}
+
+#[test]
+fn quantile_samples_too_long_for_a_loop_cap_are_errors() {
+    // Each invocation of the radix select loops over n/256 elements in 4 passes. lavapipe's cap
+    // (65535 per invocation) admits samples up to ~2.1M elements with the margin kept (IF stage
+    // II's 3·256² need 3108); a forced cap of 600 admits 16,896 and refuses 20,000.
+    let g = Gpu::with_options(GpuOptions {
+        poison: true,
+        max_loop_iterations: Some(600),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut rng = Rng::new(23);
+    let x = rng.vec(2 * 16_000, -1.0, 1.0);
+    let out = quantile(&Tensor::from_f32(&g, &[2, 16_000], &x).unwrap(), 0.3).unwrap();
+    // Selected elements are exact; only the interpolation rounds, once, in f32.
+    assert_close(
+        "quantile under a cap",
+        &out,
+        &quantile_ref(&x, 2, 0.3),
+        1e-6,
+        1e-6,
+    );
+    let long = Tensor::full(&g, &[2, 20_000], 0.5).unwrap();
+    let err = quantile(&long, 0.5).unwrap_err().to_string();
+    assert!(
+        err.contains("quantile") && err.contains("[2, 20000]") && err.contains("loop"),
+        "{err}"
+    );
 }

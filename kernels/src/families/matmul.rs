@@ -38,7 +38,10 @@ pub static MATMUL_TILED: Kernel = Kernel {
 };
 
 /// Register blocking without workgroup memory or barriers: for CPU adapters (lavapipe), where a
-/// barrier switches between SIMD programs and costs more than it saves.
+/// barrier switches between SIMD programs and costs more than it saves. Each invocation holds `TM`
+/// (4, 8 or 16) rows × 8 columns in private vectors; the workgroup is `WX` × `WY` = 64 invocations.
+/// Its only loop runs one iteration per two k, which the engine counts on to stay under a loop
+/// cap.
 pub static MATMUL_DIRECT: Kernel = Kernel {
     name: "matmul_direct",
     body: concat!(
@@ -47,7 +50,13 @@ pub static MATMUL_DIRECT: Kernel = Kernel {
     ),
     inputs: INPUTS,
     outputs: &["c"],
-    constants: &[("ACT", "0u"), ("HAS_BIAS", "false")],
+    constants: &[
+        ("ACT", "0u"),
+        ("HAS_BIAS", "false"),
+        ("TM", "16u"),
+        ("WX", "64u"),
+        ("WY", "1u"),
+    ],
 };
 
 pub static KERNELS: &[&Kernel] = &[&MATMUL_TILED, &MATMUL_DIRECT];

@@ -59,6 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let rstd = inverseSqrt(st.z / f32(p.n) + p.eps);
     let c0 = (row % p.groups) * p.cpg;
     let ss = (row / p.groups) * p.channels;
+    // ⌈chunk/WG⌉ iterations after chunk_stats or the log2(WG) merge (see chunk_stats for bounds).
     for (var i = start + lid; i < end; i = i + WG) {
         var y = ((ld_x(base + i) - st.x) - st.y) * rstd;
         let c = c0 + i / p.spatial;

@@ -19,7 +19,8 @@ struct Params {
 
 var<workgroup> red: array<vec2<f32>, WG>;
 
-// Tree sum over the workgroup; every invocation gets the total. WG is a power of two.
+// Tree sum over the workgroup; every invocation gets the total. WG is a power of two, so the loop
+// runs log2(WG) ≤ 8 times.
 fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
     red[lid] = v;
     workgroupBarrier();
@@ -37,6 +38,11 @@ fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
 
 // (shift, mean − shift, M2) of x[base + start .. base + end), end > start. For RMS the mean is
 // not subtracted: (0, 0, Σx²).
+// Loop cap (Caps::max_loop_iterations, lavapipe's 65535 per invocation): 2·⌈(end − start)/WG⌉ +
+// 16 iterations. ops::norm keeps a workgroup's span ≤ 16384 for rows up to 64·16384 elements
+// (IF stage II's 655,360-element groups: 40 splits, 144 iterations), n/64 beyond, and refuses
+// rows whose loops would pass half the cap (on lavapipe none: a row fits a 128 MiB binding, so at
+// most 2^25/64 per split, 4112 iterations).
 fn chunk_stats(base: u32, start: u32, end: u32, lid: u32) -> vec3<f32> {
     if (RMS) {
         var q = 0.0;

@@ -2,6 +2,8 @@
 // mean(dx̂) term for RMS (whose x̂ = x·rstd has no mean to differentiate).
 // FUSED: one workgroup per row computes the statistics and both sums itself. Otherwise workgroup w
 // writes split w % splits of row w / splits from `stats` = norm_grad_sums' 5 floats per split.
+// Loop cap: fused, 4·⌈n/WG⌉ + 24 iterations (n ≤ 16384: ≤ 280); split, ≤ 2·64 + ⌈chunk/WG⌉
+// (chunk bounded as in chunk_stats), both far below lavapipe's 65535.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

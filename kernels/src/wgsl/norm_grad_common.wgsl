@@ -19,7 +19,7 @@ fn merge(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
 
 // (shift, mean − shift, rstd) of `row` from its splits' partial statistics, `stride` floats per
 // split in `stats` (the first three as norm_stats writes them). Merged serially in every invocation:
-// at most 64 splits, and no barrier, so it may run in non-uniform control flow.
+// at most 64 splits (64 loop iterations), and no barrier, so it may run in non-uniform control flow.
 fn row_stats(row: u32, stride: u32) -> vec3<f32> {
     var v = vec4<f32>(0.0);
     for (var k = 0u; k < p.splits; k = k + 1u) {
@@ -86,7 +86,8 @@ fn elem(row: u32, i: u32, st: vec3<f32>) -> vec3<f32> {
     return vec3<f32>(xhat, gz, gz * a);
 }
 
-// This invocation's share of (Σ ∂L/∂x̂, Σ ∂L/∂x̂·x̂) over elements [start, end) of `row`.
+// This invocation's share of (Σ ∂L/∂x̂, Σ ∂L/∂x̂·x̂) over elements [start, end) of `row`:
+// ⌈(end − start)/WG⌉ iterations, bounded as chunk_stats' loops are (norm_common.wgsl).
 fn partial_sums(row: u32, st: vec3<f32>, start: u32, end: u32, lid: u32) -> vec2<f32> {
     var s = vec2<f32>(0.0);
     for (var i = start + lid; i < end; i = i + WG) {

@@ -3,6 +3,10 @@
 // small [B, C] ops. `stats` holds norm_stats' partials (3 floats per split).
 // PER_INV: one invocation per (b, c), for short channels (layer and RMS norm have spatial = 1);
 // otherwise one workgroup per (b, c).
+// Loop cap: splits (≤ 64) + ⌈spatial/step⌉ + 8 iterations per invocation: PER_INV under 256 + 64;
+// otherwise WG is 64 below 4096 elements per channel (≤ 136) and 256 above (IF stage II's 256²
+// channels: 328). grad::norm refuses channels whose loop would pass half the cap (over ~8.4M
+// elements per channel on lavapipe, a 2896² image).
 
 // This invocation's share of the sums of pair bc, over elements first, first + step, ...
 fn channel_sums(bc: u32, first: u32, step: u32) -> vec2<f32> {

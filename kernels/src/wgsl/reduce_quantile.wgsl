@@ -3,6 +3,8 @@
 // of the keys that share the digits found so far and pick the bin holding the wanted rank, for the
 // two ranks k_lo and k_hi at once. The selected keys are exact elements, so only the final
 // interpolation lo + (hi − lo)·w rounds. NaNs sort above +inf (their keys are the largest).
+// Loop cap: 4·(⌈n/256⌉ + 8) + 4 iterations per invocation (IF stage II's 3·256² samples: 3108);
+// ops::reduce refuses samples that would pass half of lavapipe's 65535 (about 2.1M elements).
 struct Params { batch: u32, n: u32, k_lo: u32, k_hi: u32, w: f32 }
 
 // Bins 0..255 count for rank k_lo, 256..511 for k_hi.

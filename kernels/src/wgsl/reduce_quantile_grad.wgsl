@@ -4,6 +4,7 @@
 // k_lo and g[b]·w to the one at k_hi; when several elements equal v_lo (or v_hi) their share is split
 // evenly among them (torch instead gives it all to the one its sort puts at that rank). Elements
 // are compared as floats, so −0 and +0 tie; a NaN v_lo or v_hi matches nothing and passes no gradient.
+// Loop cap: 2·⌈n/256⌉ + 8 iterations per invocation, half the forward's, which ops::reduce bounds.
 struct Params { batch: u32, n: u32, w: f32 }
 
 var<workgroup> counts: array<vec2<u32>, 256>;

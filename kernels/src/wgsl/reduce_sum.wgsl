@@ -4,6 +4,11 @@
 // A workgroup owns TX consecutive columns c of one (o, s); its TY = WG/TX lanes per column stride
 // over j and meet in a workgroup tree. TX = 1 is the plain row reduction (inner = 1); TX > 1 keeps
 // the loads of neighbouring lanes contiguous when the reduced axis is not the last one.
+// Loop cap (lavapipe ends every loop of an invocation after 65535 iterations in all): an invocation
+// runs ⌈seg_len/TY⌉ + log2(TY) iterations. ops::reduce makes that at most E/65536 + 10 for a
+// tensor of E elements (a workgroup with a full-length segment has ≥ 511 siblings sharing E, and
+// segments are cut to 512 workgroups' worth), so under 16,400 even for 2^30 elements (4 GiB); the
+// IF stage II per-sample sum of 3·256² elements takes 16 + 8.
 struct Params { outer: u32, r: u32, inner: u32, tiles: u32, segs: u32, seg_len: u32, scale: f32 }
 
 const TY: u32 = WG / TX;

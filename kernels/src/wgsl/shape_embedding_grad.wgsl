@@ -4,6 +4,8 @@
 // same id write nothing. The caller zeroes the table gradient first (rows no token names stay 0).
 // Ids outside [0, vocab) gathered zeros, so they receive nothing. O(tokens²·d) work: meant for token
 // sequences (hundreds), not for millions of ids. n = tokens·d.
+// Loop cap: the two token loops run `tokens` iterations together per invocation; grad::shape
+// refuses more tokens than half of lavapipe's 65535 per-invocation iterations.
 struct Params { n: u32, d: u32, tokens: u32, vocab: u32 }
 
 @compute @workgroup_size(WG)

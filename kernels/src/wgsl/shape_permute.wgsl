@@ -21,6 +21,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     var rem = i;
     var xi = 0u;
+    // At most 8 iterations (the rank limit): far below lavapipe's per-invocation loop cap.
     for (var d = i32(p.ndim) - 1; d >= 0; d = d - 1) {
         let du = u32(d);
         let extent = p.shape[du / 4u][du % 4u];

@@ -489,5 +489,8 @@ fn a_reshape_that_grows_the_first_dimension_reads_back_whole() {
     // Regression: readback used the row count of the shape the buffer was allocated with.
     let x = crate::common::upload(&[2, 3, 4], &(0..24).map(|v| v as f32).collect::<Vec<_>>());
     let y = x.slice(0, 1, 2).unwrap().reshape(&[3, 4]).unwrap();
-    assert_eq!(y.to_vec().unwrap(), (12..24).map(|v| v as f32).collect::<Vec<_>>());
+    assert_eq!(
+        y.to_vec().unwrap(),
+        (12..24).map(|v| v as f32).collect::<Vec<_>>()
+    );
 }

@@ -224,6 +224,7 @@ pub fn matmul(
                 Launch::new(&MATMUL_TILED)
                     .constant("CHECK_BOUNDS", !divisible)
                     .constant("A_M_FASTEST", opts.trans_a)
+                    .constant("B_K_FASTEST", opts.trans_b)
                     .groups([
                         n_c.div_ceil(TILE) as u32,
                         g.m.div_ceil(TILE) as u32,

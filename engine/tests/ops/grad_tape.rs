@@ -12,11 +12,13 @@ fn t(shape: &[usize], seed: u64) -> Tensor {
 
 #[test]
 fn asking_for_the_input_gradient_computes_no_weight_gradient() {
-    let g = gpu();
-    let x = t(&[4, 8], 1).requires_grad();
-    let w = t(&[6, 8], 2).requires_grad();
+    // A device of its own: other tests' dispatches on the shared one would be counted too.
+    let g = &iterinv_engine::Gpu::new().unwrap();
+    let on = |x: &Tensor| Tensor::from_f32(g, x.shape(), &x.to_vec().unwrap()).unwrap();
+    let x = on(&t(&[4, 8], 1)).requires_grad();
+    let w = on(&t(&[6, 8], 2)).requires_grad();
     let y = x.linear(&w, None).unwrap().silu().unwrap();
-    let cot = t(&[4, 6], 3);
+    let cot = on(&t(&[4, 6], 3));
     let before = g.kernel_dispatches("matmul_direct") + g.kernel_dispatches("matmul_tiled");
     let dx = grad(&[&y], &[&cot], &[&x]).unwrap();
     let after = g.kernel_dispatches("matmul_direct") + g.kernel_dispatches("matmul_tiled");

@@ -34,6 +34,7 @@ pub static MATMUL_TILED: Kernel = Kernel {
         ("HAS_BIAS", "false"),
         ("CHECK_BOUNDS", "true"),
         ("A_M_FASTEST", "false"),
+        ("B_K_FASTEST", "false"),
     ],
 };
 

@@ -3,8 +3,11 @@ const TM: u32 = 64u;
 const TN: u32 = 64u;
 const TK: u32 = 16u;
 
-var<workgroup> a_tile: array<f32, 1024>; // [TK][TM]
-var<workgroup> b_tile: array<f32, 1024>; // [TK][TN]
+// A's tile rows are padded by one word: the k-fastest store order of a row-major A would
+// otherwise put all 32 lanes of a warp on one memory bank.
+const TMP: u32 = 65u;
+var<workgroup> a_tile: array<f32, 1040>; // [TK][TMP]
+var<workgroup> b_tile: array<f32, 1040>; // [TK][TMP], padded the same way
 
 fn load_a(batch: u32, row: u32, kk: u32) -> f32 {
     if (CHECK_BOUNDS && (row >= p.m || kk >= p.k)) {
@@ -35,23 +38,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if (A_M_FASTEST) {
                 let mm = idx % TM;
                 let kk = idx / TM;
-                a_tile[kk * TM + mm] = load_a(batch, row0 + mm, k0 + kk);
+                a_tile[kk * TMP + mm] = load_a(batch, row0 + mm, k0 + kk);
             } else {
                 let kk = idx % TK;
                 let mm = idx / TK;
-                a_tile[kk * TM + mm] = load_a(batch, row0 + mm, k0 + kk);
+                a_tile[kk * TMP + mm] = load_a(batch, row0 + mm, k0 + kk);
             }
-            let nn = idx % TN;
-            let kb = idx / TN;
-            b_tile[kb * TN + nn] = load_b(batch, k0 + kb, col0 + nn);
+            if (B_K_FASTEST) {
+                let kb = idx % TK;
+                let nn = idx / TK;
+                b_tile[kb * TMP + nn] = load_b(batch, k0 + kb, col0 + nn);
+            } else {
+                let nn = idx % TN;
+                let kb = idx / TN;
+                b_tile[kb * TMP + nn] = load_b(batch, k0 + kb, col0 + nn);
+            }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk = kk + 1u) {
             var av: array<f32, 4>;
             var bv: array<f32, 4>;
             for (var i = 0u; i < 4u; i = i + 1u) {
-                av[i] = a_tile[kk * TM + lid.y + 16u * i];
-                bv[i] = b_tile[kk * TN + lid.x + 16u * i];
+                av[i] = a_tile[kk * TMP + lid.y + 16u * i];
+                bv[i] = b_tile[kk * TMP + lid.x + 16u * i];
             }
             for (var i = 0u; i < 4u; i = i + 1u) {
                 for (var j = 0u; j < 4u; j = j + 1u) {

@@ -20,15 +20,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = row * p.n;
     var m = NEG_MAX;
     var s = 0.0;
+    // Kahan compensation of s: a long row puts ~n/WG terms in one invocation's sum (17k for a
+    // 4.5M row), whose plain f32 sum drifts by ~1e-5 relative on GPUs.
+    var c = 0.0;
     // One exp per element: rescale the running sum only when the maximum grows.
     for (var i = lid; i < p.n; i = i + WG) {
         let x = ld_x(base + i);
+        var term = 1.0;
         if (x > m) {
-            s = s * exp(m - x) + 1.0;
+            let r = exp(m - x);
+            s = s * r;
+            c = c * r;
             m = x;
         } else {
-            s = s + exp(x - m);
+            term = exp(x - m);
         }
+        let y = term - c;
+        let t = s + y;
+        c = (t - s) - y;
+        s = t;
     }
     red_m[lid] = m;
     red_s[lid] = s;

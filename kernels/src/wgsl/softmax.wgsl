@@ -20,26 +20,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = row * p.n;
     var m = NEG_MAX;
     var s = 0.0;
-    // Kahan compensation of s: a long row puts ~n/WG terms in one invocation's sum (17k for a
-    // 4.5M row), whose plain f32 sum drifts by ~1e-5 relative on GPUs.
-    var c = 0.0;
-    // One exp per element: rescale the running sum only when the maximum grows.
+    // Two-level sum: terms go into a block sum of at most 32, blocks into s. A long row puts
+    // ~n/WG terms in one invocation (70k for a 4.5M row on 64 lanes), whose plain f32 sum drifted
+    // 5e-5 relative on an H100; Kahan compensation did not help there (the compiler may
+    // reassociate it away), a two-level sum cannot be undone that way.
+    var blk = 0.0;
+    var count = 0u;
+    // One exp per element: rescale the running sums only when the maximum grows.
     for (var i = lid; i < p.n; i = i + WG) {
         let x = ld_x(base + i);
-        var term = 1.0;
         if (x > m) {
             let r = exp(m - x);
             s = s * r;
-            c = c * r;
+            blk = blk * r + 1.0;
             m = x;
         } else {
-            term = exp(x - m);
+            blk = blk + exp(x - m);
         }
-        let y = term - c;
-        let t = s + y;
-        c = (t - s) - y;
-        s = t;
+        count = count + 1u;
+        if (count == 32u) {
+            s = s + blk;
+            blk = 0.0;
+            count = 0u;
+        }
     }
+    s = s + blk;
     red_m[lid] = m;
     red_s[lid] = s;
     workgroupBarrier();

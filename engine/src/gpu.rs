@@ -120,6 +120,13 @@ impl std::fmt::Display for GpuInfo {
         writeln!(f, "  shader-f16        {}", c.shader_f16)?;
         writeln!(f, "  subgroups         {}", c.subgroups)?;
         writeln!(f, "  timestamp-query   {}", c.timestamps)?;
+        match c.max_loop_iterations {
+            Some(n) => writeln!(
+                f,
+                "loop cap:       {n} iterations per invocation (long loops split over dispatches)"
+            )?,
+            None => writeln!(f, "loop cap:       none")?,
+        }
         write!(
             f,
             "kernels:        {}",

@@ -423,16 +423,15 @@ fn tile_queries(d: usize, gpu: &Gpu) -> usize {
 /// looping twice over the four rows; the per-row weight loop; D4 more for the tiled variants' tile
 /// loads. Fixed: four rows of two inputs loaded, two accumulators loaded and stored.
 fn per_dispatch(gpu: &Gpu, d: usize) -> usize {
-    if gpu.info().adapter.device_type != wgpu::DeviceType::Cpu {
+    let Some(limit) = gpu.caps().max_loop_iterations else {
         return usize::MAX;
-    }
-    const LOOP_LIMIT: usize = 65535;
+    };
     let d4 = d.div_ceil(4);
     let tail = if d.is_multiple_of(4) { 0 } else { 4 };
     let blk = DIRECT_BLOCK;
     let per_4 = 1 + blk + 2 * d4 * (1 + 8 * tail + 2 * blk) + d4;
     let fixed = 64 + blk * d4 * (2 * (1 + tail) + 4 * 5);
-    let n = (LOOP_LIMIT - fixed) / per_4 * 4;
+    let n = ((limit as usize).saturating_sub(fixed) / per_4 * 4).max(4);
     // Whole tiles of the tiled variants.
     if n >= 64 {
         n / 64 * 64

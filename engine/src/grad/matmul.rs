@@ -24,25 +24,34 @@ fn t(x: &Tensor) -> Result<Tensor> {
 
 /// Gradients for (a, b, bias?) given the output gradient `g` [..., M, N].
 pub(crate) fn matmul_grad(
-    a: &Tensor,
-    b: &Tensor,
+    a: Option<&Tensor>,
+    b: Option<&Tensor>,
+    b_batched: bool,
     opts: MatmulOptions,
     g: &Tensor,
     needed: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
-    let batched_a = a.rank() > 2;
-    let batched_b = b.rank() > 2;
+    // The op saves each operand only when the other is tracked, which `needed` implies.
+    let saved = |t: Option<&Tensor>, which: &str| {
+        t.cloned().ok_or_else(|| crate::Error::Invalid {
+            op: "matmul backward",
+            detail: format!("operand {which} was not saved: it was recorded as a constant"),
+        })
+    };
     let mut out = Vec::with_capacity(3);
     // dA (logical [.., M, K]) = g · op(B)ᵀ.
     out.push(if needed[0] {
-        let d = mm(g, b, false, !opts.trans_b)?;
+        let b = saved(b, "b")?;
+        let d = mm(g, &b, false, !opts.trans_b)?;
         Some(if opts.trans_a { t(&d)? } else { d })
     } else {
         None
     });
     // dB (logical [.., K, N]) = op(A)ᵀ · g, summed over the batch when B was shared.
     out.push(if needed[1] {
-        let d = if batched_b || !batched_a {
+        let a = &saved(a, "a")?;
+        let batched_a = a.rank() > 2;
+        let d = if b_batched || !batched_a {
             mm(a, g, !opts.trans_a, false)?
         } else if !opts.trans_a {
             let k = a.dim(-1);

@@ -319,10 +319,9 @@ pub(crate) fn tile_keys(d4: usize, max_workgroup_storage: u32) -> usize {
 /// under that count even if the compiler unrolls none of the inner loops (it unrolls most);
 /// elsewhere one dispatch takes them all.
 fn keys_per_dispatch(gpu: &crate::Gpu, d: usize, qb: usize) -> usize {
-    if gpu.info().adapter.device_type != wgpu::DeviceType::Cpu {
+    let Some(limit) = gpu.caps().max_loop_iterations else {
         return usize::MAX;
-    }
-    const LOOP_LIMIT: usize = 65535;
+    };
     let d4 = d.div_ceil(4);
     // Loads of a partial vec4 loop over its 4 elements.
     let tail = if d.is_multiple_of(4) { 0 } else { 4 };
@@ -332,7 +331,7 @@ fn keys_per_dispatch(gpu: &crate::Gpu, d: usize, qb: usize) -> usize {
     let per_4_keys = 1 + qb + 2 * d4 * (1 + 4 * tail + qb) + d4;
     // Per dispatch: loading q and the accumulators, storing the rows (4 elements per vec4).
     let fixed = 64 + qb * d4 * (1 + tail + 2 * 5);
-    let keys = (LOOP_LIMIT - fixed) / per_4_keys * 4;
+    let keys = ((limit as usize).saturating_sub(fixed) / per_4_keys * 4).max(4);
     // Whole tiles of the tiled variant.
     if keys >= 64 {
         keys / 64 * 64

@@ -146,19 +146,17 @@ impl Geometry {
 
 /// Loop iterations one invocation of a conv kernel may run in one dispatch. Mesa's llvmpipe
 /// (lavapipe) counts the iterations of all loops of an invocation together and silently ends every
-/// loop once 65535 have run (see ops::attention): on a CPU adapter, or where the CPU variants run,
+/// loop once 65535 have run (`Caps::max_loop_iterations`): where a cap exists,
 /// reductions are split over dispatches to stay below that with a margin for loops not counted.
 /// Elsewhere one dispatch takes a whole reduction. Measured on lavapipe before the split: the
 /// direct forward failed from Cin = 16000 (3×3, ~4 iterations per channel with the kx loops
 /// unrolled), the tiled one between K = 54000 and 81000; IF's largest, Cin = 2816 (K = 25344),
 /// stays one dispatch.
-/// (To be replaced by `Caps::max_loop_iterations` once gpu.rs has it.)
 pub(crate) fn loop_budget(gpu: &Gpu) -> usize {
-    if gpu.caps().cpu_kernels || gpu.info().adapter.device_type == wgpu::DeviceType::Cpu {
-        60_000
-    } else {
-        usize::MAX
-    }
+    // 60,000 of lavapipe's 65,535: a margin for loops the count leaves out.
+    gpu.caps()
+        .max_loop_iterations
+        .map_or(usize::MAX, |cap| (cap as usize) / 12 * 11)
 }
 
 /// Iterations of the tile loop (conv_gemm_tiled.wgsl) per K-tile, counting its inner loops as

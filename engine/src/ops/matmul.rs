@@ -127,10 +127,14 @@ pub fn matmul(
     let mut out_shape = a.shape()[..a.rank() - 2].to_vec();
     out_shape.extend([g.m, g.n]);
     let gpu = a.gpu();
-    let (sa, sb) = (a.detach(), b.detach());
+    // dA needs B and dB needs A: keep each only if the other can be asked for, so inversion
+    // (constant weights) keeps no activation alive for a weight gradient it never computes.
+    let sa = b.is_tracked().then(|| a.detach());
+    let sb = a.is_tracked().then(|| b.detach());
     let out = Tensor::uninit(gpu, &out_shape, OP)?;
+    let b_batched = g.b_batched;
     let out = grad::record(OP, out, &inputs, move |g, needed| {
-        matmul_grad(&sa, &sb, opts, g, needed)
+        matmul_grad(sa.as_ref(), sb.as_ref(), b_batched, opts, g, needed)
     });
     if out.numel() == 0 {
         return Ok(out);

@@ -12,7 +12,6 @@ use crate::tensor::Tensor;
 
 const OP: &str = "softmax";
 /// Loop iterations lavapipe lets one invocation run (gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`).
-const LOOP_LIMIT: usize = 65535;
 
 /// Softmax of each row along the last dimension of `x`; an f32 tensor of `x`'s shape.
 ///
@@ -69,18 +68,19 @@ pub(crate) fn workgroup_size(gpu: &Gpu, n: usize) -> Result<u32> {
     };
     // lavapipe (Mesa 22.x) silently ends every loop of an invocation after 65535 iterations in all
     // (see ops::attention); each invocation here loops twice over n / WG elements of its row.
-    if gpu.info().adapter.device_type == wgpu::DeviceType::Cpu {
+    if let Some(cap) = gpu.caps().max_loop_iterations {
+        let limit = cap as usize;
         let iterations = |wg: u32| 2 * n.div_ceil(wg as usize) + 16;
-        if iterations(wg) > LOOP_LIMIT {
+        if iterations(wg) > limit {
             wg = 256;
         }
-        if iterations(wg) > LOOP_LIMIT {
+        if iterations(wg) > limit {
             return invalid(
                 OP,
                 format!(
                     "rows of {n} elements exceed what one workgroup may loop over on a CPU adapter \
                      (about {} elements)",
-                    (LOOP_LIMIT - 16) / 2 * 256
+                    limit.saturating_sub(16) / 2 * 256
                 ),
             );
         }

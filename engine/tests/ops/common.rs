@@ -259,3 +259,35 @@ pub fn act64(act: Activation, x: f64) -> f64 {
         Activation::Relu => x.max(0.0),
     }
 }
+
+/// `f(a, b)` with NumPy broadcasting of `a` (shape `sa`) and `b` (`sb`) to `out`, in f64.
+pub fn broadcast_ref(
+    a: &[f64],
+    sa: &[usize],
+    b: &[f64],
+    sb: &[usize],
+    out: &[usize],
+    f: fn(f64, f64) -> f64,
+) -> Vec<f64> {
+    let r = out.len();
+    let n: usize = out.iter().product();
+    let idx = |shape: &[usize], coord: &[usize]| {
+        let mut i = 0;
+        for (d, &s) in shape.iter().enumerate() {
+            let c = coord[d + r - shape.len()];
+            i = i * s + if s == 1 { 0 } else { c };
+        }
+        i
+    };
+    (0..n)
+        .map(|lin| {
+            let mut coord = vec![0; r];
+            let mut rem = lin;
+            for d in (0..r).rev() {
+                coord[d] = rem % out[d];
+                rem /= out[d];
+            }
+            f(a[idx(sa, &coord)], b[idx(sb, &coord)])
+        })
+        .collect()
+}

@@ -3,7 +3,7 @@
 use iterinv_engine::ops::elementwise::{binary, unary, Binary, Unary};
 use iterinv_engine::Tensor;
 
-use crate::common::{assert_close, gelu64, gelu_tanh64, gpu, upload, Rng};
+use crate::common::{assert_close, broadcast_ref, f64s, gelu64, gelu_tanh64, gpu, upload, Rng};
 
 #[test]
 fn gelu_erf_form_is_within_1e6_of_f64() {
@@ -80,37 +80,6 @@ fn extreme_inputs_give_no_nan() {
     }
 }
 
-fn broadcast_ref(
-    a: &[f32],
-    sa: &[usize],
-    b: &[f32],
-    sb: &[usize],
-    out: &[usize],
-    f: fn(f64, f64) -> f64,
-) -> Vec<f64> {
-    let r = out.len();
-    let n: usize = out.iter().product();
-    let idx = |shape: &[usize], coord: &[usize]| {
-        let mut i = 0;
-        for (d, &s) in shape.iter().enumerate() {
-            let c = coord[d + r - shape.len()];
-            i = i * s + if s == 1 { 0 } else { c };
-        }
-        i
-    };
-    (0..n)
-        .map(|lin| {
-            let mut coord = vec![0; r];
-            let mut rem = lin;
-            for d in (0..r).rev() {
-                coord[d] = rem % out[d];
-                rem /= out[d];
-            }
-            f(a[idx(sa, &coord)] as f64, b[idx(sb, &coord)] as f64)
-        })
-        .collect()
-}
-
 #[test]
 fn binary_ops_broadcast_like_numpy() {
     let mut rng = Rng::new(2);
@@ -149,7 +118,7 @@ fn binary_ops_broadcast_like_numpy() {
             assert_close(
                 &format!("{op:?} {sa:?} {sb:?}"),
                 &out,
-                &broadcast_ref(&a, sa, &b, sb, so, f),
+                &broadcast_ref(&f64s(&a), sa, &f64s(&b), sb, so, f),
                 1e-6,
                 1e-6,
             );

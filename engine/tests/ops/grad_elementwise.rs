@@ -2,7 +2,7 @@
 
 use iterinv_engine::ops::elementwise::{binary, unary, Binary, Unary};
 
-use crate::common::{check_vjp, gelu64, gelu_tanh64, GradInput, Rng};
+use crate::common::{broadcast_ref, check_vjp, gelu64, gelu_tanh64, GradInput, Rng};
 
 /// Values in [lo, hi] kept at least `gap` away from `kink` (relu, abs, clamp corners).
 fn away_from(rng: &mut Rng, n: usize, lo: f64, hi: f64, kinks: &[f64], gap: f64) -> Vec<f32> {
@@ -115,45 +115,12 @@ fn binary_rules_sum_over_broadcast_dims() {
                 &format!("{op:?} {sa:?} {sb:?}"),
                 &[GradInput::new(sa, a, true), GradInput::new(sb, b, true)],
                 |t| binary(&t[0], &t[1], op).unwrap(),
-                move |x| broadcast_apply(&x[0], &sa2, &x[1], &sb2, &out2, f),
+                move |x| broadcast_ref(&x[0], &sa2, &x[1], &sb2, &out2, f),
                 1e-5,
                 64,
             );
         }
     }
-}
-
-fn broadcast_apply(
-    a: &[f64],
-    sa: &[usize],
-    b: &[f64],
-    sb: &[usize],
-    out: &[usize],
-    f: fn(f64, f64) -> f64,
-) -> Vec<f64> {
-    let r = out.len();
-    let n: usize = out.iter().product();
-    let idx = |shape: &[usize], coord: &[usize]| {
-        shape.iter().enumerate().fold(0, |i, (d, &s)| {
-            i * s
-                + if s == 1 {
-                    0
-                } else {
-                    coord[d + r - shape.len()]
-                }
-        })
-    };
-    (0..n)
-        .map(|lin| {
-            let mut coord = vec![0; r];
-            let mut rem = lin;
-            for d in (0..r).rev() {
-                coord[d] = rem % out[d];
-                rem /= out[d];
-            }
-            f(a[idx(sa, &coord)], b[idx(sb, &coord)])
-        })
-        .collect()
 }
 
 #[test]

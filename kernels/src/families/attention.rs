@@ -63,6 +63,7 @@ pub static ATTENTION_TILED: Kernel = Kernel {
     name: "attention_tiled",
     body: concat!(
         include_str!("../wgsl/attention_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_one_pass.wgsl"),
         include_str!("../wgsl/attention_tiled.wgsl")
     ),
@@ -75,6 +76,7 @@ pub static ATTENTION_TILED_SPLIT: Kernel = Kernel {
     name: "attention_tiled_split",
     body: concat!(
         include_str!("../wgsl/attention_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_tiled.wgsl")
     ),
     inputs: INPUTS,
@@ -86,6 +88,7 @@ pub static ATTENTION_DIRECT: Kernel = Kernel {
     name: "attention_direct",
     body: concat!(
         include_str!("../wgsl/attention_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_one_pass.wgsl"),
         include_str!("../wgsl/attention_direct.wgsl")
     ),
@@ -98,6 +101,7 @@ pub static ATTENTION_DIRECT_SPLIT: Kernel = Kernel {
     name: "attention_direct_split",
     body: concat!(
         include_str!("../wgsl/attention_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_direct.wgsl")
     ),
     inputs: INPUTS,
@@ -179,6 +183,7 @@ pub static ATTENTION_GRAD_Q_TILED: Kernel = Kernel {
     name: "attention_grad_q_tiled",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_q.wgsl"),
         include_str!("../wgsl/attention_grad_q_tiled.wgsl")
     ),
@@ -191,6 +196,7 @@ pub static ATTENTION_GRAD_Q_DIRECT: Kernel = Kernel {
     name: "attention_grad_q_direct",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_q.wgsl"),
         include_str!("../wgsl/attention_grad_q_direct.wgsl")
     ),
@@ -204,6 +210,7 @@ pub static ATTENTION_GRAD_LSE_TILED: Kernel = Kernel {
     name: "attention_grad_lse_tiled",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_lse.wgsl"),
         include_str!("../wgsl/attention_grad_q.wgsl"),
         include_str!("../wgsl/attention_grad_q_tiled.wgsl")
@@ -217,6 +224,7 @@ pub static ATTENTION_GRAD_LSE_DIRECT: Kernel = Kernel {
     name: "attention_grad_lse_direct",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_lse.wgsl"),
         include_str!("../wgsl/attention_grad_q.wgsl"),
         include_str!("../wgsl/attention_grad_q_direct.wgsl")
@@ -230,6 +238,7 @@ pub static ATTENTION_GRAD_KV_TILED: Kernel = Kernel {
     name: "attention_grad_kv_tiled",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_kv.wgsl"),
         include_str!("../wgsl/attention_grad_kv_tiled.wgsl")
     ),
@@ -242,6 +251,7 @@ pub static ATTENTION_GRAD_KV_DIRECT: Kernel = Kernel {
     name: "attention_grad_kv_direct",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_kv.wgsl"),
         include_str!("../wgsl/attention_grad_kv_direct.wgsl")
     ),

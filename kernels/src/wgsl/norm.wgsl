@@ -5,21 +5,6 @@
 
 var<workgroup> part: array<vec4<f32>, WG>;
 
-// Chan's merge of (count, shift, mean − shift, M2). The result keeps a's shift, which stays within
-// the data's spread of the mean, so the final x − shift is still exact for values near the mean.
-fn merge(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
-    if (b.x == 0.0) {
-        return a;
-    }
-    if (a.x == 0.0) {
-        return b;
-    }
-    let n = a.x + b.x;
-    let f = b.x / n;
-    let d = (b.y - a.y) + (b.z - a.z);
-    return vec4<f32>(n, a.y, a.z + d * f, a.w + b.w + d * d * a.x * f);
-}
-
 fn merged_stats(row: u32, lid: u32) -> vec3<f32> {
     var v = vec4<f32>(0.0);
     if (lid < p.splits) {

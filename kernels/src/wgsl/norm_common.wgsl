@@ -70,3 +70,18 @@ fn chunk_stats(base: u32, start: u32, end: u32, lid: u32) -> vec3<f32> {
     let dq = workgroup_sum(lid, vec2<f32>(d, q));
     return vec3<f32>(shift, dq.x / cnt, max(dq.y - dq.x * dq.x / cnt, 0.0));
 }
+
+// Chan's merge of partial statistics (count, shift, mean − shift, M2). The result keeps a's shift,
+// which stays within the data's spread of the mean, so x − shift stays exact near the mean.
+fn merge(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    if (b.x == 0.0) {
+        return a;
+    }
+    if (a.x == 0.0) {
+        return b;
+    }
+    let n = a.x + b.x;
+    let f = b.x / n;
+    let d = (b.y - a.y) + (b.z - a.z);
+    return vec4<f32>(n, a.y, a.z + d * f, a.w + b.w + d * d * a.x * f);
+}

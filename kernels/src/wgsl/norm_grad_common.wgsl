@@ -3,19 +3,6 @@
 // of sample b = row / groups. The forward computed x̂ = ((x − shift) − (mean − shift))·rstd,
 // z = x̂·a + o with a = γ_c(1 + s_bc) and o = β_c(1 + s_bc) + h_bc, and y = act(z).
 
-// Chan's merge of (count, shift, mean − shift, M2), as in norm.wgsl.
-fn merge(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
-    if (b.x == 0.0) {
-        return a;
-    }
-    if (a.x == 0.0) {
-        return b;
-    }
-    let n = a.x + b.x;
-    let f = b.x / n;
-    let d = (b.y - a.y) + (b.z - a.z);
-    return vec4<f32>(n, a.y, a.z + d * f, a.w + b.w + d * d * a.x * f);
-}
 
 // (shift, mean − shift, rstd) of `row` from its splits' partial statistics, `stride` floats per
 // split in `stats` (the first three as norm_stats writes them). Merged serially in every invocation:

@@ -69,7 +69,7 @@ impl Params {
         self
     }
     pub fn align16(mut self) -> Params {
-        while self.0.len() % 16 != 0 {
+        while !self.0.len().is_multiple_of(16) {
             self.0.push(0);
         }
         self

@@ -129,7 +129,7 @@ mod tests {
         ] {
             let c = size_class(bytes);
             assert!(c >= bytes, "{bytes} -> {c}");
-            assert!(c % 4 == 0);
+            assert!(c.is_multiple_of(4));
             assert!(
                 (c - bytes) as f64 <= 0.125 * bytes as f64 + 256.0,
                 "{bytes} -> {c}"

@@ -23,7 +23,7 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(device: &wgpu::Device, uniform_align: u32) -> Recorder {
-        debug_assert!(PARAMS_SLOT % uniform_align as u64 == 0);
+        debug_assert!(PARAMS_SLOT.is_multiple_of(uniform_align as u64));
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("iterinv params arena"),
             size: PARAMS_SLOT * ARENA_SLOTS,

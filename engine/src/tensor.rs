@@ -210,7 +210,7 @@ impl Tensor {
             let data = &bytes[start * row_bytes..end * row_bytes];
             let buf = gpu.acquire((data.len() as u64).div_ceil(4) * 4)?;
             let mut padded;
-            let data = if data.len() % 4 != 0 {
+            let data = if !data.len().is_multiple_of(4) {
                 padded = data.to_vec();
                 padded.resize(data.len().div_ceil(4) * 4, 0);
                 &padded[..]

@@ -11,7 +11,6 @@ use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::tensor::Tensor;
 
 const OP: &str = "softmax";
-/// Loop iterations lavapipe lets one invocation run (gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`).
 
 /// Softmax of each row along the last dimension of `x`; an f32 tensor of `x`'s shape.
 ///

@@ -11,6 +11,7 @@ mod grad_conv;
 mod grad_elementwise;
 mod grad_matmul;
 mod grad_norm;
+mod grad_reduce;
 mod grad_shape;
 mod grad_tape;
 mod matmul;

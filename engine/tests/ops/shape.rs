@@ -328,7 +328,7 @@ fn avg_pool_floors_odd_sizes() {
     }
 }
 
-fn gather_ref(table: &[f64], d: usize, ids: &[i32]) -> Vec<f64> {
+pub(crate) fn gather_ref(table: &[f64], d: usize, ids: &[i32]) -> Vec<f64> {
     let v = (table.len() / d) as i32;
     ids.iter()
         .flat_map(|&id| {

@@ -1,0 +1,117 @@
+//! The real-size checkpoints' parameter lists (from `shared/spec/checkpoints/*.json`) in a
+//! [`KeyIndex`], without any weights: the structure the UNet's "asks for exactly these keys" check
+//! will run on. Also cross-checks the parsed configs against those keys.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::{spec, spec_path};
+use iterinv_models::config::UNetConfig;
+use iterinv_models::weights::{FileDType, KeyIndex};
+use iterinv_models::Error;
+
+/// A spec's `keys` (key → shape) as a key index of F16 entries (the published files are fp16).
+fn spec_index(name: &str) -> (KeyIndex, serde_json::Value) {
+    let s = spec(name);
+    let keys = s["keys"].as_object().expect("a `keys` object");
+    let entries = keys.iter().map(|(k, shape)| {
+        let shape: Vec<usize> = serde_json::from_value(shape.clone()).expect("a shape list");
+        (k.clone(), shape, FileDType::F16)
+    });
+    (KeyIndex::from_entries(spec_path(name), entries), s)
+}
+
+#[test]
+fn if_i_xl_parameter_list() {
+    let (index, s) = spec_index("IF-I-XL-v1.0.unet.json");
+    let keys = s["keys"].as_object().unwrap();
+    assert_eq!(index.len(), keys.len());
+    assert_eq!(index.len(), 775);
+    assert_eq!(index.total_numel() as u64, s["params"].as_u64().unwrap());
+    assert_eq!(index.total_numel(), 4_304_695_110);
+    assert_eq!(index.shape("conv_in.weight"), Some(&[704, 3, 3, 3][..]));
+    assert_eq!(
+        index.shape("encoder_hid_proj.weight"),
+        Some(&[2816, 4096][..])
+    );
+
+    // Asking for every key with its shape succeeds and leaves nothing unused.
+    for (k, shape) in keys {
+        let shape: Vec<usize> = serde_json::from_value(shape.clone()).unwrap();
+        index.lookup(k, &shape).unwrap();
+    }
+    assert!(index.unused_keys().is_empty());
+    assert_eq!(index.used_count(), 775);
+
+    // A wrong shape and a missing key are reported as the loader would.
+    let e = index.lookup("conv_in.weight", &[704, 6, 3, 3]).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+    let e = index
+        .lookup("down_blocks.1.attentions.0.to_out.weight", &[1408, 1408])
+        .unwrap_err();
+    let Error::MissingKey { near, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(near.contains(&"down_blocks.1.attentions.0.to_out.0.weight".to_string()));
+    assert!(e.to_string().contains("IF-I-XL-v1.0.unet.json"), "{e}");
+}
+
+/// The parsed config and the key list agree on what the config's fields mean.
+fn check_config_against_keys(name: &str) {
+    let (index, s) = spec_index(name);
+    let c = UNetConfig::from_value(s["config"].clone(), Path::new(name)).unwrap();
+    c.validate().unwrap();
+    let c0 = c.block_out_channels[0];
+    let t = c.time_embed_dim();
+    let shape = |k: &str| {
+        index
+            .shape(k)
+            .unwrap_or_else(|| panic!("{name}: no {k}"))
+            .to_vec()
+    };
+    assert_eq!(shape("conv_in.weight"), [c0, c.in_channels, 3, 3]);
+    assert_eq!(shape("conv_out.weight"), [c.out_channels, c0, 3, 3]);
+    assert_eq!(shape("time_embedding.linear_1.weight"), [t, c0]);
+    let text = c.text_dim().unwrap();
+    let cross = *c.cross_attention_dims().unwrap().last().unwrap();
+    assert_eq!(shape("encoder_hid_proj.weight"), [cross, text]);
+    assert_eq!(shape("add_embedding.pool.positional_embedding"), [1, text]);
+    assert_eq!(
+        index.contains("class_embedding.linear_1.weight"),
+        c.class_embedding() != iterinv_models::config::ClassEmbedding::None
+    );
+
+    // layers_per_block (int or list): down block i has that many resnets, up block n-1-i one more.
+    let layers = c.layers_per_block().unwrap();
+    let n = c.num_blocks();
+    let resnets = |prefix: &str| -> usize {
+        index
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix))
+            .filter_map(|r| r.split('.').next())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    for (i, &l) in layers.iter().enumerate() {
+        assert_eq!(resnets(&format!("down_blocks.{i}.resnets.")), l, "{name}");
+        assert_eq!(
+            resnets(&format!("up_blocks.{}.resnets.", n - 1 - i)),
+            l + 1,
+            "{name}"
+        );
+        let attn = c.down_blocks().unwrap()[i].has_attention();
+        assert_eq!(
+            resnets(&format!("down_blocks.{i}.attentions.")),
+            if attn { l } else { 0 },
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn configs_agree_with_key_lists() {
+    check_config_against_keys("IF-I-XL-v1.0.unet.json");
+    check_config_against_keys("IF-II-L-v1.0.unet.json");
+}

@@ -25,11 +25,11 @@ pub fn small_binding_gpu() -> &'static Gpu {
     })
 }
 
-/// A file of `shared/spec/checkpoints/`, which CI lays beside the checkout.
+/// A copy of a file of `shared/spec/checkpoints/`, kept in tests/fixtures/checkpoints/.
 pub fn spec_path(name: &str) -> PathBuf {
     Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/spec/checkpoints/"
+        "/../tests/fixtures/checkpoints/"
     ))
     .join(name)
 }

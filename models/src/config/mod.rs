@@ -6,6 +6,7 @@
 mod blocks;
 mod check;
 mod unet;
+mod unet_defaults;
 
 use std::path::{Path, PathBuf};
 

@@ -99,6 +99,10 @@ pub enum Error {
     /// Another error, in the named file.
     #[error("{}: {source}", path.display())]
     InFile { path: PathBuf, source: Box<Error> },
+
+    /// A network's input does not fit the network (shape, channel count, batch).
+    #[error("input `{what}` {detail}")]
+    Input { what: String, detail: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,13 +3,18 @@
 //!
 //! - [`weights`]: safetensors checkpoints (single, sharded, variants, pipeline subfolders).
 //! - [`config`]: the models' `config.json` files, parsed and validated.
+//! - [`nn`]: layers shared by the networks (linear, conv, norms, the UNet resnet).
+//! - [`if_unet`]: the DeepFloyd-IF stage I and II UNets.
 //!
 //! Re-exports the engine so that model code and its users name one crate.
 
 pub mod config;
 pub mod error;
+pub mod if_unet;
+pub mod nn;
 pub mod weights;
 
 pub use error::{Error, Result};
+pub use if_unet::{IfUNet, UNetInputs};
 pub use iterinv_engine as engine;
 pub use weights::{Checkpoint, KeyIndex};

@@ -11,6 +11,7 @@
 mod file;
 mod index;
 mod locate;
+mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +23,8 @@ use file::MappedFile;
 use locate::Layout;
 
 pub use index::{engine_dtype, FileDType, KeyEntry, KeyIndex};
-pub(crate) use locate::list_folder;
+pub(crate) use locate::{abbreviate, list_folder};
+pub use source::{ShapeCheck, Upload, WeightSource, Weights};
 
 /// The file stem diffusers gives model weights (UNets, VAEs).
 pub const DIFFUSERS_STEM: &str = "diffusion_pytorch_model";

@@ -115,3 +115,37 @@ fn configs_agree_with_key_lists() {
     check_config_against_keys("IF-I-XL-v1.0.unet.json");
     check_config_against_keys("IF-II-L-v1.0.unet.json");
 }
+
+/// The IF UNet built from a real checkpoint's config asks for exactly its published keys and
+/// shapes: every request is checked against the list, nothing is left over. No weights are
+/// allocated (each request gets the same 1-element placeholder).
+fn if_unet_asks_for_exactly(name: &str) {
+    use iterinv_models::engine::Tensor;
+    use iterinv_models::weights::{ShapeCheck, Weights};
+    use iterinv_models::IfUNet;
+
+    let (index, s) = spec_index(name);
+    let c = UNetConfig::from_value(s["config"].clone(), Path::new(name)).unwrap();
+    let gpu = common::gpu();
+    let source = ShapeCheck {
+        index: &index,
+        placeholder: Tensor::zeros(gpu, &[1]).unwrap(),
+    };
+    IfUNet::from_weights(gpu, c, &Weights::new(&source)).unwrap();
+    assert_eq!(
+        index.unused_keys(),
+        Vec::<String>::new(),
+        "{name}: keys never asked for"
+    );
+    assert_eq!(index.used_count(), index.len());
+}
+
+#[test]
+fn if_i_xl_unet_asks_for_exactly_its_checkpoint_keys() {
+    if_unet_asks_for_exactly("IF-I-XL-v1.0.unet.json");
+}
+
+#[test]
+fn if_ii_l_unet_asks_for_exactly_its_checkpoint_keys() {
+    if_unet_asks_for_exactly("IF-II-L-v1.0.unet.json");
+}

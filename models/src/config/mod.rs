@@ -86,6 +86,14 @@ pub fn config_path(dir: &Path, subfolder: Option<&str>) -> PathBuf {
     }
 }
 
+/// The subfolder a model lives in when `dir` is a pipeline folder: `Some(subfolder)` when `dir`
+/// has no `config.json` of its own but `dir/subfolder` has one; `None` (the model's own folder,
+/// or a file) otherwise.
+pub fn model_subfolder<'a>(dir: &Path, subfolder: &'a str) -> Option<&'a str> {
+    let own = dir.join(CONFIG_FILE);
+    (!own.is_file() && config_path(dir, Some(subfolder)).is_file()).then_some(subfolder)
+}
+
 /// Parse a config from JSON text; a type error names the field (`layers_per_block: ...`).
 pub fn parse_str<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_str(text);

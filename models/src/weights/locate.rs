@@ -140,9 +140,13 @@ pub(crate) fn list_folder(dir: &Path) -> String {
         return "nothing (it is empty)".into();
     }
     names.sort();
+    abbreviate(&names)
+}
+
+/// The first few of `names`, comma-separated, with a count of the rest.
+pub(crate) fn abbreviate(names: &[String]) -> String {
     let more = names.len().saturating_sub(LIST_MAX);
-    names.truncate(LIST_MAX);
-    let mut s = names.join(", ");
+    let mut s = names[..names.len() - more].join(", ");
     if more > 0 {
         s.push_str(&format!(", ... ({more} more)"));
     }

@@ -13,6 +13,24 @@ pub fn gpu() -> &'static Gpu {
     GPU.get_or_init(|| Gpu::new().expect("a GPU adapter (lavapipe in CI)"))
 }
 
+/// A GPU that fills every op output with NaN before the kernel writes it and checks guard words
+/// after each buffer: a kernel that skips an element or writes out of bounds fails the test.
+pub fn poisoned_gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Gpu::with_options(GpuOptions {
+            poison: true,
+            ..Default::default()
+        })
+        .expect("a GPU adapter (lavapipe in CI)")
+    })
+}
+
+/// The folder of a tools/reference fixture set (`if_unet`, ...).
+pub fn fixture(set: &str) -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures")).join(set)
+}
+
 /// A GPU whose storage-binding limit is 256 bytes, so uploads of larger tensors are chunked.
 pub fn small_binding_gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();

@@ -1,0 +1,112 @@
+//! Layers shared by the networks, each holding its weights as loaded (f32, f16 or bf16) and
+//! running on the engine's ops with f32 activations.
+
+mod resnet;
+
+use iterinv_engine::ops::conv::Conv2dOptions;
+use iterinv_engine::ops::norm::GroupNormArgs;
+use iterinv_engine::{Activation, Tensor};
+
+use crate::error::Result;
+use crate::weights::Weights;
+
+pub use resnet::{Resample, Resnet, ResnetOptions, TimeConditioning};
+
+/// `nn.Linear`: `x · weightᵀ + bias`, weight `[out, in]`.
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// `weight [out, in]` and `bias [out]` of module `w`.
+    pub fn load(w: &Weights, inputs: usize, outputs: usize) -> Result<Linear> {
+        Ok(Linear {
+            weight: w.tensor("weight", &[outputs, inputs])?,
+            bias: Some(w.tensor("bias", &[outputs])?),
+        })
+    }
+
+    /// Without a bias (T5).
+    pub fn load_no_bias(w: &Weights, inputs: usize, outputs: usize) -> Result<Linear> {
+        Ok(Linear {
+            weight: w.tensor("weight", &[outputs, inputs])?,
+            bias: None,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, Activation::None)
+    }
+
+    /// The layer followed by `act`, fused into the matmul's epilogue.
+    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        Ok(x.linear_act(&self.weight, self.bias.as_ref(), act)?)
+    }
+}
+
+/// `nn.Conv2d` with a square kernel, stride 1 and "same" padding (`(k−1)/2`).
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub padding: usize,
+}
+
+impl Conv2d {
+    /// `weight [out, in, k, k]` and `bias [out]` of module `w`.
+    pub fn load(w: &Weights, inputs: usize, outputs: usize, kernel: usize) -> Result<Conv2d> {
+        Ok(Conv2d {
+            weight: w.tensor("weight", &[outputs, inputs, kernel, kernel])?,
+            bias: Some(w.tensor("bias", &[outputs])?),
+            padding: kernel.saturating_sub(1) / 2,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let opts = Conv2dOptions {
+            padding: self.padding,
+            ..Default::default()
+        };
+        Ok(x.conv2d(&self.weight, self.bias.as_ref(), opts)?)
+    }
+}
+
+/// The affine weights of a `GroupNorm` or `LayerNorm`: `weight` (γ) and `bias` (β), both `[C]`.
+pub struct Norm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f32,
+}
+
+impl Norm {
+    pub fn load(w: &Weights, channels: usize, eps: f32) -> Result<Norm> {
+        Ok(Norm {
+            weight: w.tensor("weight", &[channels])?,
+            bias: w.tensor("bias", &[channels])?,
+            eps,
+        })
+    }
+
+    /// Group-norm arguments with this layer's affine, for `groups` groups.
+    pub fn group_args(&self, groups: usize) -> GroupNormArgs<'_> {
+        GroupNormArgs {
+            gamma: Some(&self.weight),
+            beta: Some(&self.bias),
+            ..GroupNormArgs::new(groups, self.eps)
+        }
+    }
+
+    /// `GroupNorm(groups)` over `[B, C, ...]`, then `act`.
+    pub fn group_norm(&self, x: &Tensor, groups: usize, act: Activation) -> Result<Tensor> {
+        let args = GroupNormArgs {
+            activation: act,
+            ..self.group_args(groups)
+        };
+        Ok(x.group_norm(&args)?)
+    }
+
+    /// `LayerNorm` over the last dimension.
+    pub fn layer_norm(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.layer_norm(Some(&self.weight), Some(&self.bias), self.eps)?)
+    }
+}

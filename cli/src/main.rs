@@ -1,5 +1,10 @@
 //! The `iterinv` command-line tool.
 
+mod module;
+mod tensor_file;
+
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use iterinv::{Gpu, GpuOptions};
@@ -20,18 +25,33 @@ struct Cli {
 enum Command {
     /// Print the GPU backend, adapter, driver, limits and features iterinv will use.
     Info,
+    /// Run one network on arrays from a safetensors file (to compare with PyTorch).
+    #[command(subcommand)]
+    Module(module::Module),
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain of causes, one line, without a backtrace: every error says what
+            // failed and what to do.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let gpu = || Gpu::with_options(GpuOptions::default()).context("could not open a GPU device");
     match cli.command {
         Command::Info => {
-            let gpu =
-                Gpu::with_options(GpuOptions::default()).context("could not open a GPU device")?;
+            let gpu = gpu()?;
             println!("iterinv {}", iterinv::VERSION);
             println!("{}", gpu.info());
         }
+        Command::Module(m) => module::run(&gpu()?, m)?,
     }
     Ok(())
 }

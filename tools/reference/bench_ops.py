@@ -4,12 +4,13 @@
 Prints one JSON object {workload: milliseconds}; the bench binary reads it from the file named by
 ITERINV_TORCH_TIMES and prints the ratio. Workload names and shapes must match benches/ops.rs.
 
-    python3 -m venv venv && venv/bin/pip install torch
-    venv/bin/python tools/reference/bench_ops.py > /tmp/torch_ops.json
+    python3 -m venv venv && venv/bin/pip install torch diffusers   # diffusers: the UNet rows
+    venv/bin/python tools/reference/bench_ops.py [--if-m] > /tmp/torch_ops.json
     ITERINV_TORCH_TIMES=/tmp/torch_ops.json cargo bench --bench ops
 """
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -31,9 +32,53 @@ def timed(fn, device, min_seconds=1.0, min_iters=3):
             return 1000.0 * elapsed / iters
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def unet_times(dev, if_m):
+    """The bench's UNet rows (benches/ops/unet.rs): the stage-1 test fixture at B2 64 px with 77
+    text tokens, forward and forward + VJP w.r.t. sample and text; with if_m, IF-I-XL's config at
+    IF-I-M's widths with random weights, in fp32 and fp16. Skipped without diffusers."""
+    try:
+        from diffusers import UNet2DConditionModel
+    except ImportError:
+        return {}
+    fixtures = os.path.join(REPO, "tests", "fixtures")
+    models = [("tiny", UNet2DConditionModel.from_pretrained(os.path.join(fixtures, "if_unet", "stage1")), 48)]
+    if if_m:
+        with open(os.path.join(fixtures, "checkpoints", "IF-I-XL-v1.0.unet.json")) as f:
+            config = json.load(f)["config"]
+        config.update(block_out_channels=[192, 384, 576, 768], cross_attention_dim=768)
+        models.append(("m", UNet2DConditionModel.from_config(config), 4096))
+    out = {}
+    for name, unet, text_dim in models:
+        dtypes = [torch.float32] + ([torch.float16] if name == "m" and dev == "cuda" else [])
+        for dtype in dtypes:
+            unet = unet.to(dev, dtype)
+            suffix = "" if dtype == torch.float32 else "_fp16"
+            sample = torch.randn(2, 3, 64, 64, device=dev, dtype=dtype)
+            text = torch.randn(2, 77, text_dim, device=dev, dtype=dtype)
+            cot = torch.randn(2, 6, 64, 64, device=dev, dtype=dtype)
+            t = torch.tensor([981, 47], device=dev)
+
+            def fwd():
+                with torch.no_grad():
+                    return unet(sample, t, text).sample
+
+            def fwd_vjp():
+                s, e = sample.clone().requires_grad_(), text.clone().requires_grad_()
+                return torch.autograd.grad(unet(s, t, e).sample, [s, e], cot)
+
+            out[f"if_unet_{name}_fwd_b2_64{suffix}"] = timed(fwd, dev)
+            out[f"if_unet_{name}_fwd_vjp_b2_64{suffix}"] = timed(fwd_vjp, dev)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--if-m", action="store_true",
+                    help="also time the IF-I-M-shaped UNet (fp32, and fp16 as *_fp16)")
     args = ap.parse_args()
     dev = args.device
     torch.manual_seed(0)
@@ -76,6 +121,7 @@ def main():
         return torch.autograd.grad(xt + a @ ws[3].T, xt, cot_t)[0]
 
     out["attention_block_fwd_bwd_b2_1024_c512"] = timed(attention_block, dev)
+    out.update(unet_times(dev, args.if_m))
     out["_machine"] = f"torch {torch.__version__}, {dev}, {torch.get_num_threads()} threads"
     print(json.dumps(out, indent=1))
 

@@ -1,7 +1,11 @@
 //! Op benchmarks: `cargo bench --bench ops`. Prints a Markdown table of our time per op, achieved
 //! GFLOP/s and, when `ITERINV_TORCH_TIMES` names the JSON written by
 //! `tools/reference/bench_ops.py`, PyTorch's time for the same workload and the ratio.
-//! `ITERINV_BENCH_SECONDS` sets the minimum time per workload (default 2).
+//! `ITERINV_BENCH_SECONDS` sets the minimum time per workload (default 2),
+//! `ITERINV_BENCH_ONLY` keeps the workloads whose name contains it, and `ITERINV_BENCH_IF_M=1` adds
+//! the IF-I-M-shaped UNet (meant for a real GPU: about 0.8 GB of weights).
+
+mod unet;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -13,11 +17,13 @@ use iterinv::ops::matmul::{matmul, MatmulOptions};
 use iterinv::ops::norm::GroupNormArgs;
 use iterinv::{Activation, Gpu, Result, Tensor};
 
+type BenchResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
 struct Workload {
     name: &'static str,
     /// FLOPs of one run, or 0 where not counted (composite blocks).
     flops: f64,
-    run: Box<dyn Fn() -> Result<Tensor>>,
+    run: Box<dyn Fn() -> BenchResult<Tensor>>,
 }
 
 fn randn(gpu: &Gpu, shape: &[usize], stream: u32) -> Result<Tensor> {
@@ -59,18 +65,18 @@ fn workloads(gpu: &Gpu) -> Result<Vec<Workload>> {
         Workload {
             name: "matmul_1024_f32",
             flops: mm_flops,
-            run: Box::new(move || a1.matmul(&b1)),
+            run: Box::new(move || Ok(a1.matmul(&b1)?)),
         },
         Workload {
             name: "matmul_1024_f16w",
             flops: mm_flops,
-            run: Box::new(move || matmul(&a2, &b16, None, MatmulOptions::default())),
+            run: Box::new(move || Ok(matmul(&a2, &b16, None, MatmulOptions::default())?)),
         },
         Workload {
             name: "conv3x3_b2_256_64",
             flops: conv_flops,
             run: Box::new(move || {
-                conv2d(
+                Ok(conv2d(
                     &x,
                     &w,
                     Some(&bias),
@@ -78,14 +84,14 @@ fn workloads(gpu: &Gpu) -> Result<Vec<Workload>> {
                         padding: 1,
                         ..Default::default()
                     },
-                )
+                )?)
             }),
         },
         Workload {
             name: "attention_b2_h16_1024x1101_d64",
             flops: attn_flops,
             run: Box::new(move || {
-                attention(&AttentionArgs {
+                Ok(attention(&AttentionArgs {
                     q: &q,
                     k: &k_txt,
                     v: &v_txt,
@@ -94,7 +100,7 @@ fn workloads(gpu: &Gpu) -> Result<Vec<Workload>> {
                     bias: None,
                     key_mask: None,
                     scale: 1.0 / (d as f32).sqrt(),
-                })
+                })?)
             }),
         },
         conv_block,
@@ -169,7 +175,7 @@ fn attention_block_workload(gpu: &Gpu) -> Result<Workload> {
 }
 
 /// Milliseconds per run: one warm-up, then batches recorded back to back and waited for together.
-fn time(gpu: &Gpu, run: &dyn Fn() -> Result<Tensor>, min_seconds: f64) -> Result<f64> {
+fn time(gpu: &Gpu, run: &dyn Fn() -> BenchResult<Tensor>, min_seconds: f64) -> BenchResult<f64> {
     run()?.to_vec()?;
     let start = Instant::now();
     let mut iters = 0;
@@ -200,7 +206,7 @@ fn torch_times() -> HashMap<String, f64> {
         .collect()
 }
 
-fn main() -> Result<()> {
+fn main() -> BenchResult<()> {
     let min_seconds = std::env::var("ITERINV_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -214,7 +220,13 @@ fn main() -> Result<()> {
     let torch = torch_times();
     println!("| workload | iterinv ms | GFLOP/s | PyTorch ms | iterinv / PyTorch time |");
     println!("|---|---:|---:|---:|---:|");
-    for w in workloads(&gpu)? {
+    let mut all = workloads(&gpu)?;
+    all.extend(unet::tiny_if_unet(&gpu)?);
+    if std::env::var("ITERINV_BENCH_IF_M").is_ok_and(|v| v == "1") {
+        all.extend(unet::if_m_unet(&gpu)?);
+    }
+    let only = std::env::var("ITERINV_BENCH_ONLY").unwrap_or_default();
+    for w in all.into_iter().filter(|w| w.name.contains(&only)) {
         let ms = time(&gpu, &*w.run, min_seconds)?;
         let gflops = if w.flops > 0.0 {
             format!("{:.1}", w.flops / (ms * 1e6))

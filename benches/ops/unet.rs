@@ -115,4 +115,11 @@ impl WeightSource for RandomF16<'_> {
             .collect();
         Ok(Tensor::from_f16(self.gpu, shape, &data)?)
     }
+
+    /// Every weight exists (the IF UNet never asks whether one does).
+    fn contains(&self, _key: &str) -> bool {
+        true
+    }
+
+    fn skip(&self, _key: &str) {}
 }

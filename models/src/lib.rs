@@ -5,6 +5,8 @@
 //! - [`config`]: the models' `config.json` files, parsed and validated.
 //! - [`nn`]: layers shared by the networks (linear, conv, norms, the UNet resnet).
 //! - [`if_unet`]: the DeepFloyd-IF stage I and II UNets.
+//! - [`t5`]: the T5 v1.1 text encoder.
+//! - [`text`]: tokenizers and IF's prompt preprocessing.
 //!
 //! Re-exports the engine so that model code and its users name one crate.
 
@@ -12,9 +14,12 @@ pub mod config;
 pub mod error;
 pub mod if_unet;
 pub mod nn;
+pub mod t5;
+pub mod text;
 pub mod weights;
 
 pub use error::{Error, Result};
 pub use if_unet::{IfUNet, UNetInputs};
+pub use t5::T5Encoder;
 pub use iterinv_engine as engine;
 pub use weights::{Checkpoint, KeyIndex};

@@ -149,3 +149,30 @@ fn if_i_xl_unet_asks_for_exactly_its_checkpoint_keys() {
 fn if_ii_l_unet_asks_for_exactly_its_checkpoint_keys() {
     if_unet_asks_for_exactly("IF-II-L-v1.0.unet.json");
 }
+
+/// T5-v1.1-XXL built from its real config asks for exactly its published keys: the embedding once
+/// (`shared.weight`; its tied copy `encoder.embed_tokens.weight` is counted, not loaded).
+#[test]
+fn t5_xxl_encoder_asks_for_exactly_its_checkpoint_keys() {
+    use iterinv_models::config::T5Config;
+    use iterinv_models::engine::Tensor;
+    use iterinv_models::weights::{ShapeCheck, Weights};
+    use iterinv_models::T5Encoder;
+
+    let name = "t5-v1_1-xxl.encoder.json";
+    let (index, s) = spec_index(name);
+    let c: T5Config = serde_json::from_value(s["config"].clone()).unwrap();
+    assert_eq!(c.inner_dim(), 4096);
+    let gpu = common::gpu();
+    let source = ShapeCheck {
+        index: &index,
+        placeholder: Tensor::zeros(gpu, &[1]).unwrap(),
+    };
+    T5Encoder::from_weights(gpu, c, &Weights::new(&source)).unwrap();
+    assert_eq!(
+        index.unused_keys(),
+        Vec::<String>::new(),
+        "{name}: keys never asked for"
+    );
+    assert_eq!(index.len(), 220);
+}

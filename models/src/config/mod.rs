@@ -5,6 +5,7 @@
 
 mod blocks;
 mod check;
+mod t5;
 mod unet;
 mod unet_defaults;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use blocks::{ClassEmbedding, DownBlockType, MidBlockType, UpBlockType};
+pub use t5::T5Config;
 pub use unet::UNetConfig;
 
 /// The name of a model's config file inside its folder.

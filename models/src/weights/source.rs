@@ -15,6 +15,13 @@ use crate::error::Result;
 pub trait WeightSource {
     /// The weight `key`, which must have `shape`.
     fn tensor(&self, key: &str, shape: &[usize]) -> Result<Tensor>;
+
+    /// Whether the source has `key` (for weights stored under one of several names).
+    fn contains(&self, key: &str) -> bool;
+
+    /// Count `key` as consumed without loading it (a tied duplicate of a loaded weight), so it is
+    /// not reported as unused.
+    fn skip(&self, key: &str);
 }
 
 /// Uploads each weight from a checkpoint, in its stored precision.
@@ -26,6 +33,14 @@ pub struct Upload<'a> {
 impl WeightSource for Upload<'_> {
     fn tensor(&self, key: &str, shape: &[usize]) -> Result<Tensor> {
         self.checkpoint.tensor(self.gpu, key, shape)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.checkpoint.contains(key)
+    }
+
+    fn skip(&self, key: &str) {
+        self.checkpoint.index().mark_used(key);
     }
 }
 
@@ -40,6 +55,14 @@ impl WeightSource for ShapeCheck<'_> {
     fn tensor(&self, key: &str, shape: &[usize]) -> Result<Tensor> {
         self.index.lookup(key, shape)?;
         Ok(self.placeholder.clone())
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.index.contains(key)
+    }
+
+    fn skip(&self, key: &str) {
+        self.index.mark_used(key);
     }
 }
 
@@ -74,6 +97,16 @@ impl<'a> Weights<'a> {
         } else {
             format!("{}.{name}", self.prefix)
         }
+    }
+
+    /// Whether the source has `name` in this module.
+    pub fn contains(&self, name: &str) -> bool {
+        self.source.contains(&self.key(name))
+    }
+
+    /// Count `name` as consumed without loading it (see [`WeightSource::skip`]).
+    pub fn skip(&self, name: &str) {
+        self.source.skip(&self.key(name))
     }
 
     /// The weight `name` of this module, which must have `shape`.

@@ -1,0 +1,1 @@
+//! Text before the text encoder: tokenizers and DeepFloyd-IF's prompt preprocessing.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use iterinv::models::{IfUNet, UNetInputs};
+use iterinv::models::{IfUNet, T5Encoder, UNetInputs};
 use iterinv::{grad, Gpu};
 
 use crate::tensor_file::{self, Array};
@@ -17,6 +17,38 @@ pub enum Module {
     /// Run a DeepFloyd-IF UNet (stage I or II) forward, and its vector-Jacobian products.
     #[command(long_about = IF_UNET_HELP)]
     IfUnet(IfUnetArgs),
+    /// Run a T5 encoder (IF's text encoder) on token ids.
+    #[command(long_about = T5_HELP)]
+    T5(T5Args),
+}
+
+const T5_HELP: &str = "\
+Run a T5 (v1.1) encoder, as DeepFloyd-IF uses it, on token ids.
+
+IN (safetensors) holds:
+  input_ids        [B, L]  any int dtype   token ids (`iterinv tokenize` prints them)
+  attention_mask   [B, L]  any dtype       1 on tokens, 0 on padding
+OUT (safetensors, f32) holds:
+  last_hidden_state  [B, L, d_model]       every position, padding included (IF uses all 77)
+
+Compare with transformers:
+  T5EncoderModel.from_pretrained(DIR)(input_ids=..., attention_mask=...).last_hidden_state";
+
+#[derive(Args)]
+pub struct T5Args {
+    /// The encoder's folder (config.json + model*.safetensors, single or sharded), or a pipeline
+    /// folder holding it in text_encoder/.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Load model.<VARIANT>.safetensors instead (e.g. fp16; computed in f32).
+    #[arg(long)]
+    variant: Option<String>,
+    /// Input arrays (see above).
+    #[arg(long, value_name = "IN.safetensors")]
+    inputs: PathBuf,
+    /// Where to write the outputs.
+    #[arg(long, value_name = "OUT.safetensors")]
+    out: PathBuf,
 }
 
 const IF_UNET_HELP: &str = "\
@@ -70,7 +102,67 @@ const IF_UNET_INPUTS: [&str; 5] = [
 pub fn run(gpu: &Gpu, module: Module) -> Result<()> {
     match module {
         Module::IfUnet(args) => if_unet(gpu, args),
+        Module::T5(args) => t5(gpu, args),
     }
+}
+
+fn t5(gpu: &Gpu, args: T5Args) -> Result<()> {
+    let arrays = tensor_file::read(&args.inputs)?;
+    warn_ignored(&args.inputs, &arrays, &["input_ids", "attention_mask"]);
+    let ids = rows(
+        &args.inputs,
+        "input_ids",
+        required(&args.inputs, &arrays, "input_ids")?,
+    )?;
+    let mask = rows(
+        &args.inputs,
+        "attention_mask",
+        required(&args.inputs, &arrays, "attention_mask")?,
+    )?;
+    let start = Instant::now();
+    let encoder = T5Encoder::load(gpu, &args.model, args.variant.as_deref())
+        .with_context(|| format!("loading the T5 encoder from {}", args.model.display()))?;
+    eprintln!(
+        "loaded {} in {:.1} s",
+        args.model.display(),
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let hidden = encoder.encode(&ids, &mask)?;
+    gpu.synchronize()?;
+    eprintln!(
+        "encoded {} sequence(s) in {:.2} s",
+        ids.len(),
+        start.elapsed().as_secs_f64()
+    );
+    tensor_file::write(&args.out, &[("last_hidden_state", &hidden)])?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// A `[B, L]` array of non-negative integers, as rows.
+fn rows(path: &Path, name: &str, a: &Array) -> Result<Vec<Vec<u32>>> {
+    let &[_, l] = &a.shape[..] else {
+        bail!(
+            "{}: `{name}` must be [B, L], got shape {:?}",
+            path.display(),
+            a.shape
+        );
+    };
+    if let Some(v) = a
+        .values
+        .iter()
+        .find(|v| v.fract() != 0.0 || **v < 0.0 || **v > u32::MAX as f64)
+    {
+        bail!(
+            "{}: `{name}` must hold non-negative integers, found {v}",
+            path.display()
+        );
+    }
+    Ok(a.values
+        .chunks(l.max(1))
+        .map(|r| r.iter().map(|&v| v as u32).collect())
+        .collect())
 }
 
 fn if_unet(gpu: &Gpu, args: IfUnetArgs) -> Result<()> {

@@ -2,9 +2,13 @@
 //! GFLOP/s and, when `ITERINV_TORCH_TIMES` names the JSON written by
 //! `tools/reference/bench_ops.py`, PyTorch's time for the same workload and the ratio.
 //! `ITERINV_BENCH_SECONDS` sets the minimum time per workload (default 2),
-//! `ITERINV_BENCH_ONLY` keeps the workloads whose name contains it, and `ITERINV_BENCH_IF_M=1` adds
-//! the IF-I-M-shaped UNet (meant for a real GPU: about 0.8 GB of weights).
+//! `ITERINV_BENCH_ONLY` keeps the workloads whose name contains it, `ITERINV_BENCH_IF_M=1` adds
+//! the IF-I-M-shaped UNet (meant for a real GPU: about 0.8 GB of weights) and
+//! `ITERINV_BENCH_T5_XXL=1` the T5-XXL-shaped encoder (9.5 GB). The work column is the most
+//! pooled GPU memory a run uses on top of what is resident (weights, inputs).
 
+mod random_weights;
+mod t5;
 mod unet;
 
 use std::collections::HashMap;
@@ -218,16 +222,26 @@ fn main() -> BenchResult<()> {
         info.adapter.name, info.adapter.backend, info.adapter.driver_info
     );
     let torch = torch_times();
-    println!("| workload | iterinv ms | GFLOP/s | PyTorch ms | iterinv / PyTorch time |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| workload | iterinv ms | GFLOP/s | work MiB | PyTorch ms | iterinv / PyTorch time |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     let mut all = workloads(&gpu)?;
     all.extend(unet::tiny_if_unet(&gpu)?);
-    if std::env::var("ITERINV_BENCH_IF_M").is_ok_and(|v| v == "1") {
+    all.push(t5::tiny_t5(&gpu)?);
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    if flag("ITERINV_BENCH_IF_M") {
         all.extend(unet::if_m_unet(&gpu)?);
+    }
+    if flag("ITERINV_BENCH_T5_XXL") {
+        all.push(t5::t5_xxl(&gpu)?);
     }
     let only = std::env::var("ITERINV_BENCH_ONLY").unwrap_or_default();
     for w in all.into_iter().filter(|w| w.name.contains(&only)) {
+        gpu.reset_peak();
+        let resident = gpu.pool_stats().bytes_in_use;
         let ms = time(&gpu, &*w.run, min_seconds)?;
+        let work = (gpu.pool_stats().peak_bytes_in_use - resident) as f64 / (1 << 20) as f64;
         let gflops = if w.flops > 0.0 {
             format!("{:.1}", w.flops / (ms * 1e6))
         } else {
@@ -237,7 +251,10 @@ fn main() -> BenchResult<()> {
             Some(t) => (format!("{t:.2}"), format!("{:.1}×", ms / t)),
             None => ("—".into(), "—".into()),
         };
-        println!("| {} | {ms:.2} | {gflops} | {t} | {ratio} |", w.name);
+        println!(
+            "| {} | {ms:.2} | {gflops} | {work:.0} | {t} | {ratio} |",
+            w.name
+        );
     }
     Ok(())
 }

@@ -6,10 +6,11 @@ use std::path::Path;
 
 use iterinv::grad::grad;
 use iterinv::models::config::UNetConfig;
-use iterinv::models::weights::{WeightSource, Weights};
+use iterinv::models::weights::Weights;
 use iterinv::models::{IfUNet, UNetInputs};
-use iterinv::{Gpu, Tensor};
+use iterinv::Gpu;
 
+use crate::random_weights::RandomF16;
 use crate::{randn, BenchResult, Workload};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -84,42 +85,4 @@ pub fn if_m_unet(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
     let unet = IfUNet::from_weights(gpu, config, &Weights::new(&source))?;
     let names = ["if_unet_m_fwd_b2_64", "if_unet_m_fwd_vjp_b2_64"];
     unet_workloads(gpu, unet, names, [2, 3, 64, 64], 4096)
-}
-
-/// Uniform random f16 weights with the variance of PyTorch's default init (±1/√fan_in), norm
-/// scales near 1: values do not change the timing, but NaN or overflow could.
-struct RandomF16<'a> {
-    gpu: &'a Gpu,
-}
-
-impl WeightSource for RandomF16<'_> {
-    fn tensor(&self, key: &str, shape: &[usize]) -> iterinv::models::Result<Tensor> {
-        let n: usize = shape.iter().product();
-        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-        let (center, half_width) = match (shape.len(), key.ends_with(".weight")) {
-            (1, true) => (1.0, 0.1),
-            (1, false) => (0.0, 0.02),
-            _ => (0.0, 1.0 / (fan_in as f32).sqrt()),
-        };
-        let mut state = key.bytes().fold(0x9e37_79b9u32, |h, b| {
-            (h ^ b as u32).wrapping_mul(16_777_619)
-        });
-        let data: Vec<half::f16> = (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                let u = (state >> 8) as f32 / (1u32 << 24) as f32;
-                half::f16::from_f32(center + half_width * (2.0 * u - 1.0))
-            })
-            .collect();
-        Ok(Tensor::from_f16(self.gpu, shape, &data)?)
-    }
-
-    /// Every weight exists (the IF UNet never asks whether one does).
-    fn contains(&self, _key: &str) -> bool {
-        true
-    }
-
-    fn skip(&self, _key: &str) {}
 }

@@ -74,11 +74,46 @@ def unet_times(dev, if_m):
     return out
 
 
+def t5_times(dev, xxl):
+    """The bench's T5 rows (benches/ops/t5.rs): 2 prompts of 12 and 30 tokens padded to 77."""
+    try:
+        from transformers import T5Config, T5EncoderModel
+    except ImportError:
+        return {}
+    fixtures = os.path.join(REPO, "tests", "fixtures")
+    models = [("tiny", T5EncoderModel.from_pretrained(os.path.join(fixtures, "t5", "text_encoder")))]
+    if xxl:
+        with open(os.path.join(fixtures, "checkpoints", "t5-v1_1-xxl.encoder.json")) as f:
+            models.append(("xxl", T5EncoderModel(T5Config(**json.load(f)["config"]))))
+    out = {}
+    for name, model in models:
+        vocab = model.config.vocab_size
+        ids = torch.zeros(2, 77, dtype=torch.long)
+        mask = torch.zeros(2, 77, dtype=torch.long)
+        for row, (n, seed) in enumerate([(12, 3), (30, 11)]):
+            ids[row, :n] = (torch.arange(n) * 7919 + seed) % vocab
+            mask[row, :n] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        dtypes = [torch.float32] + ([torch.float16] if name == "xxl" and dev == "cuda" else [])
+        for dtype in dtypes:
+            model = model.to(dev, dtype).eval()
+            suffix = "" if dtype == torch.float32 else "_fp16"
+
+            def run():
+                with torch.no_grad():
+                    return model(input_ids=ids, attention_mask=mask).last_hidden_state
+
+            out[f"t5_{name}_b2_77{suffix}"] = timed(run, dev)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--if-m", action="store_true",
                     help="also time the IF-I-M-shaped UNet (fp32, and fp16 as *_fp16)")
+    ap.add_argument("--t5-xxl", action="store_true",
+                    help="also time the T5-XXL-shaped encoder (fp32, and fp16 as *_fp16)")
     args = ap.parse_args()
     dev = args.device
     torch.manual_seed(0)
@@ -122,6 +157,7 @@ def main():
 
     out["attention_block_fwd_bwd_b2_1024_c512"] = timed(attention_block, dev)
     out.update(unet_times(dev, args.if_m))
+    out.update(t5_times(dev, args.t5_xxl))
     out["_machine"] = f"torch {torch.__version__}, {dev}, {torch.get_num_threads()} threads"
     print(json.dumps(out, indent=1))
 

@@ -2,6 +2,7 @@
 
 mod module;
 mod tensor_file;
+mod tokenize;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     /// Run one network on arrays from a safetensors file (to compare with PyTorch).
     #[command(subcommand)]
     Module(module::Module),
+    /// Print T5's token ids and attention masks for texts, as JSON (no GPU needed).
+    Tokenize(tokenize::TokenizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", gpu.info());
         }
         Command::Module(m) => module::run(&gpu()?, m)?,
+        Command::Tokenize(args) => tokenize::run(args)?,
     }
     Ok(())
 }

@@ -100,6 +100,11 @@ pub enum Error {
     #[error("{}: {source}", path.display())]
     InFile { path: PathBuf, source: Box<Error> },
 
+    /// A tokenizer folder or file that cannot be used (corrupt spiece.model, a tokenizer.json
+    /// the tokenizers crate refuses, no tokenizer file at all), or a text it cannot encode.
+    #[error("tokenizer {}: {detail}", path.display())]
+    Tokenizer { path: PathBuf, detail: String },
+
     /// A network's input does not fit the network (shape, channel count, batch).
     #[error("input `{what}` {detail}")]
     Input { what: String, detail: String },

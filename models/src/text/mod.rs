@@ -1,1 +1,5 @@
 //! Text before the text encoder: tokenizers and DeepFloyd-IF's prompt preprocessing.
+
+pub mod tokenizer;
+
+pub use tokenizer::{Encoded, T5Tokenizer, DEFAULT_MAX_LENGTH};

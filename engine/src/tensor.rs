@@ -201,14 +201,21 @@ impl Tensor {
             }
             r
         };
-        // A pending encoder may still use a pooled buffer we are about to overwrite: submit it
-        // first, since queue writes land before the next submission's commands.
-        gpu.flush();
+        // Take the buffers first, then submit what is pending: a pending encoder (this thread's or
+        // another's) may still read a pooled buffer we were just handed, and queue writes land
+        // before the next submission's commands. Flushing before taking the buffers would leave
+        // a window in which another thread records a read of a buffer, frees it, and we
+        // overwrite it ahead of that read.
         let mut chunks = Vec::new();
+        let mut parts = Vec::new();
         for start in (0..rows).step_by(rows_per_chunk) {
             let end = (start + rows_per_chunk).min(rows);
             let data = &bytes[start * row_bytes..end * row_bytes];
-            let buf = gpu.acquire((data.len() as u64).div_ceil(4) * 4)?;
+            chunks.push(gpu.acquire((data.len() as u64).div_ceil(4) * 4)?);
+            parts.push(data);
+        }
+        gpu.flush();
+        for (buf, data) in chunks.iter().zip(parts) {
             let mut padded;
             let data = if !data.len().is_multiple_of(4) {
                 padded = data.to_vec();
@@ -220,7 +227,6 @@ impl Tensor {
             if !data.is_empty() {
                 gpu.queue().write_buffer(&buf.buffer, 0, data);
             }
-            chunks.push(buf);
         }
         if chunks.is_empty() {
             chunks.push(gpu.acquire(4)?);

@@ -25,6 +25,13 @@ pub enum Error {
     Readback(String),
     #[error("invalid argument to {op}: {detail}")]
     Invalid { op: &'static str, detail: String },
+    /// A configuration value (e.g. a scheduler_config.json field) that is malformed or unsupported.
+    #[error("config field `{field}` = {value}: {detail}")]
+    Config {
+        field: String,
+        value: String,
+        detail: String,
+    },
     #[error("internal error in kernel {kernel}: {detail}")]
     Kernel {
         kernel: &'static str,

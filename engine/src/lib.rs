@@ -14,6 +14,7 @@ pub mod grad;
 pub mod ops;
 pub mod optim;
 pub mod random;
+pub mod sched;
 
 pub use error::{Error, Result};
 pub use gpu::{Caps, Gpu, GpuInfo, GpuOptions};

@@ -4,9 +4,13 @@
 //! This crate is the public facade. The layers under it:
 //! - [`kernels`]: the WGSL compute kernels and the table that names them;
 //! - [`engine`]: the runtime ([`Gpu`], [`Tensor`], buffer pool, op launches) and the forward ops;
-//! - [`models`]: checkpoint loading and the networks.
+//! - [`models`]: checkpoint loading and the networks;
+//! - [`pipeline`]: the IF cascade, text to image; [`image_io`]: PNG output.
 //!
 //! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`].
+
+pub mod image_io;
+pub mod pipeline;
 
 pub use iterinv_engine as engine;
 pub use iterinv_kernels as kernels;

@@ -1,5 +1,7 @@
 //! The `iterinv` command-line tool.
 
+mod embedded;
+mod generate;
 mod module;
 mod tensor_file;
 mod tokenize;
@@ -26,6 +28,8 @@ struct Cli {
 enum Command {
     /// Print the GPU backend, adapter, driver, limits and features iterinv will use.
     Info,
+    /// Draw an image from a prompt with the IF cascade (stage I, then stage II).
+    Generate(generate::GenerateArgs),
     /// Run one network on arrays from a safetensors file (to compare with PyTorch).
     #[command(subcommand)]
     Module(module::Module),
@@ -55,6 +59,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", gpu.info());
         }
         Command::Module(m) => module::run(&gpu()?, m)?,
+        Command::Generate(args) => generate::run(&gpu()?, args)?,
         Command::Tokenize(args) => tokenize::run(args)?,
     }
     Ok(())

@@ -38,13 +38,26 @@ fn last_hidden_state_matches_transformers() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let (got, want) = (std::fs::read(&out).unwrap(), std::fs::read(&io).unwrap());
-    let got = floats(&SafeTensors::deserialize(&got).unwrap(), "last_hidden_state");
-    let want = floats(&SafeTensors::deserialize(&want).unwrap(), "last_hidden_state");
+    let got = floats(
+        &SafeTensors::deserialize(&got).unwrap(),
+        "last_hidden_state",
+    );
+    let want = floats(
+        &SafeTensors::deserialize(&want).unwrap(),
+        "last_hidden_state",
+    );
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(0f64, |m, x| m.max(x.abs()));
-    let err = got.iter().zip(&want).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
     assert!(err <= 1e-3 * scale, "error {err:.3e}, scale {scale:.3}");
 }
 

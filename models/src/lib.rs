@@ -20,6 +20,6 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use if_unet::{IfUNet, UNetInputs};
-pub use t5::T5Encoder;
 pub use iterinv_engine as engine;
+pub use t5::T5Encoder;
 pub use weights::{Checkpoint, KeyIndex};

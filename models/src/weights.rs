@@ -23,7 +23,8 @@ use file::MappedFile;
 use locate::Layout;
 
 pub use index::{engine_dtype, FileDType, KeyEntry, KeyIndex};
-pub(crate) use locate::{abbreviate, list_folder};
+pub(crate) use locate::abbreviate;
+pub use locate::list_folder;
 pub use source::{ShapeCheck, Upload, WeightSource, Weights};
 
 /// The file stem diffusers gives model weights (UNets, VAEs).

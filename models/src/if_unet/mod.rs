@@ -229,6 +229,20 @@ impl IfUNet {
         self.config.text_dim().unwrap_or(0)
     }
 
+    /// The side of the square images the UNet was trained on (`sample_size`): the resolution its
+    /// pipeline samples at.
+    pub fn sample_size(&self) -> Result<usize> {
+        match &self.config.sample_size {
+            Some(crate::config::OneOrMany::One(s)) => Ok(*s),
+            Some(crate::config::OneOrMany::Many(v)) if v.len() == 2 && v[0] == v[1] => Ok(v[0]),
+            other => Err(config_err(
+                "sample_size",
+                other,
+                "the IF pipelines need one square sample size",
+            )),
+        }
+    }
+
     /// Whether the UNet needs `class_labels` (IF stage II's noise level).
     pub fn needs_class_labels(&self) -> bool {
         self.class_embedding.is_some()

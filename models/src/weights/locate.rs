@@ -121,8 +121,8 @@ pub(crate) fn read_index(path: &Path) -> Result<BTreeMap<String, String>> {
     Ok(index.weight_map)
 }
 
-/// The entries of a folder, sorted, folders marked with a trailing '/'.
-pub(crate) fn list_folder(dir: &Path) -> String {
+/// The entries of `dir`, sorted, comma-separated (folders with a trailing `/`), for error messages.
+pub fn list_folder(dir: &Path) -> String {
     let Ok(read) = std::fs::read_dir(dir) else {
         return "(cannot be listed)".into();
     };

@@ -1,0 +1,55 @@
+//! Embeds the default cascade (the tiny IF pipeline folders of tests/fixtures/cascade) into the
+//! binary, so `iterinv generate` runs on a fresh machine without any downloaded weights.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.join("../tests/fixtures/cascade");
+    println!("cargo:rerun-if-changed={}", root.display());
+    // Only the two pipeline folders; the goldens beside them are for tests.
+    let mut list = Vec::new();
+    for stage in ["stage1", "stage2"] {
+        if root.join(stage).is_dir() {
+            files(&root.join(stage), &mut list);
+        }
+    }
+    let mut code = String::from(
+        "/// (path inside the cascade folder, contents)\npub const FILES: &[(&str, &[u8])] = &[\n",
+    );
+    for path in &list {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let abs = path.canonicalize().unwrap();
+        writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            abs.display().to_string()
+        )
+        .unwrap();
+    }
+    code.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("embedded_cascade.rs");
+    std::fs::write(out, code).unwrap();
+}

@@ -36,19 +36,8 @@ Compare with transformers:
 
 #[derive(Args)]
 pub struct T5Args {
-    /// The encoder's folder (config.json + model*.safetensors, single or sharded), or a pipeline
-    /// folder holding it in text_encoder/.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
-    /// Load model.<VARIANT>.safetensors instead (e.g. fp16; computed in f32).
-    #[arg(long)]
-    variant: Option<String>,
-    /// Input arrays (see above).
-    #[arg(long, value_name = "IN.safetensors")]
-    inputs: PathBuf,
-    /// Where to write the outputs.
-    #[arg(long, value_name = "OUT.safetensors")]
-    out: PathBuf,
+    #[command(flatten)]
+    io: ModelIo,
 }
 
 const IF_UNET_HELP: &str = "\
@@ -75,12 +64,19 @@ on the same IN and compare.";
 
 #[derive(Args)]
 pub struct IfUnetArgs {
-    /// The UNet's folder (config.json + diffusion_pytorch_model*.safetensors, single or sharded),
-    /// or a pipeline folder holding it in unet/.
+    #[command(flatten)]
+    io: ModelIo,
+}
+
+/// The model and the files of one `iterinv module` run.
+#[derive(Args)]
+pub struct ModelIo {
+    /// The model's folder (config.json + its *.safetensors weights, single or sharded), or a
+    /// pipeline folder holding it (in unet/ or text_encoder/).
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
-    /// Load diffusion_pytorch_model.<VARIANT>.safetensors instead (e.g. fp16; kept in f16 on the
-    /// GPU, computed in f32).
+    /// Load the <stem>.<VARIANT>.safetensors weights instead (e.g. fp16: kept in f16 on the GPU,
+    /// computed in f32).
     #[arg(long)]
     variant: Option<String>,
     /// Input arrays (see above).
@@ -106,7 +102,7 @@ pub fn run(gpu: &Gpu, module: Module) -> Result<()> {
     }
 }
 
-fn t5(gpu: &Gpu, args: T5Args) -> Result<()> {
+fn t5(gpu: &Gpu, T5Args { io: args }: T5Args) -> Result<()> {
     let arrays = tensor_file::read(&args.inputs)?;
     warn_ignored(&args.inputs, &arrays, &["input_ids", "attention_mask"]);
     let ids = rows(
@@ -165,7 +161,7 @@ fn rows(path: &Path, name: &str, a: &Array) -> Result<Vec<Vec<u32>>> {
         .collect())
 }
 
-fn if_unet(gpu: &Gpu, args: IfUnetArgs) -> Result<()> {
+fn if_unet(gpu: &Gpu, IfUnetArgs { io: args }: IfUnetArgs) -> Result<()> {
     let arrays = tensor_file::read(&args.inputs)?;
     warn_ignored(&args.inputs, &arrays, &IF_UNET_INPUTS);
     let get = |name: &str| required(&args.inputs, &arrays, name);

@@ -271,3 +271,33 @@ impl Checkpoint {
             .unwrap_or_else(|| self.location.clone())
     }
 }
+
+/// Build a network from the checkpoint in `dir` (or `dir/subfolder`) with `build`, uploading each
+/// weight it asks for; then log once, as a warning, the checkpoint keys it did not use.
+/// `network` names it in that warning ("the IF UNet").
+pub fn build_from_checkpoint<T>(
+    gpu: &Gpu,
+    dir: &Path,
+    subfolder: Option<&str>,
+    variant: Option<&str>,
+    file_stem: &str,
+    network: &str,
+    build: impl FnOnce(&Weights) -> Result<T>,
+) -> Result<T> {
+    let checkpoint = Checkpoint::open(dir, subfolder, variant, file_stem)?;
+    let source = Upload {
+        gpu,
+        checkpoint: &checkpoint,
+    };
+    let built = build(&Weights::new(&source))?;
+    let unused = checkpoint.unused_keys();
+    if !unused.is_empty() {
+        log::warn!(
+            "{} weight(s) in {} are not part of {network} and were ignored: {}",
+            unused.len(),
+            checkpoint.location().display(),
+            abbreviate(&unused)
+        );
+    }
+    Ok(built)
+}

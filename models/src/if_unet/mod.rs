@@ -17,7 +17,7 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::nn::{Conv2d, Linear, Norm, ResnetOptions, TimeConditioning};
-use crate::weights::{Checkpoint, Upload, Weights, DIFFUSERS_STEM};
+use crate::weights::{build_from_checkpoint, Weights, DIFFUSERS_STEM};
 use attention::AttentionShape;
 use blocks::{BlockSpec, DownBlock, Emb, MidBlock, UpBlock};
 use embeddings::{sinusoid_tensor, TextPooling, TimestepMlp};
@@ -68,22 +68,10 @@ impl IfUNet {
     pub fn load(gpu: &Gpu, dir: &Path, variant: Option<&str>) -> Result<IfUNet> {
         let subfolder = crate::config::model_subfolder(dir, SUBFOLDER);
         let config = UNetConfig::load(dir, subfolder)?;
-        let checkpoint = Checkpoint::open(dir, subfolder, variant, DIFFUSERS_STEM)?;
-        let source = Upload {
-            gpu,
-            checkpoint: &checkpoint,
-        };
-        let unet = IfUNet::from_weights(gpu, config, &Weights::new(&source))?;
-        let unused = checkpoint.unused_keys();
-        if !unused.is_empty() {
-            log::warn!(
-                "{} weight(s) in {} are not part of the IF UNet and were ignored: {}",
-                unused.len(),
-                checkpoint.location().display(),
-                crate::weights::abbreviate(&unused)
-            );
-        }
-        Ok(unet)
+        let network = "the IF UNet";
+        build_from_checkpoint(gpu, dir, subfolder, variant, DIFFUSERS_STEM, network, |w| {
+            IfUNet::from_weights(gpu, config, w)
+        })
     }
 
     /// Build from a validated config, taking each weight from `w`.

@@ -15,7 +15,7 @@ use iterinv_engine::{grad, Activation, Gpu, Tensor};
 use crate::config::T5Config;
 use crate::error::{Error, Result};
 use crate::nn::Linear;
-use crate::weights::{Checkpoint, Upload, Weights, TRANSFORMERS_STEM};
+use crate::weights::{build_from_checkpoint, Weights, TRANSFORMERS_STEM};
 
 pub use position::{bucket, bucket_table};
 
@@ -52,22 +52,16 @@ impl T5Encoder {
     pub fn load(gpu: &Gpu, dir: &Path, variant: Option<&str>) -> Result<T5Encoder> {
         let subfolder = crate::config::model_subfolder(dir, SUBFOLDER);
         let config = T5Config::load(dir, subfolder)?;
-        let checkpoint = Checkpoint::open(dir, subfolder, variant, TRANSFORMERS_STEM)?;
-        let source = Upload {
+        let network = "the T5 encoder";
+        build_from_checkpoint(
             gpu,
-            checkpoint: &checkpoint,
-        };
-        let encoder = T5Encoder::from_weights(gpu, config, &Weights::new(&source))?;
-        let unused = checkpoint.unused_keys();
-        if !unused.is_empty() {
-            log::warn!(
-                "{} weight(s) in {} are not part of the T5 encoder and were ignored: {}",
-                unused.len(),
-                checkpoint.location().display(),
-                crate::weights::abbreviate(&unused)
-            );
-        }
-        Ok(encoder)
+            dir,
+            subfolder,
+            variant,
+            TRANSFORMERS_STEM,
+            network,
+            |w| T5Encoder::from_weights(gpu, config, w),
+        )
     }
 
     /// Build from a config, taking each weight from `w`. The embedding is `shared.weight` or,

@@ -11,6 +11,7 @@ mod recorder;
 mod tensor;
 
 pub mod grad;
+pub mod invert;
 pub mod ops;
 pub mod optim;
 pub mod random;

@@ -5,6 +5,10 @@ use std::sync::OnceLock;
 use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
 
 /// The device shared by the op tests, in poison mode.
+/// A scalar f64 reference function of one and of two arguments.
+pub type Ref1 = fn(f64) -> f64;
+pub type Ref2 = fn(f64, f64) -> f64;
+
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {

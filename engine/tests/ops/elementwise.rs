@@ -3,7 +3,9 @@
 use iterinv_engine::ops::elementwise::{binary, unary, Binary, Unary};
 use iterinv_engine::Tensor;
 
-use crate::common::{assert_close, broadcast_ref, f64s, gelu64, gelu_tanh64, gpu, upload, Rng};
+use crate::common::{
+    assert_close, broadcast_ref, f64s, gelu64, gelu_tanh64, gpu, upload, Ref1, Ref2, Rng,
+};
 
 #[test]
 fn gelu_erf_form_is_within_1e6_of_f64() {
@@ -24,7 +26,7 @@ fn unary_maps_match_f64() {
     let n = 1000 + 37;
     let xs = rng.vec(n, -6.0, 6.0);
     let pos = rng.vec(n, 0.01, 9.0);
-    let cases: Vec<(&str, Unary, &Vec<f32>, fn(f64) -> f64)> = vec![
+    let cases: Vec<(&str, Unary, &Vec<f32>, Ref1)> = vec![
         ("gelu_tanh", Unary::GeluTanh, &xs, gelu_tanh64),
         ("silu", Unary::Silu, &xs, |x| x / (1.0 + (-x).exp())),
         ("relu", Unary::Relu, &xs, |x| x.max(0.0)),
@@ -94,7 +96,7 @@ fn binary_ops_broadcast_like_numpy() {
             &[2, 2, 3, 3, 2, 2, 2, 3],
         ),
     ];
-    let ops: [(Binary, fn(f64, f64) -> f64); 6] = [
+    let ops: [(Binary, Ref2); 6] = [
         (Binary::Add, |a, b| a + b),
         (Binary::Sub, |a, b| a - b),
         (Binary::Mul, |a, b| a * b),
@@ -131,7 +133,7 @@ fn scalar_forms() {
     let mut rng = Rng::new(3);
     let xs = rng.vec(333, 0.5, 4.0);
     let t = upload(&[333], &xs);
-    let checks: Vec<(&str, Tensor, fn(f64) -> f64)> = vec![
+    let checks: Vec<(&str, Tensor, Ref1)> = vec![
         ("add_scalar", t.add_scalar(1.5).unwrap(), |x| x + 1.5),
         ("sub_scalar", t.sub_scalar(1.5).unwrap(), |x| x - 1.5),
         ("mul_scalar", t.mul_scalar(-2.5).unwrap(), |x| x * -2.5),

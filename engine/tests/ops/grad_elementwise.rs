@@ -2,7 +2,7 @@
 
 use iterinv_engine::ops::elementwise::{binary, unary, Binary, Unary};
 
-use crate::common::{broadcast_ref, check_vjp, gelu64, gelu_tanh64, GradInput, Rng};
+use crate::common::{broadcast_ref, check_vjp, gelu64, gelu_tanh64, GradInput, Ref1, Ref2, Rng};
 
 /// Values in [lo, hi] kept at least `gap` away from `kink` (relu, abs, clamp corners).
 fn away_from(rng: &mut Rng, n: usize, lo: f64, hi: f64, kinks: &[f64], gap: f64) -> Vec<f32> {
@@ -16,11 +16,14 @@ fn away_from(rng: &mut Rng, n: usize, lo: f64, hi: f64, kinks: &[f64], gap: f64)
         .collect()
 }
 
+/// Name, op, sampling range of x, kinks to keep the samples away from, the f64 reference.
+type UnaryCase = (&'static str, Unary, f64, f64, Vec<f64>, Ref1);
+
 #[test]
 fn unary_rules() {
     let mut rng = Rng::new(100);
     let n = 203;
-    let cases: Vec<(&str, Unary, f64, f64, Vec<f64>, fn(f64) -> f64)> = vec![
+    let cases: Vec<UnaryCase> = vec![
         ("gelu", Unary::Gelu, -5.0, 5.0, vec![], gelu64),
         ("gelu_tanh", Unary::GeluTanh, -5.0, 5.0, vec![], gelu_tanh64),
         ("silu", Unary::Silu, -6.0, 6.0, vec![], |x| {
@@ -91,7 +94,7 @@ fn binary_rules_sum_over_broadcast_dims() {
         (&[2, 3, 4], &[4]),
         (&[2, 1, 5], &[3, 1]),
     ];
-    let ops: [(Binary, fn(f64, f64) -> f64); 6] = [
+    let ops: [(Binary, Ref2); 6] = [
         (Binary::Add, |a, b| a + b),
         (Binary::Sub, |a, b| a - b),
         (Binary::Mul, |a, b| a * b),

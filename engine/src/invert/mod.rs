@@ -4,8 +4,11 @@
 //!
 //! - [`ddim`]: DDIM inversion (the image to x_T along the deterministic sampler's path) and DDIM
 //!   reconstruction (x_T back to the image), with classifier-free guidance.
+//! - [`iterinv`]: per-timestep inversion that makes the sampler's step land on the previous
+//!   latent: IterInv's gradient descent (faithful and safe modes) and the forward-only fixed point.
 
 pub mod ddim;
+pub mod iterinv;
 
 use crate::error::Result;
 use crate::tensor::Tensor;

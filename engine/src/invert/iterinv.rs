@@ -1,0 +1,237 @@
+//! Inverting a sampler step by step: at each timestep t (least noisy first), find z_t whose DDIM
+//! step lands on the previous latent z_p (the image before the first step). Two solvers:
+//!
+//! - [`iterinv`]: IterInv (arXiv 2310.19540), gradient descent on z_t through the denoiser on
+//!   `‖step(z_t) − z_p‖²`, warm-started from z_p. [`IterInvMode::Faithful`] is the reference
+//!   code (fixed inner steps, step size 0.3·√linspace(1, 0.5, N)); its update has no convergence
+//!   guarantee. [`IterInvMode::Safe`] reads the loss back after each update (one scalar) and
+//!   halves the step and retries when the loss grew, and stops once it is below a tolerance.
+//! - [`fixed_point`]: forward-only: solve the step equation for z_t with ε evaluated at the
+//!   current estimate, and repeat (no backward pass).
+//!
+//! Both return the final latent and a per-timestep report.
+
+use super::{Denoiser, Guidance};
+use crate::error::{invalid, Result};
+use crate::grad::backward;
+use crate::sched::{Scheduler, StepOptions};
+use crate::tensor::Tensor;
+
+/// The safe mode's step never grows beyond this multiple of the faithful step size.
+const MAX_GROWTH: f64 = 16.0;
+/// The fraction of the first-order decrease an update must achieve (Armijo's condition).
+const ARMIJO: f64 = 0.5;
+
+/// How one timestep's inner loop went.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    pub timestep: usize,
+    /// Updates (IterInv) or passes (fixed point) made.
+    pub iterations: usize,
+    /// Sum of squared differences between the step from the found latent and its target.
+    pub final_loss: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum IterInvMode {
+    /// The reference code: exactly `inner_steps` updates per timestep, no checks.
+    Faithful,
+    /// Backtracking line search: an update must lower the loss by half of what the gradient
+    /// predicts (Armijo), else the step is halved (at most `max_halvings` times); a step
+    /// accepted at once is doubled for the next update; the loop stops once the loss is below
+    /// `tolerance`. Costs two scalar readbacks and an extra forward pass per update.
+    Safe { tolerance: f64, max_halvings: usize },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct IterInvOptions {
+    /// Gradient steps per timestep (the reference: 21).
+    pub inner_steps: usize,
+    /// The step size at the first (least noisy) timestep; it decays to 1/√2 of it at the last
+    /// (the reference: 0.3).
+    pub step_size: f64,
+    pub mode: IterInvMode,
+}
+
+impl Default for IterInvOptions {
+    fn default() -> Self {
+        IterInvOptions {
+            inner_steps: 21,
+            step_size: 0.3,
+            mode: IterInvMode::Safe {
+                tolerance: 1e-8,
+                max_halvings: 8,
+            },
+        }
+    }
+}
+
+/// The reference's step sizes: `base·√linspace(1, 0.5, n)`.
+pub fn step_sizes(base: f64, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let f = if n > 1 {
+                i as f64 / (n - 1) as f64
+            } else {
+                0.0
+            };
+            base * (1.0 - 0.5 * f).sqrt()
+        })
+        .collect()
+}
+
+/// `sum((step(z, t) − target)²)` as a tracked scalar (z tracked).
+fn step_loss(
+    denoiser: &dyn Denoiser,
+    scheduler: &Scheduler,
+    guidance: Guidance,
+    z: &Tensor,
+    t: usize,
+    target: &Tensor,
+) -> Result<Tensor> {
+    let out = guidance.predict(denoiser, z, t)?;
+    let prev = scheduler
+        .step(&out, t, z, StepOptions::default())?
+        .prev_sample;
+    let d = prev.sub(target)?;
+    let all: Vec<usize> = (0..d.rank()).collect();
+    d.square()?.sum(&all, false)
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_vec()?[0] as f64)
+}
+
+/// IterInv from `z0` (the clean image or latent) to the latent at the schedule's first timestep.
+pub fn iterinv(
+    denoiser: &dyn Denoiser,
+    scheduler: &Scheduler,
+    z0: &Tensor,
+    guidance: Guidance,
+    opts: IterInvOptions,
+    progress: &mut dyn FnMut(&StepReport),
+) -> Result<(Tensor, Vec<StepReport>)> {
+    let timesteps: Vec<usize> = scheduler.timesteps().iter().rev().copied().collect();
+    if timesteps.is_empty() {
+        return invalid(
+            "IterInv",
+            "the scheduler has no timesteps: call set_timesteps first",
+        );
+    }
+    let sizes = step_sizes(opts.step_size, timesteps.len());
+    let mut target = z0.detach();
+    let mut reports = Vec::with_capacity(timesteps.len());
+    for (i, &t) in timesteps.iter().enumerate() {
+        let mut z = target.clone();
+        let mut lr = sizes[i];
+        let mut loss_value = f64::INFINITY;
+        let mut iterations = 0;
+        for _ in 0..opts.inner_steps {
+            let zt = z.requires_grad();
+            let loss = step_loss(denoiser, scheduler, guidance, &zt, t, &target)?;
+            if let IterInvMode::Safe { tolerance, .. } = opts.mode {
+                loss_value = scalar(&loss)?;
+                if loss_value < tolerance {
+                    break;
+                }
+            }
+            let g = backward(&loss, &[&zt])?.remove(0);
+            iterations += 1;
+            let mut candidate = z.sub(&g.mul_scalar(lr as f32)?)?;
+            if let IterInvMode::Safe { max_halvings, .. } = opts.mode {
+                // Armijo backtracking: accept the update only if it lowers the loss by at least
+                // half of what the gradient promises (a bare decrease lets a step that
+                // overshoots to the other side of the minimum be accepted forever); else halve.
+                // A step accepted at once is doubled for the next update (up to MAX_GROWTH × the
+                // base), so one steep region does not leave the rest of the loop crawling.
+                let all: Vec<usize> = (0..g.rank()).collect();
+                let g2 = scalar(&g.square()?.sum(&all, false)?)?;
+                let mut accepted = None;
+                for halving in 0..=max_halvings {
+                    let l = crate::grad::no_grad(|| {
+                        step_loss(denoiser, scheduler, guidance, &candidate, t, &target)
+                    })?;
+                    if scalar(&l)? <= loss_value - ARMIJO * lr * g2 {
+                        accepted = Some(halving);
+                        break;
+                    }
+                    if halving < max_halvings {
+                        lr *= 0.5;
+                        candidate = z.sub(&g.mul_scalar(lr as f32)?)?;
+                    }
+                }
+                match accepted {
+                    Some(0) => lr = (lr * 2.0).min(MAX_GROWTH * sizes[i]),
+                    Some(_) => {}
+                    // No step size helped: keep z, and try the smaller step next time.
+                    None => candidate = z.clone(),
+                }
+            }
+            z = candidate;
+        }
+        let final_loss =
+            crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, &z, t, &target))?;
+        let report = StepReport {
+            timestep: t,
+            iterations,
+            final_loss: scalar(&final_loss)?,
+        };
+        progress(&report);
+        reports.push(report);
+        target = z;
+    }
+    Ok((target, reports))
+}
+
+/// Forward-only inversion: at each timestep, `passes` rounds of
+/// `z_t ← √ᾱ_t·(z_p − √(1−ᾱ_p)·ε)/√ᾱ_p + √(1−ᾱ_t)·ε` with ε = ε(z_t, t) — the DDIM step
+/// (epsilon prediction, no thresholding) solved for z_t. The first round, from z_t = z_p, is
+/// plain DDIM inversion.
+pub fn fixed_point(
+    denoiser: &dyn Denoiser,
+    scheduler: &Scheduler,
+    z0: &Tensor,
+    guidance: Guidance,
+    passes: usize,
+) -> Result<(Tensor, Vec<StepReport>)> {
+    if scheduler.config().prediction_type != "epsilon" {
+        return invalid(
+            "fixed-point inversion",
+            "it solves the epsilon-prediction DDIM step",
+        );
+    }
+    if passes == 0 {
+        return invalid(
+            "fixed-point inversion",
+            "needs at least 1 pass per timestep",
+        );
+    }
+    let ac = scheduler.alphas_cumprod();
+    let channels = z0.dim(1);
+    let mut target = z0.detach();
+    let mut reports = Vec::new();
+    for &t in scheduler.timesteps().iter().rev() {
+        let ap = match scheduler.try_previous_timestep(t)? {
+            Some(p) => ac[p],
+            None => scheduler.final_alpha_cumprod(),
+        };
+        let at = ac[t];
+        let (sap, sbp) = ((ap as f32).sqrt(), ((1.0 - ap) as f32).sqrt());
+        let (sat, sbt) = ((at as f32).sqrt(), ((1.0 - at) as f32).sqrt());
+        let mut z = target.clone();
+        for _ in 0..passes {
+            let eps = guidance.predict(denoiser, &z, t)?.slice(1, 0, channels)?;
+            let x0 = target.sub(&eps.mul_scalar(sbp)?)?.div_scalar(sap)?;
+            z = x0.mul_scalar(sat)?.add(&eps.mul_scalar(sbt)?)?;
+        }
+        let loss =
+            crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, &z, t, &target))?;
+        reports.push(StepReport {
+            timestep: t,
+            iterations: passes,
+            final_loss: scalar(&loss)?,
+        });
+        target = z;
+    }
+    Ok((target, reports))
+}

@@ -325,3 +325,86 @@ fn the_safe_mode_survives_where_the_faithful_step_diverges() {
     );
     assert!(worst(&safe) < 1e-4, "safe mode: {:?}", safe);
 }
+
+/// ε = √(1 − ᾱ_t)·x + κ·text, the text `[B, 1, C·H·W]` read as an image: guidance moves the
+/// prediction by κ·w·(cond − uncond), which a good null embedding can cancel.
+struct TextShift {
+    alphas: Vec<f64>,
+    kappa: f32,
+}
+
+impl Denoiser for TextShift {
+    fn predict(&self, x_t: &Tensor, t: usize, context: &Tensor) -> Result<Tensor> {
+        let text = context.reshape(x_t.shape())?.mul_scalar(self.kappa)?;
+        x_t.mul_scalar((1.0 - self.alphas[t]).sqrt() as f32)?
+            .add(&text)
+    }
+}
+
+#[test]
+fn null_text_inversion_beats_plain_guided_reconstruction_and_npi_is_exact() {
+    use iterinv_engine::invert::nti::{null_text_inversion, reconstruct, NtiOptions};
+    let gpu = gpu();
+    let x0 = Tensor::randn(gpu, &[1, 3, 8, 8], 5, 0).unwrap();
+    let cond = Tensor::randn(gpu, &[1, 1, 192], 6, 0)
+        .unwrap()
+        .mul_scalar(0.3)
+        .unwrap();
+    let null0 = Tensor::zeros(gpu, &[1, 1, 192]).unwrap();
+    let s = scheduler(10, "epsilon");
+    let d = TextShift {
+        alphas: s.alphas_cumprod().to_vec(),
+        kappa: 0.2,
+    };
+    let plain = Guidance {
+        cond: &cond,
+        uncond: None,
+        scale: 1.0,
+    };
+    let trace = ddim::invert(&d, &s, &x0, plain).unwrap();
+    let x_t = trace.last().unwrap();
+    let input = x0.to_vec().unwrap();
+    let err = |x: &Tensor| max_diff(&x.to_vec().unwrap(), &input);
+
+    let guided = Guidance {
+        cond: &cond,
+        uncond: Some(&null0),
+        scale: 3.0,
+    };
+    let baseline = err(&ddim::reconstruct(&d, &s, x_t, guided).unwrap());
+    let opts = NtiOptions {
+        lr: 1e-2,
+        ..Default::default()
+    };
+    let (nulls, reports) =
+        null_text_inversion(&d, &s, &trace, &cond, &null0, opts, &mut |_| {}).unwrap();
+    assert_eq!((nulls.len(), reports.len()), (10, 10));
+    assert!(reports.iter().all(|r| r.iterations == 51));
+    let nti = err(&reconstruct(&d, &s, x_t, &cond, &nulls, 3.0).unwrap());
+    let guidance1 = err(&ddim::reconstruct(&d, &s, x_t, plain).unwrap());
+    eprintln!(
+        "max error at guidance 3: plain {baseline:.3e}, NTI {nti:.3e}; guidance 1: {guidance1:.3e}"
+    );
+    assert!(nti * 10.0 < baseline, "NTI {nti} vs plain {baseline}");
+    assert_eq!(
+        null0.to_vec().unwrap(),
+        vec![0.0; 192],
+        "the caller's embedding is not modified"
+    );
+
+    // NPI: null := cond makes guided sampling the conditional one.
+    let npi = Guidance {
+        cond: &cond,
+        uncond: Some(&cond),
+        scale: 3.0,
+    };
+    let a = ddim::reconstruct(&d, &s, x_t, npi)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let b = ddim::reconstruct(&d, &s, x_t, plain)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert!(max_diff(&a, &b) < 1e-5);
+}

@@ -6,9 +6,11 @@
 //!   reconstruction (x_T back to the image), with classifier-free guidance.
 //! - [`iterinv`]: per-timestep inversion that makes the sampler's step land on the previous
 //!   latent: IterInv's gradient descent (faithful and safe modes) and the forward-only fixed point.
+//! - [`nti`]: null-text inversion (and the NPI recipe) for guided sampling.
 
 pub mod ddim;
 pub mod iterinv;
+pub mod nti;
 
 use crate::error::Result;
 use crate::tensor::Tensor;

@@ -275,3 +275,61 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The inversion algorithms' view of the UNets (IfDenoiser + engine guidance + DDIM
+/// reconstruction) samples exactly like the pipeline: diffusers' DDIM goldens, both stages.
+#[test]
+fn the_inversion_denoiser_samples_like_diffusers() {
+    use iterinv::engine::invert::{ddim, Guidance};
+    use iterinv::models::IfUNet;
+    use iterinv::pipeline::sampling::LowResCondition;
+    use iterinv::pipeline::IfDenoiser;
+
+    let gpu = gpu();
+    let g = golden("ddim.safetensors");
+    let text = golden("ddpm.safetensors");
+    let (cond, uncond) = (
+        upload(&text["prompt_embeds"]),
+        upload(&text["negative_embeds"]),
+    );
+    for stage in [Stage::One, Stage::Two] {
+        let folder = PipelineFolder::open(&cascade().join(stage.name()), stage).unwrap();
+        let unet = IfUNet::load(gpu, &folder.component("unet").unwrap(), None).unwrap();
+        let mut scheduler = folder
+            .scheduler("scheduler", Some(SchedulerKind::Ddim))
+            .unwrap();
+        let (steps, scale) = if stage == Stage::One {
+            (5, 7.0)
+        } else {
+            (4, 4.0)
+        };
+        scheduler.set_timesteps(steps).unwrap();
+        let low_res = (stage == Stage::Two).then(|| {
+            let noising = folder.scheduler("image_noising_scheduler", None).unwrap();
+            let up = upload(&g["stage1_output"]).resize_bilinear(32, 32).unwrap();
+            let upscaled = noising
+                .add_noise(&up, &upload(&g["stage2_condition"]), &[250])
+                .unwrap();
+            LowResCondition {
+                upscaled,
+                noise_level: 250,
+            }
+        });
+        let denoiser = IfDenoiser {
+            unet: &unet,
+            low_res: low_res.as_ref(),
+        };
+        let guidance = Guidance {
+            cond: &cond,
+            uncond: Some(&uncond),
+            scale,
+        };
+        let x_t = upload(&g[&format!("{}_initial", stage.name())]);
+        let out = ddim::reconstruct(&denoiser, &scheduler, &x_t, guidance).unwrap();
+        assert_close(
+            &format!("{}_output", stage.name()),
+            &out,
+            &g[&format!("{}_output", stage.name())],
+        );
+    }
+}

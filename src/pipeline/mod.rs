@@ -1,12 +1,15 @@
-//! Text-to-image with the DeepFloyd-IF cascade, built from diffusers pipeline folders.
+//! Text-to-image with the DeepFloyd-IF cascade, built from diffusers pipeline folders, and the
+//! IF UNets as the inversion algorithms' denoiser.
 
 pub mod cascade;
+pub mod denoiser;
 pub mod folder;
 pub mod guidance;
 pub mod noise;
 pub mod sampling;
 
 pub use cascade::{generate, CascadeOptions, CascadeOutput};
+pub use denoiser::IfDenoiser;
 pub use folder::{PipelineFolder, Stage};
 pub use guidance::TextCondition;
 pub use noise::{InjectedNoise, NoiseSource, SeededNoise};

@@ -1,4 +1,7 @@
-//! Images in and out of the engine: PNG files ⇄ `[B, 3, H, W]` tensors in [−1, 1].
+//! Images in and out of the engine: image files ⇄ `[B, 3, H, W]` tensors in [−1, 1].
+//!
+//! Input: any PNG or JPEG (RGB, RGBA — alpha dropped —, grey, 8 or 16 bits), made square and
+//! resized to a stage's resolution with PIL's antialiased bicubic filter, computed in f32.
 
 use std::path::Path;
 
@@ -45,4 +48,84 @@ pub fn save_png(x: &Tensor, b: usize, path: &Path) -> Result<()> {
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })
+}
+
+/// An image as planar RGB in [0, 1]: `[3, height, width]`.
+pub struct Rgb {
+    pub height: usize,
+    pub width: usize,
+    pub data: Vec<f32>,
+}
+
+/// Decode an image file (PNG or JPEG; RGB, RGBA, grey; 8 or 16 bits per channel).
+pub fn load_rgb(path: &Path) -> Result<Rgb> {
+    let img = image::open(path).map_err(|e| Error::Input {
+        what: format!("image {}", path.display()),
+        detail: format!("cannot be read: {e}"),
+    })?;
+    let rgb = img.to_rgb32f();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    let mut data = vec![0f32; 3 * h * w];
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            data[c * h * w + i] = px.0[c];
+        }
+    }
+    Ok(Rgb {
+        height: h,
+        width: w,
+        data,
+    })
+}
+
+/// How a non-square image becomes square.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// Centre-crop to the shorter side, then resize (no distortion).
+    CropCenter,
+    /// Resize both sides directly (the IterInv reference's behaviour).
+    Stretch,
+}
+
+/// `image` resized to `size`×`size` (PIL's BICUBIC, antialiased), planar `[3, size, size]`.
+pub fn resize_square(image: &Rgb, size: usize, fit: Fit) -> Vec<f32> {
+    let (h, w) = (image.height, image.width);
+    let (top, left, ch, cw) = match fit {
+        Fit::CropCenter => {
+            let s = h.min(w);
+            ((h - s) / 2, (w - s) / 2, s, s)
+        }
+        Fit::Stretch => (0, 0, h, w),
+    };
+    let mut out = Vec::with_capacity(3 * size * size);
+    for c in 0..3 {
+        let plane: Vec<f32> = (0..ch)
+            .flat_map(|y| {
+                let row = c * h * w + (top + y) * w + left;
+                image.data[row..row + cw].to_vec()
+            })
+            .collect();
+        out.extend(crate::resample::bicubic(&plane, ch, cw, size, size));
+    }
+    out
+}
+
+/// An image file as a `[1, 3, size, size]` tensor in [−1, 1]. The image must be at least
+/// `size` on its shorter side (upscaling a small photo would invent detail).
+pub fn load_for_stage(gpu: &crate::Gpu, path: &Path, size: usize, fit: Fit) -> Result<Tensor> {
+    let img = load_rgb(path)?;
+    if img.height.min(img.width) < size {
+        return Err(Error::Input {
+            what: format!("image {}", path.display()),
+            detail: format!(
+                "is {}×{}; it must be at least {size} pixels on each side",
+                img.width, img.height
+            ),
+        });
+    }
+    let data: Vec<f32> = resize_square(&img, size, fit)
+        .into_iter()
+        .map(|v| v * 2.0 - 1.0)
+        .collect();
+    Ok(Tensor::from_f32(gpu, &[1, 3, size, size], &data)?)
 }

@@ -5,12 +5,15 @@
 //! - [`kernels`]: the WGSL compute kernels and the table that names them;
 //! - [`engine`]: the runtime ([`Gpu`], [`Tensor`], buffer pool, op launches) and the forward ops;
 //! - [`models`]: checkpoint loading and the networks;
-//! - [`pipeline`]: the IF cascade, text to image; [`image_io`]: PNG output.
+//! - [`pipeline`]: the IF cascade, text to image; [`image_io`]: images in and out;
+//!   [`metrics`]: MSE, PSNR, SSIM.
 //!
 //! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`].
 
 pub mod image_io;
+pub mod metrics;
 pub mod pipeline;
+mod resample;
 
 pub use iterinv_engine as engine;
 pub use iterinv_kernels as kernels;

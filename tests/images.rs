@@ -1,0 +1,115 @@
+//! Image input and metrics against PIL and scikit-image (tools/reference/make_image_fixtures.py):
+//! decoding of PNG (RGB, RGBA, grey, 16-bit) and JPEG, centre-crop + antialiased bicubic resize,
+//! MSE, PSNR and SSIM.
+
+use std::path::{Path, PathBuf};
+
+use iterinv::image_io::{load_for_stage, load_rgb, resize_square, Fit};
+use iterinv::metrics::{mse, psnr, ssim};
+use iterinv::Gpu;
+
+fn dir() -> PathBuf {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/images"
+    ))
+    .to_path_buf()
+}
+
+fn expected() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap()).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn decoding_and_resizing_match_pil() {
+    let e = expected();
+    let size = e["size"].as_u64().unwrap() as usize;
+    for (name, want) in e["files"].as_object().unwrap() {
+        let img = load_rgb(&dir().join(name)).unwrap();
+        assert_eq!(
+            img.height,
+            want["height"].as_u64().unwrap() as usize,
+            "{name}"
+        );
+        assert_eq!(
+            img.width,
+            want["width"].as_u64().unwrap() as usize,
+            "{name}"
+        );
+        // PNG decoding is exact; JPEG decoders may differ by a few levels (IDCT, upsampling).
+        let decode_tol = if name.ends_with(".jpg") {
+            6.0 / 255.0
+        } else {
+            1e-6
+        };
+        let d = max_diff(&img.data, &floats(&want["rgb"]));
+        assert!(d <= decode_tol, "{name}: decoded values differ by {d}");
+        // Resizing PIL's own decoded values must match PIL's float resize closely.
+        let pil_decoded = iterinv::image_io::Rgb {
+            height: img.height,
+            width: img.width,
+            data: floats(&want["rgb"]),
+        };
+        let r = resize_square(&pil_decoded, size, Fit::CropCenter);
+        let d = max_diff(&r, &floats(&want["resized"]));
+        eprintln!("{name}: resize max difference {d:.2e}");
+        assert!(d <= 1e-5, "{name}: resized values differ by {d}");
+    }
+}
+
+#[test]
+fn metrics_match_scikit_image() {
+    let e = expected();
+    for pair in e["pairs"].as_array().unwrap() {
+        let (a, b) = (floats(&pair["a"]), floats(&pair["b"]));
+        let want_mse = pair["mse"].as_f64().unwrap();
+        assert!(
+            (mse(&a, &b) - want_mse).abs() <= 1e-6 * want_mse.max(1e-6),
+            "mse"
+        );
+        let p = psnr(&a, &b);
+        match pair["psnr"].as_f64() {
+            Some(w) => assert!((p - w).abs() < 1e-3, "psnr {p} vs {w}"),
+            None => assert!(p.is_infinite()),
+        }
+        // The fixture's inputs are f64; ours f32: SSIM agrees to ~1e-6.
+        let s = ssim(&a, &b, 3, 16, 16).unwrap();
+        let w = pair["ssim"].as_f64().unwrap();
+        assert!((s - w).abs() < 1e-5, "ssim {s} vs {w}");
+    }
+    assert!(
+        ssim(&[0.0; 3 * 36], &[0.0; 3 * 36], 3, 6, 6).is_none(),
+        "smaller than the window"
+    );
+}
+
+#[test]
+fn stage_inputs_are_in_model_range_and_bad_files_are_errors() {
+    let gpu = Gpu::new().unwrap();
+    let t = load_for_stage(&gpu, &dir().join("rgb.png"), 16, Fit::CropCenter).unwrap();
+    assert_eq!(t.shape(), &[1, 3, 16, 16]);
+    let v = t.to_vec().unwrap();
+    assert!(v.iter().all(|x| (-1.0..=1.0).contains(x)));
+    let e = load_for_stage(&gpu, &dir().join("rgb.png"), 64, Fit::CropCenter).unwrap_err();
+    assert!(e.to_string().contains("at least 64"), "{e}");
+    let e = load_rgb(&dir().join("expected.json")).err().unwrap();
+    assert!(e.to_string().contains("cannot be read"), "{e}");
+    let e = load_rgb(&dir().join("missing.png")).err().unwrap();
+    assert!(e.to_string().contains("missing.png"), "{e}");
+}

@@ -7,6 +7,7 @@
 //! `ITERINV_BENCH_T5_XXL=1` the T5-XXL-shaped encoder (9.5 GB). The work column is the most
 //! pooled GPU memory a run uses on top of what is resident (weights, inputs).
 
+mod invert;
 mod random_weights;
 mod t5;
 mod unet;
@@ -229,6 +230,7 @@ fn main() -> BenchResult<()> {
     let mut all = workloads(&gpu)?;
     all.extend(unet::tiny_if_unet(&gpu)?);
     all.push(t5::tiny_t5(&gpu)?);
+    all.extend(invert::workloads(&gpu)?);
     let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
     if flag("ITERINV_BENCH_IF_M") {
         all.extend(unet::if_m_unet(&gpu)?);

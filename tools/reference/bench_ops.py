@@ -107,6 +107,59 @@ def t5_times(dev, xxl):
     return out
 
 
+def inversion_times(dev):
+    """The bench's inversion rows (benches/ops/invert.rs): one NTI inner iteration at stage I
+    (guidance 3, null embedding tracked, DDIM step with IF's thresholding, sum loss, Adam) and one
+    IterInv inner iteration at stage II (latent tracked), at t = 500 of 50 DDIM steps, on the
+    tiny cascade fixture."""
+    try:
+        from diffusers import DDIMScheduler, UNet2DConditionModel
+    except ImportError:
+        return {}
+    root = os.path.join(REPO, "tests", "fixtures", "cascade")
+    out = {}
+    t = 500
+
+    def stage(name):
+        unet = UNet2DConditionModel.from_pretrained(os.path.join(root, name, "unet")).to(dev)
+        sched = DDIMScheduler.from_pretrained(os.path.join(root, name, "scheduler"))
+        sched.set_timesteps(50)
+        return unet, sched
+
+    unet1, s1 = stage("stage1")
+    cond = torch.randn(1, 77, 64, device=dev)
+    null = torch.zeros(1, 77, 64, device=dev, requires_grad=True)
+    x1, target1 = torch.randn(1, 3, 16, 16, device=dev), torch.randn(1, 3, 16, 16, device=dev)
+    adam = torch.optim.Adam([null], lr=1e-3)
+
+    def nti():
+        o = unet1(torch.cat([x1, x1]), t, torch.cat([null, cond])).sample
+        u, c = o.chunk(2)
+        eps = u[:, :3] + 3.0 * (c[:, :3] - u[:, :3])
+        prev = s1.step(eps, t, x1).prev_sample
+        loss = ((prev - target1) ** 2).sum()
+        adam.zero_grad()
+        loss.backward()
+        adam.step()
+
+    out["nti_inner_iter_tiny_16"] = timed(nti, dev)
+    unet2, s2 = stage("stage2")
+    up = torch.randn(1, 3, 32, 32, device=dev)
+    text = torch.randn(1, 77, 64, device=dev)
+    z, target2 = torch.randn(1, 3, 32, 32, device=dev), torch.randn(1, 3, 32, 32, device=dev)
+    level = torch.tensor([250], device=dev)
+
+    def iterinv():
+        zr = z.clone().requires_grad_()
+        o = unet2(torch.cat([zr, up], 1), t, text, class_labels=level).sample
+        prev = s2.step(o[:, :3], t, zr).prev_sample
+        g, = torch.autograd.grad(((prev - target2) ** 2).sum(), zr)
+        return z - 0.3 * g
+
+    out["iterinv_inner_iter_tiny_32"] = timed(iterinv, dev)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
@@ -158,6 +211,7 @@ def main():
     out["attention_block_fwd_bwd_b2_1024_c512"] = timed(attention_block, dev)
     out.update(unet_times(dev, args.if_m))
     out.update(t5_times(dev, args.t5_xxl))
+    out.update(inversion_times(dev))
     out["_machine"] = f"torch {torch.__version__}, {dev}, {torch.get_num_threads()} threads"
     print(json.dumps(out, indent=1))
 

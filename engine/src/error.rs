@@ -32,6 +32,9 @@ pub enum Error {
         value: String,
         detail: String,
     },
+    /// A long computation stopped because its caller asked it to (e.g. Ctrl-C in the CLI).
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     #[error("internal error in kernel {kernel}: {detail}")]
     Kernel {
         kernel: &'static str,

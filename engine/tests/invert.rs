@@ -244,19 +244,23 @@ fn iterinv_and_the_fixed_point_invert_the_gaussian_sampler_exactly() {
     use iterinv_engine::invert::iterinv::{fixed_point, iterinv, IterInvMode, IterInvOptions};
     let ddim_err =
         gaussian_roundtrip(|d, s, x, g| ddim::invert(d, s, x, g).unwrap().pop().unwrap());
-    let fixed_err = gaussian_roundtrip(|d, s, x, g| fixed_point(d, s, x, g, 10).unwrap().0);
+    let fixed_err =
+        gaussian_roundtrip(|d, s, x, g| fixed_point(d, s, x, g, 10, &mut |_| Ok(())).unwrap().0);
     let faithful = IterInvOptions {
         mode: IterInvMode::Faithful,
         ..Default::default()
     };
     let mut reports = Vec::new();
     let faithful_err = gaussian_roundtrip(|d, s, x, g| {
-        iterinv(d, s, x, g, faithful, &mut |r| reports.push(r.clone()))
-            .unwrap()
-            .0
+        iterinv(d, s, x, g, faithful, &mut |r| {
+            reports.push(r.clone());
+            Ok(())
+        })
+        .unwrap()
+        .0
     });
     let safe_err = gaussian_roundtrip(|d, s, x, g| {
-        iterinv(d, s, x, g, IterInvOptions::default(), &mut |_| {})
+        iterinv(d, s, x, g, IterInvOptions::default(), &mut |_| Ok(()))
             .unwrap()
             .0
     });
@@ -304,7 +308,9 @@ fn the_safe_mode_survives_where_the_faithful_step_diverges() {
             mode,
             ..Default::default()
         };
-        iterinv(&Steep, &s, &x0, g, opts, &mut |_| {}).unwrap().1
+        iterinv(&Steep, &s, &x0, g, opts, &mut |_| Ok(()))
+            .unwrap()
+            .1
     };
     let faithful = run(IterInvMode::Faithful);
     let safe = run(IterInvMode::Safe {
@@ -324,6 +330,115 @@ fn the_safe_mode_survives_where_the_faithful_step_diverges() {
         "faithful should diverge here"
     );
     assert!(worst(&safe) < 1e-4, "safe mode: {:?}", safe);
+}
+
+/// A fixed-point warm start makes the safe mode's inner loops short where the fixed point
+/// converges (the Gaussian sampler), and is discarded where it does not (the steep denoiser,
+/// whose fixed-point map has gain 3·√(1−ᾱ_t)/... > 1), so it never costs quality.
+#[test]
+fn the_fixed_point_warm_start_shortens_safe_iterinv_and_never_hurts() {
+    use iterinv_engine::invert::iterinv::{iterinv, IterInvOptions};
+    let warm = IterInvOptions {
+        warm_start: 5,
+        ..Default::default()
+    };
+    let mut iterations = [0usize; 2];
+    for (k, opts) in [IterInvOptions::default(), warm].into_iter().enumerate() {
+        let err = gaussian_roundtrip(|d, s, x, g| {
+            iterinv(d, s, x, g, opts, &mut |r| {
+                iterations[k] += r.iterations;
+                Ok(())
+            })
+            .unwrap()
+            .0
+        });
+        assert!(err < 1e-4, "warm start {}: error {err}", opts.warm_start);
+    }
+    eprintln!(
+        "gradient steps: cold {}, warm {}",
+        iterations[0], iterations[1]
+    );
+    assert!(
+        iterations[1] * 2 < iterations[0],
+        "warm start should at least halve the gradient steps: {iterations:?}"
+    );
+
+    struct Steep;
+    impl Denoiser for Steep {
+        fn predict(&self, x_t: &Tensor, _t: usize, _c: &Tensor) -> Result<Tensor> {
+            x_t.mul_scalar(-3.0)
+        }
+    }
+    let (x0, ctx) = (image(), context());
+    let s = scheduler(10, "epsilon");
+    let g = Guidance {
+        cond: &ctx,
+        uncond: None,
+        scale: 1.0,
+    };
+    let opts = IterInvOptions {
+        warm_start: 5,
+        mode: iterinv_engine::invert::iterinv::IterInvMode::Safe {
+            tolerance: 1e-8,
+            max_halvings: 12,
+        },
+        ..Default::default()
+    };
+    let (_, reports) = iterinv(&Steep, &s, &x0, g, opts, &mut |_| Ok(())).unwrap();
+    let worst = reports.iter().map(|r| r.final_loss).fold(0f64, f64::max);
+    assert!(
+        worst < 1e-4,
+        "safe mode with a diverging warm start: {reports:?}"
+    );
+}
+
+/// A progress callback's error stops the inversion at once and comes back to the caller.
+#[test]
+fn a_progress_error_interrupts_the_inversion() {
+    use iterinv_engine::invert::iterinv::{fixed_point, iterinv, IterInvOptions};
+    use iterinv_engine::Error;
+    let (x0, ctx) = (image(), context());
+    let s = scheduler(10, "epsilon");
+    let d = UnitGaussian {
+        alphas: s.alphas_cumprod().to_vec(),
+        v_prediction: false,
+    };
+    let g = Guidance {
+        cond: &ctx,
+        uncond: None,
+        scale: 1.0,
+    };
+    let mut calls = 0;
+    let mut stop_after_two = |_: &iterinv_engine::invert::StepReport| {
+        calls += 1;
+        if calls == 2 {
+            Err(Error::Interrupted("test".into()))
+        } else {
+            Ok(())
+        }
+    };
+    let r = iterinv(
+        &d,
+        &s,
+        &x0,
+        g,
+        IterInvOptions::default(),
+        &mut stop_after_two,
+    );
+    assert!(matches!(r, Err(Error::Interrupted(_))), "{:?}", r.err());
+    assert_eq!(calls, 2);
+    calls = 0;
+    let mut stop_after_two = |_: &iterinv_engine::invert::StepReport| {
+        calls += 1;
+        if calls == 2 {
+            Err(Error::Interrupted("test".into()))
+        } else {
+            Ok(())
+        }
+    };
+    let r = fixed_point(&d, &s, &x0, g, 3, &mut stop_after_two);
+    assert!(matches!(r, Err(Error::Interrupted(_))));
+    assert_eq!(calls, 2);
 }
 
 /// ε = √(1 − ᾱ_t)·x + κ·text, the text `[B, 1, C·H·W]` read as an image: guidance moves the
@@ -377,7 +492,7 @@ fn null_text_inversion_beats_plain_guided_reconstruction_and_npi_is_exact() {
         ..Default::default()
     };
     let (nulls, reports) =
-        null_text_inversion(&d, &s, &trace, &cond, &null0, opts, &mut |_| {}).unwrap();
+        null_text_inversion(&d, &s, &trace, &cond, &null0, opts, &mut |_| Ok(())).unwrap();
     assert_eq!((nulls.len(), reports.len()), (10, 10));
     assert!(reports.iter().all(|r| r.iterations == 51));
     let nti = err(&reconstruct(&d, &s, x_t, &cond, &nulls, 3.0).unwrap());

@@ -11,7 +11,7 @@
 //!
 //! Both return the final latent and a per-timestep report.
 
-use super::{Denoiser, Guidance};
+use super::{Denoiser, Guidance, Progress};
 use crate::error::{invalid, Result};
 use crate::grad::backward;
 use crate::sched::{Scheduler, StepOptions};
@@ -51,6 +51,11 @@ pub struct IterInvOptions {
     /// (the reference: 0.3).
     pub step_size: f64,
     pub mode: IterInvMode,
+    /// Forward-only fixed-point passes that seed each timestep before the gradient steps (0: start
+    /// from the previous latent, as the reference does). In the safe mode the seed is kept only
+    /// if its loss is lower than the previous latent's, so a fixed point that does not converge
+    /// costs time, never quality.
+    pub warm_start: usize,
 }
 
 impl Default for IterInvOptions {
@@ -62,6 +67,7 @@ impl Default for IterInvOptions {
                 tolerance: 1e-8,
                 max_halvings: 8,
             },
+            warm_start: 0,
         }
     }
 }
@@ -109,7 +115,7 @@ pub fn iterinv(
     z0: &Tensor,
     guidance: Guidance,
     opts: IterInvOptions,
-    progress: &mut dyn FnMut(&StepReport),
+    progress: Progress,
 ) -> Result<(Tensor, Vec<StepReport>)> {
     let timesteps: Vec<usize> = scheduler.timesteps().iter().rev().copied().collect();
     if timesteps.is_empty() {
@@ -123,6 +129,25 @@ pub fn iterinv(
     let mut reports = Vec::with_capacity(timesteps.len());
     for (i, &t) in timesteps.iter().enumerate() {
         let mut z = target.clone();
+        if opts.warm_start > 0 {
+            let seed = solve_step(denoiser, scheduler, guidance, &target, t, opts.warm_start)?;
+            z = match opts.mode {
+                IterInvMode::Faithful => seed,
+                IterInvMode::Safe { .. } => {
+                    let loss = |z: &Tensor| {
+                        crate::grad::no_grad(|| {
+                            step_loss(denoiser, scheduler, guidance, z, t, &target)
+                        })
+                        .and_then(|l| scalar(&l))
+                    };
+                    if loss(&seed)? < loss(&target)? {
+                        seed
+                    } else {
+                        target.clone()
+                    }
+                }
+            };
+        }
         let mut lr = sizes[i];
         let mut loss_value = f64::INFINITY;
         let mut iterations = 0;
@@ -176,7 +201,7 @@ pub fn iterinv(
             iterations,
             final_loss: scalar(&final_loss)?,
         };
-        progress(&report);
+        progress(&report)?;
         reports.push(report);
         target = z;
     }
@@ -193,7 +218,35 @@ pub fn fixed_point(
     z0: &Tensor,
     guidance: Guidance,
     passes: usize,
+    progress: Progress,
 ) -> Result<(Tensor, Vec<StepReport>)> {
+    let mut target = z0.detach();
+    let mut reports = Vec::new();
+    for &t in scheduler.timesteps().iter().rev() {
+        let z = solve_step(denoiser, scheduler, guidance, &target, t, passes)?;
+        let loss =
+            crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, &z, t, &target))?;
+        let report = StepReport {
+            timestep: t,
+            iterations: passes,
+            final_loss: scalar(&loss)?,
+        };
+        progress(&report)?;
+        reports.push(report);
+        target = z;
+    }
+    Ok((target, reports))
+}
+
+/// `passes` fixed-point rounds for the latent at `t` whose DDIM step lands on `target`.
+fn solve_step(
+    denoiser: &dyn Denoiser,
+    scheduler: &Scheduler,
+    guidance: Guidance,
+    target: &Tensor,
+    t: usize,
+    passes: usize,
+) -> Result<Tensor> {
     if scheduler.config().prediction_type != "epsilon" {
         return invalid(
             "fixed-point inversion",
@@ -207,31 +260,19 @@ pub fn fixed_point(
         );
     }
     let ac = scheduler.alphas_cumprod();
-    let channels = z0.dim(1);
-    let mut target = z0.detach();
-    let mut reports = Vec::new();
-    for &t in scheduler.timesteps().iter().rev() {
-        let ap = match scheduler.try_previous_timestep(t)? {
-            Some(p) => ac[p],
-            None => scheduler.final_alpha_cumprod(),
-        };
-        let at = ac[t];
-        let (sap, sbp) = ((ap as f32).sqrt(), ((1.0 - ap) as f32).sqrt());
-        let (sat, sbt) = ((at as f32).sqrt(), ((1.0 - at) as f32).sqrt());
-        let mut z = target.clone();
-        for _ in 0..passes {
-            let eps = guidance.predict(denoiser, &z, t)?.slice(1, 0, channels)?;
-            let x0 = target.sub(&eps.mul_scalar(sbp)?)?.div_scalar(sap)?;
-            z = x0.mul_scalar(sat)?.add(&eps.mul_scalar(sbt)?)?;
-        }
-        let loss =
-            crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, &z, t, &target))?;
-        reports.push(StepReport {
-            timestep: t,
-            iterations: passes,
-            final_loss: scalar(&loss)?,
-        });
-        target = z;
+    let ap = match scheduler.try_previous_timestep(t)? {
+        Some(p) => ac[p],
+        None => scheduler.final_alpha_cumprod(),
+    };
+    let at = ac[t];
+    let (sap, sbp) = ((ap as f32).sqrt(), ((1.0 - ap) as f32).sqrt());
+    let (sat, sbt) = ((at as f32).sqrt(), ((1.0 - at) as f32).sqrt());
+    let channels = target.dim(1);
+    let mut z = target.clone();
+    for _ in 0..passes {
+        let eps = guidance.predict(denoiser, &z, t)?.slice(1, 0, channels)?;
+        let x0 = target.sub(&eps.mul_scalar(sbp)?)?.div_scalar(sap)?;
+        z = x0.mul_scalar(sat)?.add(&eps.mul_scalar(sbt)?)?;
     }
-    Ok((target, reports))
+    Ok(z)
 }

@@ -15,6 +15,12 @@ pub mod nti;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
+pub use iterinv::StepReport;
+
+/// Called after each timestep of a long inversion; an error (e.g. [`crate::Error::Interrupted`])
+/// stops the inversion and is returned by it.
+pub type Progress<'a> = &'a mut dyn FnMut(&StepReport) -> Result<()>;
+
 /// A noise-prediction network seen by the algorithms: its raw output for `x_t` at timestep `t`
 /// under a text `context` (`[B, L, D]`, one row per sample of `x_t`). The first `C` channels
 /// (C = `x_t`'s) are the scheduler's prediction (ε, v or x₀); any further channels (IF's learned

@@ -9,7 +9,7 @@
 //! conditional one the inversion used.
 
 use super::iterinv::StepReport;
-use super::{Denoiser, Guidance};
+use super::{Denoiser, Guidance, Progress};
 use crate::error::{invalid, Result};
 use crate::grad::{backward, no_grad};
 use crate::optim::Adam;
@@ -58,7 +58,7 @@ pub fn null_text_inversion(
     cond: &Tensor,
     null_init: &Tensor,
     opts: NtiOptions,
-    progress: &mut dyn FnMut(&StepReport),
+    progress: Progress,
 ) -> Result<(Vec<Tensor>, Vec<StepReport>)> {
     let timesteps = scheduler.timesteps();
     if trace.len() != timesteps.len() + 1 {
@@ -122,7 +122,7 @@ pub fn null_text_inversion(
             iterations,
             final_loss: last_loss,
         };
-        progress(&report);
+        progress(&report)?;
         reports.push(report);
         nulls.push(null.mul_scalar(1.0)?);
         x = next;

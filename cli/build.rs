@@ -1,5 +1,6 @@
-//! Embeds the default cascade (the tiny IF pipeline folders of tests/fixtures/cascade) into the
-//! binary, so `iterinv generate` runs on a fresh machine without any downloaded weights.
+//! Embeds the default cascade (the tiny trained IF pipeline folders of
+//! tests/fixtures/trained_cascade) into the binary, so `iterinv invert` and `iterinv generate` run
+//! on a fresh machine without any downloaded weights.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest.join("../tests/fixtures/cascade");
+    let root = manifest.join("../tests/fixtures/trained_cascade");
     println!("cargo:rerun-if-changed={}", root.display());
     // Only the two pipeline folders; the goldens beside them are for tests.
     let mut list = Vec::new();
@@ -34,6 +35,23 @@ fn main() {
     let mut code = String::from(
         "/// (path inside the cascade folder, contents)\npub const FILES: &[(&str, &[u8])] = &[\n",
     );
+    // FNV-1a of every path and byte: names the cache folder, so a rebuilt binary with other
+    // embedded weights never reuses files written by an older one.
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            hash = (hash ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for path in &list {
+        feed(
+            path.strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        feed(&std::fs::read(path).unwrap());
+    }
     for path in &list {
         println!("cargo:rerun-if-changed={}", path.display());
         let rel = path
@@ -50,6 +68,11 @@ fn main() {
         .unwrap();
     }
     code.push_str("];\n");
+    writeln!(
+        code,
+        "/// A hash of FILES.\npub const HASH: u64 = {hash:#018x};"
+    )
+    .unwrap();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("embedded_cascade.rs");
     std::fs::write(out, code).unwrap();
 }

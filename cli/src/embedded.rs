@@ -1,6 +1,8 @@
-//! The default cascade compiled into the binary (see build.rs): tiny IF stage I and II pipeline
-//! folders, written out to a cache folder on first use. They show the whole flow on a fresh
-//! machine; real work needs the real DeepFloyd-IF checkpoints (`--stage1`, `--stage2`).
+//! The default cascade compiled into the binary (see build.rs): tiny IF stage I (16 px) and II
+//! (16 → 32 px) pipeline folders, trained for a few CPU minutes on six public sample photos
+//! (tools/reference/train_tiny_cascade.py), written out to a cache folder on first use. They
+//! show the whole flow on a fresh machine; real work needs the real DeepFloyd-IF checkpoints
+//! (`--stage1`, `--stage2`).
 
 use std::path::PathBuf;
 
@@ -8,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 include!(concat!(env!("OUT_DIR"), "/embedded_cascade.rs"));
 
-/// The folder holding `stage1/` and `stage2/`, written on first use (kept per iterinv version).
+/// The folder holding `stage1/` and `stage2/`, written on first use (one per embedded content).
 pub fn cascade_dir() -> Result<PathBuf> {
     if FILES.is_empty() {
         bail!("this build has no embedded cascade; give --stage1 and --stage2");
@@ -17,7 +19,10 @@ pub fn cascade_dir() -> Result<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("iterinv/embedded-cascade-{}", iterinv::VERSION));
+    let dir = base.join(format!(
+        "iterinv/embedded-cascade-{}-{HASH:016x}",
+        iterinv::VERSION
+    ));
     for (rel, bytes) in FILES {
         let path = dir.join(rel);
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {

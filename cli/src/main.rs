@@ -2,7 +2,9 @@
 
 mod embedded;
 mod generate;
+mod invert;
 mod module;
+mod progress;
 mod tensor_file;
 mod tokenize;
 
@@ -28,6 +30,11 @@ struct Cli {
 enum Command {
     /// Print the GPU backend, adapter, driver, limits and features iterinv will use.
     Info,
+    /// Find what makes the IF cascade regenerate a photo (NTI/NPI at stage I, IterInv at
+    /// stage II), and write it with a reconstruction per stage and a quality report.
+    Invert(invert::InvertArgs),
+    /// Regenerate the photo from the artifacts `invert` wrote.
+    Reconstruct(invert::ReconstructArgs),
     /// Draw an image from a prompt with the IF cascade (stage I, then stage II).
     Generate(generate::GenerateArgs),
     /// Run one network on arrays from a safetensors file (to compare with PyTorch).
@@ -41,6 +48,10 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_interrupt(&e) => {
+            eprintln!("interrupted: nothing was written");
+            ExitCode::from(130)
+        }
         Err(e) => {
             // The whole chain of causes, one line, without a backtrace: every error says what
             // failed and what to do.
@@ -48,6 +59,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ctrl-C during a long run (see progress.rs): the library returns `Error::Interrupted`.
+fn is_interrupt(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<iterinv::Error>(),
+            Some(iterinv::Error::Interrupted(_))
+        ) || matches!(
+            c.downcast_ref::<iterinv::models::Error>(),
+            Some(iterinv::models::Error::Engine(iterinv::Error::Interrupted(
+                _
+            )))
+        )
+    })
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -60,6 +86,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Module(m) => module::run(&gpu()?, m)?,
         Command::Generate(args) => generate::run(&gpu()?, args)?,
+        Command::Invert(args) => invert::invert(&gpu()?, args)?,
+        Command::Reconstruct(args) => invert::reconstruct(&gpu()?, args)?,
         Command::Tokenize(args) => tokenize::run(args)?,
     }
     Ok(())

@@ -5,6 +5,7 @@ pub mod cascade;
 pub mod denoiser;
 pub mod folder;
 pub mod guidance;
+pub mod inversion;
 pub mod noise;
 pub mod sampling;
 
@@ -12,5 +13,6 @@ pub use cascade::{generate, CascadeOptions, CascadeOutput};
 pub use denoiser::IfDenoiser;
 pub use folder::{PipelineFolder, Stage};
 pub use guidance::TextCondition;
+pub use inversion::{invert, reconstruct, InvertOptions, SrMethod, Stage1Method};
 pub use noise::{InjectedNoise, NoiseSource, SeededNoise};
 pub use sampling::StageSettings;

@@ -127,79 +127,104 @@ pub fn iterinv(
     let sizes = step_sizes(opts.step_size, timesteps.len());
     let mut target = z0.detach();
     let mut reports = Vec::with_capacity(timesteps.len());
+    let tolerance = match opts.mode {
+        IterInvMode::Safe { tolerance, .. } => Some(tolerance),
+        IterInvMode::Faithful => None,
+    };
+    let no_grad_loss = |z: &Tensor, t: usize, target: &Tensor| {
+        crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, z, t, target))
+            .and_then(|l| scalar(&l))
+    };
     for (i, &t) in timesteps.iter().enumerate() {
         let mut z = target.clone();
+        // The loss at z when known (safe mode), so that no forward pass is spent twice on it.
+        let mut z_loss = None;
         if opts.warm_start > 0 {
             let seed = solve_step(denoiser, scheduler, guidance, &target, t, opts.warm_start)?;
-            z = match opts.mode {
-                IterInvMode::Faithful => seed,
-                IterInvMode::Safe { .. } => {
-                    let loss = |z: &Tensor| {
-                        crate::grad::no_grad(|| {
-                            step_loss(denoiser, scheduler, guidance, z, t, &target)
-                        })
-                        .and_then(|l| scalar(&l))
-                    };
-                    if loss(&seed)? < loss(&target)? {
-                        seed
+            match tolerance {
+                None => z = seed,
+                Some(tol) => {
+                    let seed_loss = no_grad_loss(&seed, t, &target)?;
+                    if seed_loss < tol {
+                        (z, z_loss) = (seed, Some(seed_loss));
                     } else {
-                        target.clone()
+                        let start_loss = no_grad_loss(&target, t, &target)?;
+                        if seed_loss < start_loss {
+                            (z, z_loss) = (seed, Some(seed_loss));
+                        } else {
+                            z_loss = Some(start_loss);
+                        }
                     }
                 }
-            };
+            }
         }
         let mut lr = sizes[i];
-        let mut loss_value = f64::INFINITY;
         let mut iterations = 0;
         for _ in 0..opts.inner_steps {
-            let zt = z.requires_grad();
-            let loss = step_loss(denoiser, scheduler, guidance, &zt, t, &target)?;
-            if let IterInvMode::Safe { tolerance, .. } = opts.mode {
-                loss_value = scalar(&loss)?;
-                if loss_value < tolerance {
+            if let (Some(tol), Some(l)) = (tolerance, z_loss) {
+                if l < tol {
                     break;
                 }
             }
+            let zt = z.requires_grad();
+            let loss = step_loss(denoiser, scheduler, guidance, &zt, t, &target)?;
+            let Some(tol) = tolerance else {
+                let g = backward(&loss, &[&zt])?.remove(0);
+                iterations += 1;
+                z = z.sub(&g.mul_scalar(lr as f32)?)?;
+                continue;
+            };
+            let loss_value = match z_loss {
+                Some(l) => l,
+                None => scalar(&loss)?,
+            };
+            if loss_value < tol {
+                z_loss = Some(loss_value);
+                break;
+            }
             let g = backward(&loss, &[&zt])?.remove(0);
             iterations += 1;
-            let mut candidate = z.sub(&g.mul_scalar(lr as f32)?)?;
-            if let IterInvMode::Safe { max_halvings, .. } = opts.mode {
-                // Armijo backtracking: accept the update only if it lowers the loss by at least
-                // half of what the gradient promises (a bare decrease lets a step that
-                // overshoots to the other side of the minimum be accepted forever); else halve.
-                // A step accepted at once is doubled for the next update (up to MAX_GROWTH × the
-                // base), so one steep region does not leave the rest of the loop crawling.
-                let all: Vec<usize> = (0..g.rank()).collect();
-                let g2 = scalar(&g.square()?.sum(&all, false)?)?;
-                let mut accepted = None;
-                for halving in 0..=max_halvings {
-                    let l = crate::grad::no_grad(|| {
-                        step_loss(denoiser, scheduler, guidance, &candidate, t, &target)
-                    })?;
-                    if scalar(&l)? <= loss_value - ARMIJO * lr * g2 {
-                        accepted = Some(halving);
-                        break;
-                    }
-                    if halving < max_halvings {
-                        lr *= 0.5;
-                        candidate = z.sub(&g.mul_scalar(lr as f32)?)?;
-                    }
+            let IterInvMode::Safe { max_halvings, .. } = opts.mode else {
+                unreachable!("a tolerance exists only in the safe mode")
+            };
+            // Armijo backtracking: accept the update only if it lowers the loss by at least
+            // half of what the gradient promises (a bare decrease lets a step that overshoots
+            // to the other side of the minimum be accepted forever); else halve. A step
+            // accepted at once is doubled for the next update (up to MAX_GROWTH × the base), so
+            // one steep region does not leave the rest of the loop crawling.
+            let all: Vec<usize> = (0..g.rank()).collect();
+            let g2 = scalar(&g.square()?.sum(&all, false)?)?;
+            let mut accepted = None;
+            for halving in 0..=max_halvings {
+                let candidate = z.sub(&g.mul_scalar(lr as f32)?)?;
+                let l = no_grad_loss(&candidate, t, &target)?;
+                if l <= loss_value - ARMIJO * lr * g2 {
+                    accepted = Some((halving, candidate, l));
+                    break;
                 }
-                match accepted {
-                    Some(0) => lr = (lr * 2.0).min(MAX_GROWTH * sizes[i]),
-                    Some(_) => {}
-                    // No step size helped: keep z, and try the smaller step next time.
-                    None => candidate = z.clone(),
+                if halving < max_halvings {
+                    lr *= 0.5;
                 }
             }
-            z = candidate;
+            match accepted {
+                Some((halving, candidate, l)) => {
+                    if halving == 0 {
+                        lr = (lr * 2.0).min(MAX_GROWTH * sizes[i]);
+                    }
+                    (z, z_loss) = (candidate, Some(l));
+                }
+                // No step size helped: keep z, and try the smaller step next time.
+                None => z_loss = Some(loss_value),
+            }
         }
-        let final_loss =
-            crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, &z, t, &target))?;
+        let final_loss = match z_loss {
+            Some(l) => l,
+            None => no_grad_loss(&z, t, &target)?,
+        };
         let report = StepReport {
             timestep: t,
             iterations,
-            final_loss: scalar(&final_loss)?,
+            final_loss,
         };
         progress(&report)?;
         reports.push(report);

@@ -1,0 +1,219 @@
+//! `iterinv invert` / `iterinv reconstruct` end to end on the built-in cascade (the tiny IF
+//! stages trained for a few CPU minutes, tests/fixtures/trained_cascade) and a photo it was not
+//! trained on (tests/fixtures/photos/chelsea.png).
+//!
+//! The quality claims of the method, measured here: at stage II the default IterInv reconstructs
+//! at ≥ 40 dB where plain DDIM inversion stays far below; at stage I null-text inversion beats
+//! DDIM inversion when both reconstruct at guidance 3; and `reconstruct` replays the artifacts
+//! into the very same PNGs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn iterinv(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iterinv"))
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("the iterinv binary runs")
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(rel)
+}
+
+fn photo() -> String {
+    fixture("photos/chelsea.png").to_string_lossy().into_owned()
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "iterinv failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn report(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+fn psnr(report: &Value, stage: usize) -> f64 {
+    // No PSNR (null) means identical images: count it as infinite.
+    report["stages"][stage]["psnr"]
+        .as_f64()
+        .unwrap_or(f64::INFINITY)
+}
+
+/// Two runs at 50 steps (the reference's): prompt-to-prompt's NTI (5 Adam steps a timestep at
+/// lr 1e-2, to fit CI: the IF reference's 51 steps at lr 1e-3 take 5 minutes on lavapipe and
+/// gain +2.1 dB here, see BENCHMARKS.md) + the default IterInv, and DDIM inversion at both
+/// stages. Stage II's condition is each run's own stage-I reconstruction.
+#[test]
+fn inversion_quality_and_exact_reconstruction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let mut args = vec![
+            "invert",
+            "--prompt",
+            "a photo of a cat",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let image = photo();
+        args.push(&image);
+        args.extend(extra);
+        let o = iterinv(tmp.path(), &args);
+        ok(&o);
+        eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let best = run(
+        "best",
+        &["--stage1-method", "nti-p2p", "--stage1-inner-steps", "5"],
+    );
+    let ddim = run("ddim", &["--stage1-method", "ddim", "--sr-method", "ddim"]);
+    let (rb, rd) = (report(&best), report(&ddim));
+    for r in [&rb, &rd] {
+        for s in 0..2 {
+            let losses = r["stages"][s]["final_losses"].as_array().unwrap();
+            assert!(losses.iter().all(|l| l.as_f64().is_some()), "NaN loss: {r}");
+        }
+    }
+    let (nti, ddim1) = (psnr(&rb, 0), psnr(&rd, 0));
+    let (iterinv2, ddim2) = (psnr(&rb, 1), psnr(&rd, 1));
+    eprintln!("stage I at guidance 3: NTI {nti:.2} dB, DDIM inversion {ddim1:.2} dB");
+    eprintln!("stage II: IterInv {iterinv2:.2} dB, DDIM inversion {ddim2:.2} dB");
+    assert!(nti > ddim1 + 1.0, "NTI {nti} vs DDIM {ddim1}");
+    assert!(iterinv2 >= 40.0, "IterInv at stage II: {iterinv2} dB");
+    assert!(
+        ddim2 < iterinv2 - 20.0,
+        "DDIM {ddim2} vs IterInv {iterinv2}"
+    );
+    assert_eq!(rb["stages"][0]["method"], "nti-p2p");
+    assert_eq!(rb["stages"][1]["method"], "iterinv");
+    assert_eq!(
+        rb["stages"][0]["iterations_per_step"]
+            .as_array()
+            .unwrap()
+            .len(),
+        50
+    );
+
+    // The artifacts alone regenerate the same PNGs, byte for byte.
+    let again = tmp.path().join("again");
+    ok(&iterinv(
+        tmp.path(),
+        &[
+            "reconstruct",
+            best.to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    ));
+    for png in ["stage1.png", "stage2.png"] {
+        assert_eq!(
+            std::fs::read(best.join(png)).unwrap(),
+            std::fs::read(again.join(png)).unwrap(),
+            "{png} differs after reconstruct"
+        );
+    }
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(best.join("inversion.json")).unwrap()).unwrap();
+    assert_eq!(meta["prompt"], "a photo of a cat");
+    assert_eq!(meta["stage1"]["method"], "nti-p2p");
+    assert_eq!(meta["stage1"]["settings"]["inner_steps"], 5);
+    assert_eq!(meta["stage2"]["noise_level"], 250);
+    assert!(!best.join(".inversion.safetensors.partial").exists());
+}
+
+fn fails_with(o: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected a failure: {stderr}");
+    assert!(
+        stderr.contains(expected) && !stderr.contains("panicked"),
+        "expected {expected:?} in:\n{stderr}"
+    );
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let out = t.join("out");
+    let out = out.to_str().unwrap();
+    let stage1 = fixture("trained_cascade/stage1");
+    let stage1 = stage1.to_str().unwrap();
+    let stage2 = fixture("trained_cascade/stage2");
+    let stage2 = stage2.to_str().unwrap();
+    let image = photo();
+    let invert = |extra: &[&str]| {
+        let mut args = vec!["invert", "--out", out];
+        args.extend(extra);
+        iterinv(t, &args)
+    };
+
+    let garbage = t.join("garbage.png");
+    std::fs::write(&garbage, b"not an image").unwrap();
+    let o = invert(&[garbage.to_str().unwrap(), "--prompt", "a cat"]);
+    fails_with(&o, "garbage.png");
+
+    let tiny = t.join("tiny.png");
+    image::RgbImage::new(8, 12).save(&tiny).unwrap();
+    let o = invert(&[tiny.to_str().unwrap(), "--prompt", "a cat"]);
+    fails_with(&o, "at least 16 pixels");
+
+    let o = invert(&[&image]);
+    fails_with(&o, "--prompt");
+    let o = invert(&[&image, "--prompt", "  "]);
+    fails_with(&o, "prompt");
+
+    let o = invert(&[&image, "--prompt", "a cat", "--stage1", stage2]);
+    fails_with(&o, "IFPipeline");
+
+    // Artifacts replayed on another model: the random-weight cascade of the same layout.
+    let quick = [
+        &image,
+        "--prompt",
+        "a cat",
+        "--stage1",
+        stage1,
+        "--stage1-method",
+        "ddim",
+        "--steps",
+        "3",
+    ];
+    ok(&invert(&quick));
+    let other = fixture("cascade/stage1");
+    let o = iterinv(
+        t,
+        &["reconstruct", out, "--stage1", other.to_str().unwrap()],
+    );
+    fails_with(&o, "another model");
+
+    let o = iterinv(t, &["reconstruct", t.to_str().unwrap()]);
+    fails_with(&o, "inversion.json");
+}
+
+/// `--help` documents the outputs and how to use real checkpoints.
+#[test]
+fn help_explains_the_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = iterinv(tmp.path(), &["invert", "--help"]);
+    ok(&o);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "report.json",
+        "inversion.safetensors",
+        "IF-I-XL",
+        "nti-p2p",
+        "iterinv-faithful",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}

@@ -1,0 +1,311 @@
+//! What an inversion leaves behind: one safetensors file with every tensor that reconstruction
+//! (and later editing) needs, and a JSON sidecar with the models, the prompt and every setting.
+//!
+//! Tensors (f32): `text.cond` / `text.uncond` `[1, L, D]` (so reconstruction needs no T5),
+//! `stage1.x_t` `[1, 3, S, S]`, `stage1.nulls` `[N, L, D]` (NTI's per-step null embeddings),
+//! `stage2.x_t` and `stage2.condition_noise` `[1, 3, S2, S2]`.
+//!
+//! Both files are written under a temporary name and renamed, the sidecar last, so an
+//! interrupted run leaves either the previous artifacts or the new ones, never half of either.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use iterinv_models::{Error, Result};
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::super::folder::PipelineFolder;
+use crate::{Gpu, Tensor};
+
+pub const TENSORS_FILE: &str = "inversion.safetensors";
+pub const META_FILE: &str = "inversion.json";
+const FORMAT: &str = "iterinv-inversion";
+const FORMAT_VERSION: u32 = 1;
+
+/// One stage's record: which model, and how it was inverted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StageMeta {
+    /// The pipeline folder as given to `invert`.
+    pub folder: PathBuf,
+    /// [`fingerprint`] of that folder's UNet and schedulers.
+    pub fingerprint: String,
+    /// The stage's resolution (the UNet's `sample_size`).
+    pub size: usize,
+    /// `nti`, `npi`, `ddim`, `nti-p2p` (stage I); `iterinv`, `iterinv-faithful`, `fixed-point`,
+    /// `ddim` (stage II).
+    pub method: String,
+    pub steps: usize,
+    /// Classifier-free guidance of the reconstruction.
+    pub guidance: f32,
+    /// Whether the DDIM steps threshold/clip x₀ as the scheduler config says (else neither).
+    pub thresholding: bool,
+    /// Stage II: the noise level of the low-resolution condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_level: Option<usize>,
+    /// The method's own settings (inner steps, learning rate, tolerance, ...), for the record.
+    pub settings: serde_json::Value,
+}
+
+/// The sidecar.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ArtifactsMeta {
+    pub format: String,
+    pub format_version: u32,
+    pub iterinv_version: String,
+    /// The input image as given, and how it was made square (`crop-center` or `stretch`).
+    pub image: PathBuf,
+    pub fit: String,
+    pub prompt: String,
+    pub clean_caption: bool,
+    /// Weight file variant of every component (`fp16`), if any.
+    pub variant: Option<String>,
+    pub seed: u64,
+    pub stage1: StageMeta,
+    pub stage2: Option<StageMeta>,
+}
+
+impl ArtifactsMeta {
+    pub fn new(image: PathBuf, fit: &str, prompt: &str, clean_caption: bool) -> ArtifactsMeta {
+        ArtifactsMeta {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            iterinv_version: crate::VERSION.into(),
+            image,
+            fit: fit.into(),
+            prompt: prompt.into(),
+            clean_caption,
+            variant: None,
+            seed: 0,
+            stage1: StageMeta::placeholder(),
+            stage2: None,
+        }
+    }
+}
+
+impl StageMeta {
+    fn placeholder() -> StageMeta {
+        StageMeta {
+            folder: PathBuf::new(),
+            fingerprint: String::new(),
+            size: 0,
+            method: String::new(),
+            steps: 0,
+            guidance: 1.0,
+            thresholding: true,
+            noise_level: None,
+            settings: serde_json::Value::Null,
+        }
+    }
+}
+
+/// A tensor kept on the CPU: what the file holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn read(t: &Tensor) -> Result<HostTensor> {
+        Ok(HostTensor {
+            shape: t.shape().to_vec(),
+            data: t.to_vec()?,
+        })
+    }
+
+    pub fn upload(&self, gpu: &Gpu) -> Result<Tensor> {
+        Ok(Tensor::from_f32(gpu, &self.shape, &self.data)?)
+    }
+}
+
+/// The sidecar and the tensors.
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    pub meta: ArtifactsMeta,
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+impl Artifacts {
+    /// The tensor `name`, with the shape the caller expects (`None` entries match any size).
+    pub fn tensor(&self, name: &str, shape: &[Option<usize>]) -> Result<&HostTensor> {
+        let t = self.tensors.get(name).ok_or_else(|| Error::Input {
+            what: format!("artifacts file {TENSORS_FILE}"),
+            detail: format!("has no tensor `{name}`; was it written by another iterinv version?"),
+        })?;
+        let fits = t.shape.len() == shape.len()
+            && t.shape
+                .iter()
+                .zip(shape)
+                .all(|(&a, b)| b.is_none_or(|b| a == b));
+        if !fits {
+            return Err(Error::Input {
+                what: format!("artifacts tensor `{name}`"),
+                detail: format!("has shape {:?}; expected {shape:?} (None: any)", t.shape),
+            });
+        }
+        Ok(t)
+    }
+
+    /// Write both files into `dir` (created if needed).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), bytemuck_f32(&t.data), t.shape.clone()))
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(k, b, s)| {
+                TensorView::new(Dtype::F32, s.clone(), b)
+                    .map(|v| (k.clone(), v))
+                    .map_err(|e| Error::Input {
+                        what: format!("artifacts tensor `{k}`"),
+                        detail: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let file = safetensors::serialize(views, None).map_err(|e| Error::Input {
+            what: "artifacts".into(),
+            detail: e.to_string(),
+        })?;
+        let json = serde_json::to_vec_pretty(&self.meta).expect("the sidecar always serializes");
+        write_atomic(&dir.join(TENSORS_FILE), &file)?;
+        write_atomic(&dir.join(META_FILE), &json)
+    }
+
+    /// Read the artifacts `invert` wrote into `dir`.
+    pub fn load(dir: &Path) -> Result<Artifacts> {
+        let meta_path = dir.join(META_FILE);
+        if !meta_path.is_file() {
+            return Err(Error::NotFound {
+                path: meta_path,
+                holds: "an inversion's settings; give the folder `iterinv invert --out` wrote"
+                    .into(),
+            });
+        }
+        let text = fs::read(&meta_path).map_err(|e| io_err(&meta_path, e))?;
+        let probe: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| Error::ConfigParse {
+                path: meta_path.clone(),
+                detail: e.to_string(),
+            })?;
+        if probe.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+            return Err(Error::ConfigParse {
+                path: meta_path,
+                detail: format!("not an iterinv inversion record (no \"format\": \"{FORMAT}\")"),
+            });
+        }
+        let version = probe.get("format_version").and_then(|v| v.as_u64());
+        if version != Some(FORMAT_VERSION as u64) {
+            return Err(Error::ConfigParse {
+                path: meta_path,
+                detail: format!(
+                    "format version {version:?}; this iterinv reads version {FORMAT_VERSION}"
+                ),
+            });
+        }
+        let meta: ArtifactsMeta =
+            serde_json::from_value(probe).map_err(|e| Error::ConfigParse {
+                path: meta_path.clone(),
+                detail: e.to_string(),
+            })?;
+        let path = dir.join(TENSORS_FILE);
+        let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in file.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(Error::Corrupt {
+                    path,
+                    detail: format!("tensor `{name}` is {:?}; artifacts are F32", view.dtype()),
+                });
+            }
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let shape = view.shape().to_vec();
+            tensors.insert(name, HostTensor { shape, data });
+        }
+        Ok(Artifacts { meta, tensors })
+    }
+}
+
+fn bytemuck_f32(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.partial"));
+    fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+/// How much of each weight file the fingerprint reads: the safetensors header (names, shapes,
+/// offsets) and the first weights. Hashing whole multi-GB checkpoints would take longer than a
+/// reconstruction; this still tells different configs, layouts and trainings apart.
+const FINGERPRINT_BYTES: u64 = 1 << 20;
+
+/// A 64-bit FNV-1a hash of a stage's UNet and scheduler files (names, sizes and their first
+/// MiB), as 16 hex digits: reconstruction checks it so that artifacts are never replayed on
+/// another model.
+pub fn fingerprint(folder: &PipelineFolder) -> Result<String> {
+    let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
+    let components: &[&str] = match folder.stage() {
+        super::super::folder::Stage::One => &["unet", "scheduler"],
+        super::super::folder::Stage::Two => &["unet", "scheduler", "image_noising_scheduler"],
+    };
+    for component in components {
+        let dir = folder.component(component)?;
+        let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(|e| io_err(&dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for file in files {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            hash.feed(component.as_bytes());
+            hash.feed(name.as_bytes());
+            let f = fs::File::open(&file).map_err(|e| io_err(&file, e))?;
+            let len = f.metadata().map_err(|e| io_err(&file, e))?.len();
+            hash.feed(&len.to_le_bytes());
+            let mut head = Vec::new();
+            f.take(FINGERPRINT_BYTES)
+                .read_to_end(&mut head)
+                .map_err(|e| io_err(&file, e))?;
+            hash.feed(&head);
+        }
+    }
+    Ok(format!("{:016x}", hash.0))
+}
+
+struct Fnv(u64);
+
+impl Fnv {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Stage II (super-resolution): the stage-I reconstruction, upscaled and noised once at the
+//! noise level with a stored noise draw, conditions the UNet; the 4× image is inverted at
+//! guidance 1 by IterInv (safe or faithful), the forward-only fixed point, or plain DDIM
+//! inversion (the baseline that fails here: the condition makes ε depend on more than x_t).
+
+use iterinv_engine::invert::iterinv::{self, IterInvMode, IterInvOptions};
+use iterinv_engine::invert::{ddim, Guidance};
+use iterinv_engine::sched::{Scheduler, SchedulerKind};
+use iterinv_models::{IfUNet, Result};
+use serde_json::json;
+
+use super::{Event, SrMethod, StageRun};
+use crate::pipeline::denoiser::IfDenoiser;
+use crate::pipeline::folder::PipelineFolder;
+use crate::pipeline::sampling::LowResCondition;
+use crate::Tensor;
+
+/// Settings of stage II.
+#[derive(Clone, Copy, Debug)]
+pub struct Stage2Settings {
+    pub method: SrMethod,
+    pub noise_level: usize,
+    /// IterInv's gradient steps per timestep (the reference: 21).
+    pub inner_steps: usize,
+    /// Fixed-point passes per timestep (`fixed-point`), or of the warm start (`iterinv`).
+    pub passes: usize,
+    /// The safe mode stops a timestep once its mean squared step error is below this.
+    pub tolerance: f64,
+    /// x₀ thresholding/clipping in the DDIM steps (off by default: see
+    /// [`super::inversion_scheduler`]).
+    pub thresholding: bool,
+}
+
+impl Default for Stage2Settings {
+    fn default() -> Self {
+        Stage2Settings {
+            method: SrMethod::IterInv,
+            noise_level: 250,
+            inner_steps: 21,
+            passes: 10,
+            tolerance: 1e-10,
+            thresholding: false,
+        }
+    }
+}
+
+impl Stage2Settings {
+    fn iterinv_options(&self, elements: usize) -> IterInvOptions {
+        let mode = match self.method {
+            SrMethod::IterInvFaithful => IterInvMode::Faithful,
+            _ => IterInvMode::Safe {
+                tolerance: self.tolerance * elements as f64,
+                max_halvings: 8,
+            },
+        };
+        IterInvOptions {
+            inner_steps: self.inner_steps,
+            mode,
+            warm_start: match self.method {
+                SrMethod::IterInv => self.passes,
+                _ => 0,
+            },
+            ..IterInvOptions::default()
+        }
+    }
+
+    /// The settings as recorded in the artifacts' sidecar.
+    pub fn record(&self) -> serde_json::Value {
+        match self.method {
+            SrMethod::IterInv | SrMethod::IterInvFaithful => {
+                let o = self.iterinv_options(1);
+                json!({
+                    "inner_steps": o.inner_steps,
+                    "step_size": o.step_size,
+                    "mode": format!("{:?}", o.mode),
+                    "fixed_point_warm_start": o.warm_start,
+                    "mean_squared_tolerance": self.tolerance,
+                })
+            }
+            SrMethod::FixedPoint => json!({ "passes": self.passes }),
+            SrMethod::Ddim => json!({}),
+        }
+    }
+}
+
+/// Stage II's model and schedulers, loaded once for inversion and reconstruction.
+pub struct Stage2Model {
+    pub unet: IfUNet,
+    pub scheduler: Scheduler,
+    pub noising: Scheduler,
+}
+
+impl Stage2Model {
+    pub fn load(
+        gpu: &crate::Gpu,
+        folder: &PipelineFolder,
+        steps: usize,
+        thresholding: bool,
+        variant: Option<&str>,
+    ) -> Result<Stage2Model> {
+        let unet = IfUNet::load(gpu, &folder.component("unet")?, variant)?;
+        let scheduler = super::inversion_scheduler(folder, steps, thresholding)?;
+        let noising = folder.scheduler("image_noising_scheduler", Some(SchedulerKind::Ddpm))?;
+        Ok(Stage2Model {
+            unet,
+            scheduler,
+            noising,
+        })
+    }
+
+    /// The condition: `low_res` upscaled (bilinear, align_corners, as diffusers) to the UNet's
+    /// size and noised at `noise_level` with `noise`.
+    pub fn condition(
+        &self,
+        low_res: &Tensor,
+        noise: &Tensor,
+        noise_level: usize,
+    ) -> Result<LowResCondition> {
+        let size = self.unet.sample_size()?;
+        let upscaled = low_res.resize_bilinear(size, size)?;
+        let upscaled = self.noising.add_noise(&upscaled, noise, &[noise_level])?;
+        Ok(LowResCondition {
+            upscaled,
+            noise_level,
+        })
+    }
+}
+
+/// Invert `image` (`[1, 3, S, S]`) under `condition`; returns x_T.
+pub fn invert(
+    model: &Stage2Model,
+    condition: &LowResCondition,
+    image: &Tensor,
+    cond: &Tensor,
+    settings: &Stage2Settings,
+    run: &mut StageRun,
+) -> Result<Tensor> {
+    let denoiser = IfDenoiser {
+        unet: &model.unet,
+        low_res: Some(condition),
+    };
+    let g = Guidance {
+        cond,
+        uncond: None,
+        scale: 1.0,
+    };
+    let scheduler = &model.scheduler;
+    let total = scheduler.timesteps().len();
+    let (x_t, reports) = match settings.method {
+        SrMethod::Ddim => {
+            run.event(Event::phase("DDIM inversion", total))?;
+            let trace = ddim::invert(&denoiser, scheduler, image, g)?;
+            (trace[trace.len() - 1].clone(), Vec::new())
+        }
+        SrMethod::FixedPoint => {
+            run.event(Event::phase("fixed point", total))?;
+            let mut on_step = run.on_step();
+            iterinv::fixed_point(
+                &denoiser,
+                scheduler,
+                image,
+                g,
+                settings.passes,
+                &mut *on_step,
+            )?
+        }
+        SrMethod::IterInv | SrMethod::IterInvFaithful => {
+            run.event(Event::phase("IterInv", total))?;
+            let opts = settings.iterinv_options(image.numel());
+            let mut on_step = run.on_step();
+            iterinv::iterinv(&denoiser, scheduler, image, g, opts, &mut *on_step)?
+        }
+    };
+    run.record_steps(&reports);
+    Ok(x_t)
+}
+
+/// Plain DDIM from x_T under the same condition and text, guidance 1.
+pub fn reconstruct(
+    model: &Stage2Model,
+    condition: &LowResCondition,
+    x_t: &Tensor,
+    cond: &Tensor,
+) -> Result<Tensor> {
+    let denoiser = IfDenoiser {
+        unet: &model.unet,
+        low_res: Some(condition),
+    };
+    let g = Guidance {
+        cond,
+        uncond: None,
+        scale: 1.0,
+    };
+    Ok(ddim::reconstruct(&denoiser, &model.scheduler, x_t, g)?)
+}

@@ -163,10 +163,11 @@ fn bad_inputs_give_clear_errors() {
     let o = invert(&[garbage.to_str().unwrap(), "--prompt", "a cat"]);
     fails_with(&o, "garbage.png");
 
-    let tiny = t.join("tiny.png");
-    image::RgbImage::new(8, 12).save(&tiny).unwrap();
-    let o = invert(&[tiny.to_str().unwrap(), "--prompt", "a cat"]);
-    fails_with(&o, "at least 16 pixels");
+    // Stage I needs 16 px, stage II 32 px: both are checked before any model loads.
+    let small = t.join("small.png");
+    image::RgbImage::new(20, 40).save(&small).unwrap();
+    let o = invert(&[small.to_str().unwrap(), "--prompt", "a cat"]);
+    fails_with(&o, "at least 32 pixels");
 
     let o = invert(&[&image]);
     fails_with(&o, "--prompt");

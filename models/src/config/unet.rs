@@ -143,6 +143,19 @@ impl UNetConfig {
         Ok(config)
     }
 
+    /// The one square `sample_size` the IF pipelines need (an int, or `[s, s]`).
+    pub fn square_sample_size(&self) -> Result<usize> {
+        match &self.sample_size {
+            Some(OneOrMany::One(s)) => Ok(*s),
+            Some(OneOrMany::Many(v)) if v.len() == 2 && v[0] == v[1] => Ok(v[0]),
+            other => Err(config_err(
+                "sample_size",
+                other,
+                "the IF pipelines need one square sample size",
+            )),
+        }
+    }
+
     /// Number of down (and up) blocks.
     pub fn num_blocks(&self) -> usize {
         self.down_block_types.len()

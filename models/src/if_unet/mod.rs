@@ -220,15 +220,7 @@ impl IfUNet {
     /// The side of the square images the UNet was trained on (`sample_size`): the resolution its
     /// pipeline samples at.
     pub fn sample_size(&self) -> Result<usize> {
-        match &self.config.sample_size {
-            Some(crate::config::OneOrMany::One(s)) => Ok(*s),
-            Some(crate::config::OneOrMany::Many(v)) if v.len() == 2 && v[0] == v[1] => Ok(v[0]),
-            other => Err(config_err(
-                "sample_size",
-                other,
-                "the IF pipelines need one square sample size",
-            )),
-        }
+        self.config.square_sample_size()
     }
 
     /// Whether the UNet needs `class_labels` (IF stage II's noise level).

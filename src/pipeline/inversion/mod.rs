@@ -260,6 +260,11 @@ pub fn inversion_scheduler(
     Ok(scheduler)
 }
 
+/// A stage's resolution, from its UNet's config alone.
+fn unet_size(folder: &PipelineFolder) -> Result<usize> {
+    iterinv_models::config::UNetConfig::load(&folder.component("unet")?, None)?.square_sample_size()
+}
+
 pub(crate) fn open_stages(
     stage1: &Path,
     stage2: Option<&Path>,
@@ -300,8 +305,22 @@ pub fn invert(
     meta.variant = opts.variant.clone();
     meta.seed = opts.seed;
     let variant = opts.variant.as_deref();
-    // Read the image first: a bad file fails before any model loads.
-    crate::image_io::load_rgb(image)?;
+    // Check the image first: a bad or small file fails before any model loads.
+    let photo = crate::image_io::load_rgb(image)?;
+    let mut needed = unet_size(&folder1)?;
+    if let Some(f) = &folder2 {
+        needed = needed.max(unet_size(f)?);
+    }
+    if photo.height.min(photo.width) < needed {
+        return Err(Error::Input {
+            what: format!("image {}", image.display()),
+            detail: format!(
+                "is {}×{}; this cascade needs at least {needed} pixels on each side",
+                photo.width, photo.height
+            ),
+        });
+    }
+    drop(photo);
 
     let text = encode_text(gpu, &folder1, &opts.prompt, "", opts.clean_caption, variant)?;
     let uncond = text.uncond.clone().expect("encode_text returns both texts");

@@ -1,0 +1,137 @@
+//! The inversion artifacts on disk: a lossless round trip, atomic writes, clear errors for
+//! foreign or damaged files, and model fingerprints that tell models apart.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use iterinv::pipeline::inversion::artifacts::{fingerprint, META_FILE, TENSORS_FILE};
+use iterinv::pipeline::inversion::{Artifacts, ArtifactsMeta, HostTensor};
+use iterinv::pipeline::{PipelineFolder, Stage};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn sample() -> Artifacts {
+    let mut meta = ArtifactsMeta::new("photo.png".into(), "crop-center", "a cat", false);
+    meta.seed = 7;
+    meta.stage1.method = "nti".into();
+    meta.stage1.steps = 3;
+    let mut tensors = BTreeMap::new();
+    // Values that a lossy or reordering writer would change: signed zero, subnormal, extremes.
+    let data = vec![1.5, -0.0, f32::MIN_POSITIVE / 4.0, f32::MAX, -3.25, 1e-30];
+    tensors.insert(
+        "stage1.x_t".to_string(),
+        HostTensor {
+            shape: vec![1, 2, 3],
+            data: data.clone(),
+        },
+    );
+    tensors.insert(
+        "text.cond".to_string(),
+        HostTensor {
+            shape: vec![1, 3, 2],
+            data: data.iter().rev().copied().collect(),
+        },
+    );
+    Artifacts { meta, tensors }
+}
+
+#[test]
+fn artifacts_round_trip_bit_for_bit_and_leave_no_partial_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sample();
+    a.save(dir.path()).unwrap();
+    let b = Artifacts::load(dir.path()).unwrap();
+    assert_eq!(a.meta, b.meta);
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for (k, t) in &a.tensors {
+        let u = &b.tensors[k];
+        assert_eq!(t.shape, u.shape, "{k}");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&t.data), bits(&u.data), "{k}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [META_FILE, TENSORS_FILE]);
+}
+
+#[test]
+fn missing_foreign_and_damaged_artifacts_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Artifacts::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains(META_FILE), "{err}");
+
+    sample().save(dir.path()).unwrap();
+    let meta_path = dir.path().join(META_FILE);
+    let original = std::fs::read_to_string(&meta_path).unwrap();
+    std::fs::write(&meta_path, r#"{"format": "something else"}"#).unwrap();
+    let err = Artifacts::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("not an iterinv inversion record"), "{err}");
+    std::fs::write(
+        &meta_path,
+        original.replace("\"format_version\": 1", "\"format_version\": 99"),
+    )
+    .unwrap();
+    let err = Artifacts::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("format version"), "{err}");
+    std::fs::write(&meta_path, &original).unwrap();
+
+    let tensors = dir.path().join(TENSORS_FILE);
+    let bytes = std::fs::read(&tensors).unwrap();
+    std::fs::write(&tensors, &bytes[..bytes.len() - 5]).unwrap();
+    let err = Artifacts::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("truncated or corrupt"), "{err}");
+
+    let a = sample();
+    let err = a.tensor("stage2.x_t", &[Some(1)]).unwrap_err().to_string();
+    assert!(err.contains("stage2.x_t"), "{err}");
+    let err = a
+        .tensor("stage1.x_t", &[Some(1), Some(3), None])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[1, 2, 3]"), "{err}");
+    assert!(a.tensor("stage1.x_t", &[Some(1), None, Some(3)]).is_ok());
+}
+
+#[test]
+fn fingerprints_tell_models_apart() {
+    let print =
+        |dir: &Path, stage| fingerprint(&PipelineFolder::open(dir, stage).unwrap()).unwrap();
+    let trained = fixture("trained_cascade/stage1");
+    let a = print(&trained, Stage::One);
+    assert_eq!(a, print(&trained, Stage::One), "deterministic");
+    assert_ne!(a, print(&fixture("cascade/stage1"), Stage::One));
+    assert_ne!(
+        print(&fixture("trained_cascade/stage2"), Stage::Two),
+        print(&fixture("cascade/stage2"), Stage::Two)
+    );
+
+    // The same files with one weight changed: another model.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&trained, copy.path());
+    let weights = copy.path().join("unet/diffusion_pytorch_model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n.min(1 << 20) - 1] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    assert_ne!(a, print(copy.path(), Stage::One));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}

@@ -6,27 +6,18 @@
 //! coefficients in f32 even in a float64 run; the engine computes in f32 throughout; over 5 + 4
 //! guided steps (guidance 7 amplifies differences sevenfold) the observed error is printed.
 
+mod common;
+use common::gpu;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use iterinv::engine::sched::SchedulerKind;
 use iterinv::models::Error;
 use iterinv::pipeline::cascade::{encode_text, run_stage1, run_stage2};
 use iterinv::pipeline::{CascadeOptions, InjectedNoise, PipelineFolder, Stage, StageSettings};
-use iterinv::{Gpu, GpuOptions, Tensor};
+use iterinv::{Gpu, Tensor};
 use safetensors::SafeTensors;
-
-fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        Gpu::with_options(GpuOptions {
-            poison: true,
-            ..Default::default()
-        })
-        .expect("a GPU adapter (lavapipe in CI)")
-    })
-}
 
 fn cascade() -> PathBuf {
     Path::new(concat!(

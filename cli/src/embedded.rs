@@ -38,3 +38,22 @@ pub fn cascade_dir() -> Result<PathBuf> {
     }
     Ok(dir)
 }
+
+/// The stage folders the user gave, or (without `--stage1`) the built-in cascade's.
+pub fn stages_or_builtin(
+    stage1: &Option<PathBuf>,
+    stage2: &Option<PathBuf>,
+) -> Result<(PathBuf, Option<PathBuf>)> {
+    Ok(match stage1 {
+        Some(dir) => (dir.clone(), stage2.clone()),
+        None => {
+            let dir = cascade_dir()?;
+            eprintln!(
+                "no --stage1 given: running the tiny built-in cascade ({})",
+                dir.display()
+            );
+            let stage2 = stage2.clone().unwrap_or(dir.join("stage2"));
+            (dir.join("stage1"), Some(stage2))
+        }
+    })
+}

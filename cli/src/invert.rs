@@ -155,20 +155,7 @@ struct Report<'a> {
 }
 
 pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {
-    let (stage1, stage2) = match &args.stage1 {
-        Some(dir) => (dir.clone(), args.stage2.clone()),
-        None => {
-            let dir = crate::embedded::cascade_dir()?;
-            eprintln!(
-                "no --stage1 given: running the tiny built-in cascade ({})",
-                dir.display()
-            );
-            (
-                dir.join("stage1"),
-                Some(args.stage2.clone().unwrap_or(dir.join("stage2"))),
-            )
-        }
-    };
+    let (stage1, stage2) = crate::embedded::stages_or_builtin(&args.stage1, &args.stage2)?;
     let mut opts = InvertOptions {
         prompt: args.prompt.clone(),
         clean_caption: args.clean_caption,

@@ -108,6 +108,24 @@ impl Stage2Model {
         })
     }
 
+    /// The UNet under `condition` and the text, unguided (stage II inverts at guidance 1).
+    fn conditioned<'a>(
+        &'a self,
+        condition: &'a LowResCondition,
+        cond: &'a Tensor,
+    ) -> (IfDenoiser<'a>, Guidance<'a>) {
+        let denoiser = IfDenoiser {
+            unet: &self.unet,
+            low_res: Some(condition),
+        };
+        let g = Guidance {
+            cond,
+            uncond: None,
+            scale: 1.0,
+        };
+        (denoiser, g)
+    }
+
     /// The condition: `low_res` upscaled (bilinear, align_corners, as diffusers) to the UNet's
     /// size and noised at `noise_level` with `noise`.
     pub fn condition(
@@ -135,15 +153,7 @@ pub fn invert(
     settings: &Stage2Settings,
     run: &mut StageRun,
 ) -> Result<Tensor> {
-    let denoiser = IfDenoiser {
-        unet: &model.unet,
-        low_res: Some(condition),
-    };
-    let g = Guidance {
-        cond,
-        uncond: None,
-        scale: 1.0,
-    };
+    let (denoiser, g) = model.conditioned(condition, cond);
     let scheduler = &model.scheduler;
     let total = scheduler.timesteps().len();
     let (x_t, reports) = match settings.method {
@@ -182,14 +192,6 @@ pub fn reconstruct(
     x_t: &Tensor,
     cond: &Tensor,
 ) -> Result<Tensor> {
-    let denoiser = IfDenoiser {
-        unet: &model.unet,
-        low_res: Some(condition),
-    };
-    let g = Guidance {
-        cond,
-        uncond: None,
-        scale: 1.0,
-    };
+    let (denoiser, g) = model.conditioned(condition, cond);
     Ok(ddim::reconstruct(&denoiser, &model.scheduler, x_t, g)?)
 }

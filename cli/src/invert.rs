@@ -155,6 +155,7 @@ struct Report<'a> {
 }
 
 pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {
+    stop_on_ctrl_c();
     let (stage1, stage2) = crate::embedded::stages_or_builtin(&args.stage1, &args.stage2)?;
     let mut opts = InvertOptions {
         prompt: args.prompt.clone(),
@@ -194,7 +195,6 @@ pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {
     s2.noise_level = args.noise_level;
     s2.thresholding = args.stage2_thresholding;
 
-    stop_on_ctrl_c();
     let mut bars = Bars::default();
     let result = inversion::invert(gpu, &args.image, &opts, &mut |e| bars.update(e));
     bars.finish();

@@ -218,3 +218,40 @@ fn help_explains_the_outputs() {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
 }
+
+/// Ctrl-C (SIGINT) stops an inversion at its next progress notice: exit status 130, a message,
+/// and no files written.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_cleanly_and_writes_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iterinv"))
+        .args(["invert", &photo(), "--prompt", "a photo of a cat", "--out"])
+        .arg(&out)
+        .env("XDG_CACHE_HOME", tmp.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    // The built-in cascade's notice comes after the Ctrl-C handler is installed.
+    let mut line = String::new();
+    while !line.contains("built-in cascade") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no notice");
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    assert!(!out.exists(), "nothing is written");
+}

@@ -99,7 +99,7 @@ pub struct InvertArgs {
     #[arg(long, default_value_t = 10)]
     passes: usize,
     /// IterInv (safe) stops a timestep once the mean squared step error is below this.
-    #[arg(long, default_value_t = 1e-10)]
+    #[arg(long, default_value = "1e-10")]
     tolerance: f64,
     /// Stage I's guidance scale for the reconstruction (and NTI).
     #[arg(long, default_value_t = 3.0)]

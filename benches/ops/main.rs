@@ -4,10 +4,12 @@
 //! `ITERINV_BENCH_SECONDS` sets the minimum time per workload (default 2),
 //! `ITERINV_BENCH_ONLY` keeps the workloads whose name contains it, `ITERINV_BENCH_IF_M=1` adds
 //! the IF-I-M-shaped UNet (meant for a real GPU: about 0.8 GB of weights) and
-//! `ITERINV_BENCH_T5_XXL=1` the T5-XXL-shaped encoder (9.5 GB). The work column is the most
+//! `ITERINV_BENCH_T5_XXL=1` the T5-XXL-shaped encoder (9.5 GB); `ITERINV_BENCH_INVERT=1` adds a
+//! table of whole-photo inversions on the tiny trained cascade (invert_photo.rs). The work column is the most
 //! pooled GPU memory a run uses on top of what is resident (weights, inputs).
 
 mod invert;
+mod invert_photo;
 mod random_weights;
 mod t5;
 mod unet;
@@ -257,6 +259,9 @@ fn main() -> BenchResult<()> {
             "| {} | {ms:.2} | {gflops} | {work:.0} | {t} | {ratio} |",
             w.name
         );
+    }
+    if flag("ITERINV_BENCH_INVERT") {
+        invert_photo::run(&gpu, &torch)?;
     }
     Ok(())
 }

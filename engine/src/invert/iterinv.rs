@@ -127,9 +127,12 @@ pub fn iterinv(
     let sizes = step_sizes(opts.step_size, timesteps.len());
     let mut target = z0.detach();
     let mut reports = Vec::with_capacity(timesteps.len());
-    let tolerance = match opts.mode {
-        IterInvMode::Safe { tolerance, .. } => Some(tolerance),
-        IterInvMode::Faithful => None,
+    let (tolerance, max_halvings) = match opts.mode {
+        IterInvMode::Safe {
+            tolerance,
+            max_halvings,
+        } => (Some(tolerance), max_halvings),
+        IterInvMode::Faithful => (None, 0),
     };
     let no_grad_loss = |z: &Tensor, t: usize, target: &Tensor| {
         crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, z, t, target))
@@ -184,9 +187,6 @@ pub fn iterinv(
             }
             let g = backward(&loss, &[&zt])?.remove(0);
             iterations += 1;
-            let IterInvMode::Safe { max_halvings, .. } = opts.mode else {
-                unreachable!("a tolerance exists only in the safe mode")
-            };
             // Armijo backtracking: accept the update only if it lowers the loss by at least
             // half of what the gradient promises (a bare decrease lets a step that overshoots
             // to the other side of the minimum be accepted forever); else halve. A step

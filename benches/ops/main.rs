@@ -5,11 +5,11 @@
 //! `ITERINV_BENCH_ONLY` keeps the workloads whose name contains it, `ITERINV_BENCH_IF_M=1` adds
 //! the IF-I-M-shaped UNet (meant for a real GPU: about 0.8 GB of weights) and
 //! `ITERINV_BENCH_T5_XXL=1` the T5-XXL-shaped encoder (9.5 GB); `ITERINV_BENCH_INVERT=1` adds a
-//! table of whole-photo inversions on the tiny trained cascade (invert_photo.rs). The work column is the most
-//! pooled GPU memory a run uses on top of what is resident (weights, inputs).
+//! table of whole-image inversions on the tiny trained cascade (invert_image.rs). The work column
+//! is the most pooled GPU memory a run uses on top of what is resident (weights, inputs).
 
 mod invert;
-mod invert_photo;
+mod invert_image;
 mod random_weights;
 mod t5;
 mod unet;
@@ -261,7 +261,7 @@ fn main() -> BenchResult<()> {
         );
     }
     if flag("ITERINV_BENCH_INVERT") {
-        invert_photo::run(&gpu, &torch)?;
+        invert_image::run(&gpu, &torch)?;
     }
     Ok(())
 }

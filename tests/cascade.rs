@@ -50,23 +50,9 @@ fn upload(g: &(Vec<usize>, Vec<f64>)) -> Tensor {
     Tensor::from_f32(gpu(), &g.0, &data).unwrap()
 }
 
+/// Against diffusers' float64 goldens: within 1e-3 of the golden's largest magnitude.
 fn assert_close(what: &str, got: &Tensor, want: &(Vec<usize>, Vec<f64>)) {
-    assert_eq!(got.shape(), &want.0[..], "{what}: shape");
-    let got = got.to_vec().unwrap();
-    let scale = want.1.iter().fold(0f64, |m, x| m.max(x.abs()));
-    let err = got
-        .iter()
-        .zip(&want.1)
-        .map(|(&a, &b)| {
-            assert!(a.is_finite(), "{what}: {a}");
-            (a as f64 - b).abs()
-        })
-        .fold(0f64, f64::max);
-    eprintln!("{what}: max error {err:.3e} (scale {scale:.3})");
-    assert!(
-        err <= 1e-3 * scale,
-        "{what}: error {err:.3e} exceeds 1e-3 × {scale:.3}"
-    );
+    common::assert_close(what, got, want, 1e-3);
 }
 
 fn options(kind: SchedulerKind) -> CascadeOptions {

@@ -14,7 +14,7 @@
 //! without thresholding in the loss.
 
 mod common;
-use common::gpu;
+use common::{assert_close, gpu};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -97,29 +97,6 @@ fn upload(g: &(Vec<usize>, Vec<f64>)) -> Tensor {
 fn entry(g: &(Vec<usize>, Vec<f64>), i: usize) -> (Vec<usize>, Vec<f64>) {
     let n: usize = g.0[1..].iter().product();
     (g.0[1..].to_vec(), g.1[i * n..(i + 1) * n].to_vec())
-}
-
-/// The largest error of `got` relative to the golden's largest magnitude; asserts finiteness and
-/// `tol`, and prints the measurement.
-fn assert_close(what: &str, got: &Tensor, want: &(Vec<usize>, Vec<f64>), tol: f64) -> f64 {
-    assert_eq!(got.shape(), &want.0[..], "{what}: shape");
-    let got = got.to_vec().unwrap();
-    let scale = want.1.iter().fold(0f64, |m, x| m.max(x.abs()));
-    let err = got
-        .iter()
-        .zip(&want.1)
-        .map(|(&a, &b)| {
-            assert!(a.is_finite(), "{what}: engine value {a}");
-            (a as f64 - b).abs()
-        })
-        .fold(0f64, f64::max);
-    let rel = err / scale;
-    eprintln!("{what}: max error {err:.3e} = {rel:.3e} × scale {scale:.3} (tolerance {tol:.0e})");
-    assert!(
-        rel <= tol,
-        "{what}: error {rel:.3e} × scale exceeds {tol:.0e}"
-    );
-    rel
 }
 
 /// Per-step losses against the golden's, in the order the engine reports them; `n` elements per

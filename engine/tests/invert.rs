@@ -63,6 +63,24 @@ impl Denoiser for UnitGaussian {
     }
 }
 
+impl UnitGaussian {
+    fn new(s: &Scheduler, v_prediction: bool) -> UnitGaussian {
+        UnitGaussian {
+            alphas: s.alphas_cumprod().to_vec(),
+            v_prediction,
+        }
+    }
+}
+
+/// The conditional prediction alone (guidance 1).
+fn unguided(ctx: &Tensor) -> Guidance<'_> {
+    Guidance {
+        cond: ctx,
+        uncond: None,
+        scale: 1.0,
+    }
+}
+
 fn image() -> Tensor {
     Tensor::randn(gpu(), &[2, 3, 8, 8], 5, 0).unwrap()
 }
@@ -94,11 +112,7 @@ fn inversion_is_exact_when_the_prediction_ignores_x() {
         );
         let mut s = s.unwrap();
         s.set_timesteps(20).unwrap();
-        let g = Guidance {
-            cond: &ctx,
-            uncond: None,
-            scale: 1.0,
-        };
+        let g = unguided(&ctx);
         let trace = ddim::invert(&IgnoresX, &s, &x0, g).unwrap();
         assert_eq!(trace.len(), 21);
         let back = ddim::reconstruct(&IgnoresX, &s, trace.last().unwrap(), g).unwrap();
@@ -150,15 +164,8 @@ fn gaussian_inversion_matches_the_f64_recurrence_and_improves_with_steps() {
         let mut gaps = Vec::new();
         for steps in [10, 50] {
             let s = scheduler(steps, prediction);
-            let d = UnitGaussian {
-                alphas: s.alphas_cumprod().to_vec(),
-                v_prediction: v,
-            };
-            let g = Guidance {
-                cond: &ctx,
-                uncond: None,
-                scale: 1.0,
-            };
+            let d = UnitGaussian::new(&s, v);
+            let g = unguided(&ctx);
             let trace = ddim::invert(&d, &s, &x0, g).unwrap();
             let back = ddim::reconstruct(&d, &s, trace.last().unwrap(), g).unwrap();
             let k = gaussian_gain(&s, v);
@@ -225,15 +232,8 @@ fn gaussian_roundtrip(
 ) -> f32 {
     let (x0, ctx) = (image(), context());
     let s = scheduler(10, "epsilon");
-    let d = UnitGaussian {
-        alphas: s.alphas_cumprod().to_vec(),
-        v_prediction: false,
-    };
-    let g = Guidance {
-        cond: &ctx,
-        uncond: None,
-        scale: 1.0,
-    };
+    let d = UnitGaussian::new(&s, false);
+    let g = unguided(&ctx);
     let z_t = invert(&d, &s, &x0, g);
     let back = ddim::reconstruct(&d, &s, &z_t, g).unwrap();
     max_diff(&back.to_vec().unwrap(), &x0.to_vec().unwrap())
@@ -301,11 +301,7 @@ fn the_safe_mode_survives_where_the_faithful_step_diverges() {
     use iterinv_engine::invert::iterinv::{iterinv, IterInvMode, IterInvOptions};
     let (x0, ctx) = (image(), context());
     let s = scheduler(10, "epsilon");
-    let g = Guidance {
-        cond: &ctx,
-        uncond: None,
-        scale: 1.0,
-    };
+    let g = unguided(&ctx);
     let run = |mode| {
         let opts = IterInvOptions {
             mode,
@@ -368,11 +364,7 @@ fn the_fixed_point_warm_start_shortens_safe_iterinv_and_never_hurts() {
 
     let (x0, ctx) = (image(), context());
     let s = scheduler(10, "epsilon");
-    let g = Guidance {
-        cond: &ctx,
-        uncond: None,
-        scale: 1.0,
-    };
+    let g = unguided(&ctx);
     let opts = IterInvOptions {
         warm_start: 5,
         mode: iterinv_engine::invert::iterinv::IterInvMode::Safe {
@@ -396,15 +388,8 @@ fn a_progress_error_interrupts_the_inversion() {
     use iterinv_engine::Error;
     let (x0, ctx) = (image(), context());
     let s = scheduler(10, "epsilon");
-    let d = UnitGaussian {
-        alphas: s.alphas_cumprod().to_vec(),
-        v_prediction: false,
-    };
-    let g = Guidance {
-        cond: &ctx,
-        uncond: None,
-        scale: 1.0,
-    };
+    let d = UnitGaussian::new(&s, false);
+    let g = unguided(&ctx);
     let mut calls = 0;
     let mut stop_after_two = |_: &iterinv_engine::invert::StepReport| {
         calls += 1;

@@ -352,11 +352,9 @@ def verify_run(kind, rec, pipe1, pipe2):
 # ---------------------------------------------------------------- build, run, save
 
 
-def build_folders(out, t5_dir):
-    torch.manual_seed(UNET_SEEDS[0])
-    unet1 = UNet2DConditionModel(**UNET1).eval()
-    torch.manual_seed(UNET_SEEDS[1])
-    unet2 = UNet2DConditionModel(**UNET2).eval()
+def save_if_folders(out, t5_dir, unet1, unet2):
+    """out/stage1 (IFPipeline with the T5 fixture in t5_dir) and out/stage2
+    (IFSuperResolutionPipeline) laid out as IF's real folders; returns the tokenizer."""
     tokenizer = T5Tokenizer.from_pretrained(os.path.join(t5_dir, "tokenizer"), extra_ids=EXTRA_IDS)
     text_encoder = T5EncoderModel.from_pretrained(os.path.join(t5_dir, "text_encoder")).eval()
     assert text_encoder.config.d_model == UNET1["encoder_hid_dim"] == UNET2["encoder_hid_dim"]
@@ -381,6 +379,15 @@ def build_folders(out, t5_dir):
                                        safety_checker=None, feature_extractor=None, watermarker=None,
                                        requires_safety_checker=False)
     stage2.save_pretrained(os.path.join(out, "stage2"), safe_serialization=True)
+    return tokenizer
+
+
+def build_folders(out, t5_dir):
+    torch.manual_seed(UNET_SEEDS[0])
+    unet1 = UNet2DConditionModel(**UNET1).eval()
+    torch.manual_seed(UNET_SEEDS[1])
+    unet2 = UNet2DConditionModel(**UNET2).eval()
+    tokenizer = save_if_folders(out, t5_dir, unet1, unet2)
     return tokenizer, sum(p.numel() for p in unet1.parameters()), sum(p.numel() for p in unet2.parameters())
 
 

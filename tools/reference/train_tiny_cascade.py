@@ -96,10 +96,9 @@ import skimage
 import skimage.data
 import transformers
 from diffusers import DDPMScheduler, IFPipeline, IFSuperResolutionPipeline, UNet2DConditionModel
-from transformers import T5EncoderModel, T5Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_cascade_fixtures import EXTRA_IDS, NOISING2, SCHED1, SCHED2, UNET1, UNET2  # noqa: E402
+from make_cascade_fixtures import NOISING2, SCHED1, SCHED2, UNET1, UNET2, save_if_folders  # noqa: E402
 
 # Same block types and IF fields as the cascade fixture (make_cascade_fixtures.py), sized so that
 # stage1/ (with the 0.86 MB T5 + spiece.model) and stage2/ each stay under 2 MB in float32.
@@ -316,28 +315,6 @@ def train(stage, unet, sched, noising, photos, caption_embeds, empty):
     return curve, time.time() - t0
 
 
-def save_folders(out, t5_dir, unet1, unet2):
-    """Same components and tokenizer handling as make_cascade_fixtures.build_folders."""
-    tokenizer = T5Tokenizer.from_pretrained(os.path.join(t5_dir, "tokenizer"), extra_ids=EXTRA_IDS)
-    text_encoder = T5EncoderModel.from_pretrained(os.path.join(t5_dir, "text_encoder")).eval()
-    stage1 = IFPipeline(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet1,
-                        scheduler=DDPMScheduler(**SCHED1), safety_checker=None, feature_extractor=None,
-                        watermarker=None, requires_safety_checker=False)
-    stage1.save_pretrained(os.path.join(out, "stage1"), safe_serialization=True)
-    tok_dir = os.path.join(out, "stage1", "tokenizer")
-    written = sorted(os.listdir(tok_dir))
-    if "tokenizer.json" in written:  # IF's real folder: spiece.model, no tokenizer.json
-        os.remove(os.path.join(tok_dir, "tokenizer.json"))
-    if "spiece.model" not in written:
-        shutil.copyfile(os.path.join(t5_dir, "tokenizer", "spiece.model"), os.path.join(tok_dir, "spiece.model"))
-    stage2 = IFSuperResolutionPipeline(tokenizer=None, text_encoder=None, unet=unet2,
-                                       scheduler=DDPMScheduler(**SCHED2),
-                                       image_noising_scheduler=DDPMScheduler(**NOISING2),
-                                       safety_checker=None, feature_extractor=None, watermarker=None,
-                                       requires_safety_checker=False)
-    stage2.save_pretrained(os.path.join(out, "stage2"), safe_serialization=True)
-
-
 # ---------------------------------------------------------------- evaluation (method.md's loops)
 
 
@@ -528,7 +505,7 @@ def main():
     unet1 = UNet2DConditionModel(**TINY1)
     torch.manual_seed(SEEDS["unet2"])
     unet2 = UNet2DConditionModel(**TINY2)
-    save_folders(args.out, args.t5, unet1, unet2)
+    save_if_folders(args.out, args.t5, unet1, unet2)
     p1 = IFPipeline.from_pretrained(os.path.join(args.out, "stage1"))
     p1.text_encoder.requires_grad_(False)
 
@@ -552,7 +529,7 @@ def main():
     print("== save", flush=True)
     shutil.rmtree(args.out)
     os.makedirs(args.out)
-    save_folders(args.out, args.t5, unet1, unet2)
+    save_if_folders(args.out, args.t5, unet1, unet2)
 
     print("== evaluate (held-out photos, 50 steps, guidance 1, float32)", flush=True)
     p1 = IFPipeline.from_pretrained(os.path.join(args.out, "stage1"))

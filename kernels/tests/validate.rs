@@ -1,22 +1,8 @@
 //! Every kernel, in every storage-type variant of its inputs, parses and validates with naga.
 
-use iterinv_kernels::{all, assemble, storage_types, InputClass, StorageType};
+mod common;
 
-fn validate(name: &str, src: &str) {
-    let module = naga::front::wgsl::parse_str(src)
-        .unwrap_or_else(|e| panic!("kernel {name} does not parse:\n{}", e.emit_to_string(src)));
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| {
-        panic!(
-            "kernel {name} does not validate:\n{}",
-            e.emit_to_string(src)
-        )
-    });
-}
+use iterinv_kernels::{all, assemble, StorageType};
 
 #[test]
 fn every_kernel_validates_with_every_input_storage_type() {
@@ -26,23 +12,14 @@ fn every_kernel_validates_with_every_input_storage_type() {
         "the table lists {} kernels",
         kernels.len()
     );
-    for k in kernels {
-        // One variant per float storage type applied to all float inputs (ints stay i32).
-        for float_ty in storage_types(InputClass::Float) {
-            let types: Vec<StorageType> = k
-                .inputs
-                .iter()
-                .map(|i| {
-                    if i.class == InputClass::Float {
-                        *float_ty
-                    } else {
-                        StorageType::I32
-                    }
-                })
-                .collect();
-            let src = assemble(k, &types, &[]).unwrap();
-            validate(k.name, &src);
-        }
+    let variants = common::variants();
+    assert_eq!(
+        variants.len(),
+        3 * kernels.len(),
+        "one variant per float type"
+    );
+    for v in &variants {
+        common::validate(v);
     }
 }
 

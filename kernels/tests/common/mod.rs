@@ -1,0 +1,67 @@
+//! The kernel sources every kernel test checks: each kernel of the table assembled once per float
+//! storage type of its inputs (integer inputs stay i32), and naga's parse + validation of one.
+//! Shared so that validation and translation run over exactly the same set.
+
+use iterinv_kernels::{all, assemble, storage_types, InputClass, StorageType};
+
+/// One assembled kernel source.
+pub struct Variant {
+    pub kernel: &'static str,
+    /// The storage type applied to every float input, e.g. `F16`.
+    pub float_type: StorageType,
+    pub source: String,
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (float inputs {:?})", self.kernel, self.float_type)
+    }
+}
+
+/// Every kernel in every input storage-type variant, with the table's default constants.
+pub fn variants() -> Vec<Variant> {
+    let mut out = Vec::new();
+    for k in all() {
+        // One variant per float storage type applied to all float inputs (ints stay i32).
+        for &float_type in storage_types(InputClass::Float) {
+            let types: Vec<StorageType> = k
+                .inputs
+                .iter()
+                .map(|i| match i.class {
+                    InputClass::Float => float_type,
+                    InputClass::Int => StorageType::I32,
+                })
+                .collect();
+            let source = assemble(k, &types, &[])
+                .unwrap_or_else(|e| panic!("kernel {} does not assemble: {e}", k.name));
+            out.push(Variant {
+                kernel: k.name,
+                float_type,
+                source,
+            });
+        }
+    }
+    out
+}
+
+/// Parse and validate `v` as wgpu does before handing a module to a back end.
+pub fn validate(v: &Variant) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module = naga::front::wgsl::parse_str(&v.source).unwrap_or_else(|e| {
+        panic!(
+            "kernel {v} does not parse:\n{}",
+            e.emit_to_string(&v.source)
+        )
+    });
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| {
+        panic!(
+            "kernel {v} does not validate:\n{}",
+            e.emit_to_string(&v.source)
+        )
+    });
+    (module, info)
+}

@@ -20,7 +20,8 @@ pub use iterinv_kernels as kernels;
 pub use iterinv_models as models;
 
 pub use iterinv_engine::{
-    grad, ops, optim, Activation, DType, Error, Gpu, GpuInfo, GpuOptions, PoolStats, Result, Tensor,
+    grad, ops, optim, Activation, DType, Error, Gpu, GpuInfo, GpuOptions, PoolStats, ProfileReport,
+    ProfileRow, Result, Tensor,
 };
 
 /// The version of this build, as recorded in artifacts and printed by the CLI.

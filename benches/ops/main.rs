@@ -184,6 +184,8 @@ fn attention_block_workload(gpu: &Gpu) -> Result<Workload> {
 /// Milliseconds per run: one warm-up, then batches recorded back to back and waited for together.
 fn time(gpu: &Gpu, run: &dyn Fn() -> BenchResult<Tensor>, min_seconds: f64) -> BenchResult<f64> {
     run()?.to_vec()?;
+    // ITERINV_PROFILE=1: profile the timed runs only (the warm-up builds the pipelines).
+    gpu.profile_reset();
     let start = Instant::now();
     let mut iters = 0;
     while iters < 3 || start.elapsed().as_secs_f64() < min_seconds {
@@ -241,6 +243,7 @@ fn main() -> BenchResult<()> {
         all.push(t5::t5_xxl(&gpu)?);
     }
     let only = std::env::var("ITERINV_BENCH_ONLY").unwrap_or_default();
+    let mut profiles = Vec::new();
     for w in all.into_iter().filter(|w| w.name.contains(&only)) {
         gpu.reset_peak();
         let resident = gpu.pool_stats().bytes_in_use;
@@ -259,6 +262,11 @@ fn main() -> BenchResult<()> {
             "| {} | {ms:.2} | {gflops} | {work:.0} | {t} | {ratio} |",
             w.name
         );
+        profiles.extend(gpu.profile_report().map(|r| (w.name, r)));
+    }
+    // ITERINV_PROFILE=1: each workload's kernels over its timed runs, after the table.
+    for (name, report) in profiles {
+        println!("\n{name}: {report}");
     }
     if flag("ITERINV_BENCH_INVERT") {
         invert_image::run(&gpu, &torch)?;

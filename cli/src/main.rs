@@ -77,18 +77,28 @@ fn is_interrupt(e: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let gpu = || Gpu::with_options(GpuOptions::default()).context("could not open a GPU device");
     match cli.command {
-        Command::Info => {
-            let gpu = gpu()?;
+        Command::Info => with_gpu(|gpu| {
             println!("iterinv {}", iterinv::VERSION);
             println!("{}", gpu.info());
-        }
-        Command::Module(m) => module::run(&gpu()?, m)?,
-        Command::Generate(args) => generate::run(&gpu()?, args)?,
-        Command::Invert(args) => invert::invert(&gpu()?, args)?,
-        Command::Reconstruct(args) => invert::reconstruct(&gpu()?, args)?,
+            Ok(())
+        })?,
+        Command::Module(m) => with_gpu(|gpu| module::run(gpu, m))?,
+        Command::Generate(args) => with_gpu(|gpu| generate::run(gpu, args))?,
+        Command::Invert(args) => with_gpu(|gpu| invert::invert(gpu, args))?,
+        Command::Reconstruct(args) => with_gpu(|gpu| invert::reconstruct(gpu, args))?,
         Command::Tokenize(args) => tokenize::run(args)?,
+    }
+    Ok(())
+}
+
+/// Run `command` on a device of its own; with `ITERINV_PROFILE=1`, print the kernel profile to
+/// stderr once the command has succeeded (stdout may carry the command's own output).
+fn with_gpu(command: impl FnOnce(&Gpu) -> Result<()>) -> Result<()> {
+    let gpu = Gpu::with_options(GpuOptions::default()).context("could not open a GPU device")?;
+    command(&gpu)?;
+    if let Some(report) = gpu.profile_report() {
+        eprintln!("{report}");
     }
     Ok(())
 }

@@ -1,16 +1,17 @@
 //! The GPU context: one wgpu device and queue (our own, or adopted from a host application), its
 //! real limits and features, and the shared state every op uses (buffer pool, pipeline cache,
-//! command recorder).
+//! command recorder, kernel profiler).
 
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::pipelines::PipelineCache;
 use crate::pool::{BufferPool, PoolStats, PooledBuffer};
+use crate::profile::{self, ProfileReport, Profiler};
 use crate::recorder::Recorder;
 
-/// How to create a [`Gpu`]. `Default` honours `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
-/// `WGPU_POWER_PREF`.
+/// How to create a [`Gpu`]. `Default` honours `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`,
+/// `WGPU_POWER_PREF` and `ITERINV_PROFILE`.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     /// Lower the storage-buffer binding limit below the adapter's (to exercise the large-tensor path).
@@ -25,6 +26,10 @@ pub struct GpuOptions {
     /// adapter's own, or where it has none, so the paths that split work over dispatches run on
     /// small problems and on any adapter. For tests.
     pub max_loop_iterations: Option<u64>,
+    /// Time every kernel dispatch with GPU timestamp queries ([`Gpu::profile_report`]); `None`
+    /// follows `ITERINV_PROFILE` (on when set to anything but `0` or nothing). Each submission
+    /// then waits for the device, so this is for measuring, not for production runs.
+    pub profile: Option<bool>,
 }
 
 /// What the device offers, read once at creation.
@@ -246,7 +251,11 @@ impl Gpu {
                 (a, o) => a.or(o),
             },
         };
-        let recorder = Recorder::new(&device, caps.uniform_align);
+        let profiler = options
+            .profile
+            .unwrap_or_else(profile::requested_by_env)
+            .then(|| Profiler::new(&device, &queue));
+        let recorder = Recorder::new(&device, caps.uniform_align, profiler);
         let dummy = Arc::new(PooledBuffer {
             buffer: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("iterinv absent input"),
@@ -342,6 +351,25 @@ impl Gpu {
             .get(kernel)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// In profile mode, the GPU time of every kernel variant since the device was created (or
+    /// [`Gpu::profile_reset`]), after submitting what is recorded; `None` when not profiling. A
+    /// profiling device dropped with dispatches not yet reported prints the report to stderr.
+    pub fn profile_report(&self) -> Option<ProfileReport> {
+        let mut rec = self.0.recorder.lock().unwrap();
+        rec.flush(&self.0.queue);
+        rec.profiler.as_mut().map(Profiler::report)
+    }
+
+    /// In profile mode, submit what is recorded and forget the profile so far, so that the next
+    /// report covers only what follows (e.g. not a warm-up that compiled the pipelines).
+    pub fn profile_reset(&self) {
+        let mut rec = self.0.recorder.lock().unwrap();
+        rec.flush(&self.0.queue);
+        if let Some(p) = &mut rec.profiler {
+            p.reset();
+        }
     }
 
     /// Release every pooled buffer that no tensor holds.

@@ -8,6 +8,7 @@ use iterinv_kernels::{Kernel, StorageType};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::pool::PooledBuffer;
+use crate::profile::{Tag, Work};
 use crate::recorder::PARAMS_SLOT;
 use crate::tensor::{DType, Tensor};
 
@@ -87,7 +88,8 @@ impl Params {
     }
 }
 
-/// One dispatch: the kernel, its specialising constants, its bindings, params and grid.
+/// One dispatch: the kernel, its specialising constants, its bindings, params and grid, and what
+/// the profiler shows of it.
 pub(crate) struct Launch {
     pub kernel: &'static Kernel,
     pub constants: Vec<(&'static str, String)>,
@@ -95,6 +97,11 @@ pub(crate) struct Launch {
     pub outputs: Vec<Binding>,
     pub params: Params,
     pub groups: [u32; 3],
+    /// The constants whose values name the variant in a profile (the tile shape, not the
+    /// activation code).
+    pub profile_constants: &'static [&'static str],
+    /// FLOPs and bytes of the dispatch, where the launch site knows them.
+    pub work: Option<Work>,
 }
 
 impl Launch {
@@ -106,6 +113,8 @@ impl Launch {
             outputs: Vec::new(),
             params: Params::new(),
             groups: [1, 1, 1],
+            profile_constants: &[],
+            work: None,
         }
     }
     pub fn constant(mut self, name: &'static str, value: impl ToString) -> Launch {
@@ -127,6 +136,41 @@ impl Launch {
     pub fn groups(mut self, g: [u32; 3]) -> Launch {
         self.groups = g;
         self
+    }
+    /// Name the variant in a profile by these constants' values.
+    pub fn profile_as(mut self, constants: &'static [&'static str]) -> Launch {
+        self.profile_constants = constants;
+        self
+    }
+    /// State the dispatch's work, for the profile's GFLOP/s and GB/s.
+    pub fn work(mut self, flops: u64, bytes: u64) -> Launch {
+        self.work = Some(Work { flops, bytes });
+        self
+    }
+
+    /// What the profiler records: `kernel[NAME=value,...]` over [`Launch::profile_constants`],
+    /// integer suffixes dropped.
+    fn profile_tag(&self) -> Tag {
+        let mut name = self.kernel.name.to_string();
+        let values: Vec<String> = self
+            .profile_constants
+            .iter()
+            .filter_map(|c| {
+                let (_, v) = self.constants.iter().find(|(n, _)| n == c)?;
+                let v = v
+                    .strip_suffix('u')
+                    .filter(|d| d.parse::<u64>().is_ok())
+                    .unwrap_or(v);
+                Some(format!("{c}={v}"))
+            })
+            .collect();
+        if !values.is_empty() {
+            name += &format!("[{}]", values.join(","));
+        }
+        Tag {
+            name,
+            work: self.work,
+        }
     }
 }
 
@@ -189,6 +233,7 @@ impl Gpu {
             &l.constants,
         )?;
         let mut rec = self.0.recorder.lock().unwrap();
+        let profile = rec.profiler.is_some().then(|| l.profile_tag());
         let bufs: Vec<_> = l
             .inputs
             .iter()
@@ -209,6 +254,7 @@ impl Gpu {
             &bg,
             l.params.bytes(),
             l.groups,
+            profile,
         );
         Ok(())
     }

@@ -7,6 +7,7 @@ mod gpu;
 mod launch;
 mod pipelines;
 mod pool;
+mod profile;
 mod recorder;
 mod tensor;
 
@@ -21,4 +22,5 @@ pub use error::{Error, Result};
 pub use gpu::{Caps, Gpu, GpuInfo, GpuOptions};
 pub use ops::Activation;
 pub use pool::PoolStats;
+pub use profile::{ProfileReport, ProfileRow};
 pub use tensor::{DType, Tensor, POISON_BITS};

@@ -1,12 +1,16 @@
 //! The command recorder: dispatches go into one open compute pass of one command encoder, their
 //! parameters into one uniform arena, until a readback, an upload or a full arena submits them.
-//! A step of a network is therefore a handful of submissions, not one per op.
+//! A step of a network is therefore a handful of submissions, not one per op. In profile mode
+//! (`crate::profile`) each dispatch gets a compute pass of its own, timed by timestamp queries that
+//! are read back after each submission.
+
+use crate::profile::{Profiler, Tag};
 
 /// Bytes reserved for one dispatch's parameters; `Params` structs must fit. 256 is the largest
 /// uniform-offset alignment any device may require, so every slot is aligned.
 pub const PARAMS_SLOT: u64 = 256;
 /// Dispatches per submission at most (the arena's capacity).
-const ARENA_SLOTS: u64 = 1024;
+pub(crate) const ARENA_SLOTS: u64 = 1024;
 
 pub struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
@@ -19,10 +23,12 @@ pub struct Recorder {
     pub submissions: u64,
     /// Dispatches per kernel name (pruning tests count these).
     pub per_kernel: std::collections::HashMap<&'static str, u64>,
+    /// Present in profile mode only.
+    pub(crate) profiler: Option<Profiler>,
 }
 
 impl Recorder {
-    pub fn new(device: &wgpu::Device, uniform_align: u32) -> Recorder {
+    pub fn new(device: &wgpu::Device, uniform_align: u32, profiler: Option<Profiler>) -> Recorder {
         debug_assert!(PARAMS_SLOT.is_multiple_of(uniform_align as u64));
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("iterinv params arena"),
@@ -38,10 +44,12 @@ impl Recorder {
             dispatches: 0,
             submissions: 0,
             per_kernel: Default::default(),
+            profiler,
         }
     }
 
-    /// Record one dispatch with `params` (at most [`PARAMS_SLOT`] bytes).
+    /// Record one dispatch with `params` (at most [`PARAMS_SLOT`] bytes); `profile` describes it to
+    /// the profiler, and is `None` outside profile mode.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &mut self,
@@ -52,6 +60,7 @@ impl Recorder {
         bind_group: &wgpu::BindGroup,
         params: &[u8],
         groups: [u32; 3],
+        profile: Option<Tag>,
     ) {
         debug_assert!(params.len() as u64 <= PARAMS_SLOT);
         if self.arena_bytes.len() as u64 + PARAMS_SLOT > PARAMS_SLOT * ARENA_SLOTS {
@@ -61,6 +70,15 @@ impl Recorder {
         self.arena_bytes.extend_from_slice(params);
         self.arena_bytes
             .resize(offset as usize + PARAMS_SLOT as usize, 0);
+        // Timestamps mark a pass's start and end, so a timed dispatch has its pass to itself.
+        let timestamp_writes = match (&mut self.profiler, profile) {
+            (Some(p), Some(tag)) => p.begin(tag),
+            _ => None,
+        };
+        let timed = timestamp_writes.is_some();
+        if timed {
+            self.pass = None;
+        }
         if self.pass.is_none() {
             let encoder = self.encoder.get_or_insert_with(|| {
                 device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -69,7 +87,7 @@ impl Recorder {
             });
             let pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
-                timestamp_writes: None,
+                timestamp_writes,
             });
             self.pass = Some(pass.forget_lifetime());
         }
@@ -77,6 +95,9 @@ impl Recorder {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind_group, &[offset]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        if timed {
+            self.pass = None;
+        }
         self.dispatches += 1;
         *self.per_kernel.entry(kernel).or_default() += 1;
     }
@@ -92,16 +113,23 @@ impl Recorder {
     }
 
     /// Submit what was recorded. The arena's bytes are written by the queue before this submission
-    /// runs and after every earlier one, so each submission sees its own parameters.
+    /// runs and after every earlier one, so each submission sees its own parameters. In profile
+    /// mode this waits for the submission and reads its timestamps back.
     pub fn flush(&mut self, queue: &wgpu::Queue) {
         self.pass = None;
-        if let Some(encoder) = self.encoder.take() {
+        if let Some(mut encoder) = self.encoder.take() {
+            if let Some(p) = &self.profiler {
+                p.resolve(&mut encoder);
+            }
             if !self.arena_bytes.is_empty() {
                 queue.write_buffer(&self.arena, 0, &self.arena_bytes);
                 self.arena_bytes.clear();
             }
             queue.submit(Some(encoder.finish()));
             self.submissions += 1;
+            if let Some(p) = &mut self.profiler {
+                p.collect();
+            }
         }
     }
 }

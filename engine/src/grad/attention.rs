@@ -322,7 +322,6 @@ impl Layout<'_> {
                 last: i + 1 == n,
             };
             self.gpu.launch(Launch {
-                kernel,
                 constants: constants.clone(),
                 inputs: vec![
                     q_bind.clone(),
@@ -334,6 +333,7 @@ impl Layout<'_> {
                 outputs: outputs.clone(),
                 params: self.params(tiles, &r)?,
                 groups,
+                ..Launch::new(kernel)
             })?;
         }
         Ok(())
@@ -392,12 +392,12 @@ impl Layout<'_> {
                 last: i + 1 == n,
             };
             self.gpu.launch(Launch {
-                kernel,
                 constants: constants.clone(),
                 inputs: inputs.clone(),
                 outputs: outputs.clone(),
                 params: self.params(tiles, &r)?,
                 groups,
+                ..Launch::new(kernel)
             })?;
         }
         Ok(())

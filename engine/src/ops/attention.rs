@@ -284,14 +284,26 @@ pub fn attention(args: &AttentionArgs) -> Result<Tensor> {
             .u32(to_u32(OP, j_end)?)
             .u32(u32::from(pass == 0))
             .u32(u32::from(pass + 1 == passes));
-        gpu.launch(Launch {
-            kernel,
-            constants: constants.clone(),
-            inputs: inputs.clone(),
-            outputs: outputs.clone(),
-            params,
-            groups,
-        })?;
+        // Two products of lq × keys × d per (batch, head); q, k, v read and the output written
+        // once (read again when a later pass accumulates); the bias and mask are not counted.
+        let keys = (j_end - j_begin) as u64;
+        let rows = (b * h * lq) as u64;
+        let kv_bytes = (k.dtype().size() + v.dtype().size()) as u64;
+        let out_bytes = if pass == 0 { 4 } else { 8 };
+        let bytes = rows * d as u64 * (q.dtype().size() as u64 + out_bytes)
+            + (b * h) as u64 * keys * d as u64 * kv_bytes;
+        gpu.launch(
+            Launch {
+                constants: constants.clone(),
+                inputs: inputs.clone(),
+                outputs: outputs.clone(),
+                params,
+                groups,
+                ..Launch::new(kernel)
+            }
+            .profile_as(&["D", "QB", "TK"])
+            .work(4 * rows * keys * d as u64, bytes),
+        )?;
     }
     Ok(out)
 }

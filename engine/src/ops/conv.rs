@@ -278,6 +278,8 @@ fn forward(
         Some(b) => b.bind(OP)?,
         None => gpu.dummy(),
     };
+    // What the parts split: input channels (direct) or the whole K (tiled).
+    let parts_total = if cpu { cin } else { k }.max(1);
     for (i, &(kb, ke)) in parts.iter().enumerate() {
         let params = Params::new()
             .u32(batch as u32)
@@ -300,14 +302,25 @@ fn forward(
             Launch::new(&CONV2D_DIRECT)
                 .constant("MB", format!("{mb}u"))
                 .constant("NB", format!("{nb}u"))
+                .profile_as(&["MB", "NB"])
                 .groups(gpu.grid(mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64)?)
         } else {
             Launch::new(&CONV2D_TILED)
                 .constant("CHECK_BOUNDS", !fits)
+                .profile_as(&["CHECK_BOUNDS"])
                 .groups(gpu.grid(cout.div_ceil(TILE_M) as u64 * n.div_ceil(TILE_N) as u64)?)
         };
+        // An implicit GEMM of Cout × (B·Ho·Wo) outputs over this part's share of the reduction;
+        // input, weights and bias read once, the output written (read too, after the first part).
+        let share = |total: usize| (total * (ke - kb) / parts_total) as u64;
+        let out_bytes = if i == 0 { 4 } else { 8 };
+        let bytes = share(x.numel()) * x.dtype().size() as u64
+            + share(w.numel()) * w.dtype().size() as u64
+            + bias.map_or(0, |t| (cout * t.dtype().size()) as u64)
+            + out.numel() as u64 * out_bytes;
         gpu.launch(
             launch
+                .work(2 * (cout * n) as u64 * share(k), bytes)
                 .constant("KH", format!("{kh}u"))
                 .constant("KW", format!("{kw}u"))
                 .constant("STRIDE", format!("{}u", geo.stride))

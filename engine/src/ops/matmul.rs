@@ -216,6 +216,7 @@ pub fn matmul(
                     .constant("TM", format!("{tm}u"))
                     .constant("WX", format!("{wx}u"))
                     .constant("WY", format!("{wy}u"))
+                    .profile_as(&["TM", "WX"])
                     .groups([
                         n_c.div_ceil(wx * 8) as u32,
                         g.m.div_ceil(wy * tm) as u32,
@@ -229,14 +230,25 @@ pub fn matmul(
                     .constant("CHECK_BOUNDS", !divisible)
                     .constant("A_M_FASTEST", opts.trans_a)
                     .constant("B_K_FASTEST", opts.trans_b)
+                    .profile_as(&["CHECK_BOUNDS"])
                     .groups([
                         n_c.div_ceil(TILE) as u32,
                         g.m.div_ceil(TILE) as u32,
                         g.batch as u32,
                     ])
             };
+            // A block of this K for every output of the chunk; A, B and the bias read once, the
+            // output written (and read, when accumulating) once.
+            let (batch, m, n_c, k_b) = (g.batch as u64, g.m as u64, n_c as u64, k_b as u64);
+            let b_copies = if g.b_batched { batch } else { 1 };
+            let out_bytes = if first { 4 } else { 8 };
+            let bytes = batch * m * k_b * a.dtype().size() as u64
+                + b_copies * k_b * n_c * b.dtype().size() as u64
+                + bias.map_or(0, |t| n_c * t.dtype().size() as u64)
+                + batch * m * n_c * out_bytes;
             gpu.launch(
                 launch
+                    .work(2 * batch * m * n_c * k_b, bytes)
                     .constant("ACT", format!("{}u", opts.activation.code()))
                     .constant("HAS_BIAS", bias.is_some())
                     .input(a_bind.clone())

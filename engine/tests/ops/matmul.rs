@@ -395,6 +395,7 @@ fn loop_cap_splits_combine_with_chunked_weights() {
             max_binding_size: Some(16 * 1024),
             cpu_kernels: Some(cpu),
             max_loop_iterations: Some(200),
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(g.caps().max_loop_iterations, Some(200));

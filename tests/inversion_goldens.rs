@@ -14,9 +14,8 @@
 //! without thresholding in the loss.
 
 mod common;
-use common::{assert_close, gpu};
+use common::{assert_close, entry, gpu, read_golden, upload, Golden};
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use iterinv::engine::invert::iterinv::{fixed_point, iterinv, IterInvMode, IterInvOptions};
@@ -27,7 +26,6 @@ use iterinv::models::IfUNet;
 use iterinv::pipeline::sampling::LowResCondition;
 use iterinv::pipeline::{IfDenoiser, PipelineFolder, Stage};
 use iterinv::Tensor;
-use safetensors::{Dtype, SafeTensors};
 
 const STEPS: usize = 10;
 const NOISE_LEVEL: usize = 250;
@@ -55,48 +53,9 @@ fn fixtures() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")).to_path_buf()
 }
 
-type Golden = HashMap<String, (Vec<usize>, Vec<f64>)>;
-
 /// Every array of the golden file (f32 inputs, f64 results, i64 timesteps) as f64, by name.
 fn golden() -> Golden {
-    let bytes = std::fs::read(fixtures().join("inversion/goldens.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let data: Vec<f64> = match v.dtype() {
-                Dtype::F64 => v
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                Dtype::F32 => v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                Dtype::I64 => v
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                _ => return None,
-            };
-            Some((k, (v.shape().to_vec(), data)))
-        })
-        .collect()
-}
-
-/// Upload `g` (f32 inputs round-trip exactly; f64 results are rounded to f32).
-fn upload(g: &(Vec<usize>, Vec<f64>)) -> Tensor {
-    let data: Vec<f32> = g.1.iter().map(|&x| x as f32).collect();
-    Tensor::from_f32(gpu(), &g.0, &data).unwrap()
-}
-
-/// Entry `i` of a stacked golden `[N, ...]`.
-fn entry(g: &(Vec<usize>, Vec<f64>), i: usize) -> (Vec<usize>, Vec<f64>) {
-    let n: usize = g.0[1..].iter().product();
-    (g.0[1..].to_vec(), g.1[i * n..(i + 1) * n].to_vec())
+    read_golden(&fixtures().join("inversion/goldens.safetensors"))
 }
 
 /// Per-step losses against the golden's, in the order the engine reports them; `n` elements per

@@ -1,8 +1,59 @@
 //! Shared by the root package's integration tests.
 
+// Each test binary compiles this module and uses a subset of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use iterinv::{Gpu, GpuOptions, Tensor};
+use safetensors::{Dtype, SafeTensors};
+
+/// A golden file's arrays by name: shape and values widened to f64.
+pub type Golden = HashMap<String, (Vec<usize>, Vec<f64>)>;
+
+/// Every f64, f32 and i64 array of a safetensors file (goldens from tools/reference), as f64.
+pub fn read_golden(path: &Path) -> Golden {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let data: Vec<f64> = match v.dtype() {
+                Dtype::F64 => v
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                Dtype::F32 => v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                Dtype::I64 => v
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                _ => return None,
+            };
+            Some((k, (v.shape().to_vec(), data)))
+        })
+        .collect()
+}
+
+/// Upload a golden array (f32 inputs round-trip exactly; f64 results are rounded to f32).
+pub fn upload(g: &(Vec<usize>, Vec<f64>)) -> Tensor {
+    let data: Vec<f32> = g.1.iter().map(|&x| x as f32).collect();
+    Tensor::from_f32(gpu(), &g.0, &data).unwrap()
+}
+
+/// Entry `i` of a stacked golden `[N, ...]`.
+pub fn entry(g: &(Vec<usize>, Vec<f64>), i: usize) -> (Vec<usize>, Vec<f64>) {
+    let n: usize = g.0[1..].iter().product();
+    (g.0[1..].to_vec(), g.1[i * n..(i + 1) * n].to_vec())
+}
 
 /// One device per test binary, with outputs poisoned (NaN) before every kernel writes them.
 pub fn gpu() -> &'static Gpu {

@@ -102,16 +102,16 @@ SIZE_BUDGET = 300_000
 class Stage:
     """One stage's float64 UNet, DDIM scheduler and (stage II) conditioning image."""
 
-    def __init__(self, unet, scheduler_config, low_res=None):
-        self.unet = unet.to(F64).eval()
+    def __init__(self, unet, scheduler_config, low_res=None, steps=STEPS, dtype=F64):
+        self.unet = unet.to(dtype).eval()
         for p in self.unet.parameters():
             p.requires_grad_(False)
         self.sched = DDIMScheduler.from_config(scheduler_config)
-        self.sched.set_timesteps(STEPS)
+        self.sched.set_timesteps(steps)
         self.timesteps = [int(t) for t in self.sched.timesteps]
         self.ac = self.sched.alphas_cumprod.to(F64)  # diffusers' float32 values, widened
         self.final_ac = float(self.sched.final_alpha_cumprod)
-        self.ratio = self.sched.config.num_train_timesteps // STEPS
+        self.ratio = self.sched.config.num_train_timesteps // steps
         self.low_res = low_res
 
     def alphas(self, t):

@@ -79,55 +79,75 @@ pub fn null_text_inversion(
     let mut reports = Vec::with_capacity(timesteps.len());
     for (i, &t) in timesteps.iter().enumerate() {
         let target = &trace[trace.len() - 2 - i];
-        let lr = opts.lr * (1.0 - i as f64 / 100.0);
-        let mut adam = Adam::new(&[&null])?;
-        let mut iterations = 0;
-        let mut last_loss = f64::NAN;
-        for _ in 0..opts.inner_steps {
-            let uncond = null.requires_grad();
-            let guidance = Guidance {
-                cond,
-                uncond: Some(&uncond),
-                scale: opts.guidance,
-            };
-            let loss = step_loss(denoiser, scheduler, guidance, &x, t, target, opts.loss)?;
-            if let Some((base, slope)) = opts.early_stop {
-                last_loss = loss.to_vec()?[0] as f64;
-                if last_loss < base + i as f64 * slope {
-                    break;
-                }
-            }
-            let g = backward(&loss, &[&uncond])?;
-            adam.step(&[&null], &g, lr.max(0.0))?;
-            iterations += 1;
-        }
-        let guidance = Guidance {
-            cond,
-            uncond: Some(&null),
-            scale: opts.guidance,
-        };
-        let (next, loss) = no_grad(|| -> Result<(Tensor, Tensor)> {
-            let out = guidance.predict(denoiser, &x, t)?;
-            let next = scheduler
-                .step(&out, t, &x, StepOptions::default())?
-                .prev_sample;
-            let loss = reduce(&next.sub(target)?.square()?, opts.loss)?;
-            Ok((next, loss))
-        })?;
-        if opts.early_stop.is_none() {
-            last_loss = loss.to_vec()?[0] as f64;
-        }
-        let report = StepReport {
-            timestep: t,
-            iterations,
-            final_loss: last_loss,
-        };
+        let (next, report) =
+            nti_timestep(denoiser, scheduler, i, t, &x, target, cond, &null, opts)?;
         progress(&report)?;
         reports.push(report);
         nulls.push(null.mul_scalar(1.0)?);
         x = next;
     }
     Ok((nulls, reports))
+}
+
+/// One timestep of [`null_text_inversion`]: the `i`-th in sampling order, at `t`, from `x` towards
+/// `target`. Optimizes `null` in place (a fresh Adam, lr `opts.lr·(1 − i/100)`), then takes the
+/// guided step with it; returns the step's result and its report.
+#[allow(clippy::too_many_arguments)]
+pub fn nti_timestep(
+    denoiser: &dyn Denoiser,
+    scheduler: &Scheduler,
+    i: usize,
+    t: usize,
+    x: &Tensor,
+    target: &Tensor,
+    cond: &Tensor,
+    null: &Tensor,
+    opts: NtiOptions,
+) -> Result<(Tensor, StepReport)> {
+    let lr = opts.lr * (1.0 - i as f64 / 100.0);
+    let mut adam = Adam::new(&[null])?;
+    let mut iterations = 0;
+    let mut last_loss = f64::NAN;
+    for _ in 0..opts.inner_steps {
+        let uncond = null.requires_grad();
+        let guidance = Guidance {
+            cond,
+            uncond: Some(&uncond),
+            scale: opts.guidance,
+        };
+        let loss = step_loss(denoiser, scheduler, guidance, x, t, target, opts.loss)?;
+        if let Some((base, slope)) = opts.early_stop {
+            last_loss = loss.to_vec()?[0] as f64;
+            if last_loss < base + i as f64 * slope {
+                break;
+            }
+        }
+        let g = backward(&loss, &[&uncond])?;
+        adam.step(&[null], &g, lr.max(0.0))?;
+        iterations += 1;
+    }
+    let guidance = Guidance {
+        cond,
+        uncond: Some(null),
+        scale: opts.guidance,
+    };
+    let (next, loss) = no_grad(|| -> Result<(Tensor, Tensor)> {
+        let out = guidance.predict(denoiser, x, t)?;
+        let next = scheduler
+            .step(&out, t, x, StepOptions::default())?
+            .prev_sample;
+        let loss = reduce(&next.sub(target)?.square()?, opts.loss)?;
+        Ok((next, loss))
+    })?;
+    if opts.early_stop.is_none() {
+        last_loss = loss.to_vec()?[0] as f64;
+    }
+    let report = StepReport {
+        timestep: t,
+        iterations,
+        final_loss: last_loss,
+    };
+    Ok((next, report))
 }
 
 fn reduce(x: &Tensor, how: Reduction) -> Result<Tensor> {

@@ -12,6 +12,24 @@ pub(crate) fn positive(field: &str, v: usize) -> Result<()> {
     Ok(())
 }
 
+/// `v` must not exceed `max` (see [`limits`](super::limits)).
+pub(crate) fn at_most(field: &str, v: usize, max: usize) -> Result<()> {
+    if v > max {
+        return Err(config_err(
+            field,
+            v,
+            format!("is larger than iterinv accepts ({max}); is the config corrupt?"),
+        ));
+    }
+    Ok(())
+}
+
+/// `v` must be in `1..=max`.
+pub(crate) fn in_range(field: &str, v: usize, max: usize) -> Result<()> {
+    positive(field, v)?;
+    at_most(field, v, max)
+}
+
 pub(crate) fn finite_positive(field: &str, v: f64) -> Result<()> {
     if !(v.is_finite() && v > 0.0) {
         return Err(config_err(field, v, "must be a positive finite number"));

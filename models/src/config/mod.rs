@@ -5,6 +5,7 @@
 
 mod blocks;
 mod check;
+pub mod limits;
 mod t5;
 mod unet;
 mod unet_defaults;

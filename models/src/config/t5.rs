@@ -5,8 +5,9 @@ use std::path::Path;
 use iterinv_engine::Activation;
 use serde::Deserialize;
 
-use super::check::{finite_positive, positive};
+use super::check::{finite_positive, in_range};
 use super::config_err;
+use super::limits::{MAX_BUCKETS, MAX_DISTANCE, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -95,23 +96,25 @@ impl T5Config {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (field, v) in [
-            ("vocab_size", self.vocab_size),
-            ("d_model", self.d_model),
-            ("d_kv", self.d_kv),
-            ("d_ff", self.d_ff),
-            ("num_layers", self.num_layers),
-            ("num_heads", self.num_heads),
+        for (field, v, max) in [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("d_model", self.d_model, MAX_WIDTH),
+            ("d_kv", self.d_kv, MAX_WIDTH),
+            ("d_ff", self.d_ff, MAX_WIDTH),
+            ("num_layers", self.num_layers, MAX_LAYERS),
+            ("num_heads", self.num_heads, MAX_HEADS),
             (
                 "relative_attention_num_buckets",
                 self.relative_attention_num_buckets,
+                MAX_BUCKETS,
             ),
             (
                 "relative_attention_max_distance",
                 self.relative_attention_max_distance,
+                MAX_DISTANCE,
             ),
         ] {
-            positive(field, v)?;
+            in_range(field, v, max)?;
         }
         // Bidirectional buckets: half per direction, half of those exact.
         if self.relative_attention_num_buckets < 4

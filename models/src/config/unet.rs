@@ -8,7 +8,12 @@ use iterinv_engine::Activation;
 use serde::{Deserialize, Serialize};
 
 use super::blocks::{ClassEmbedding, DownBlockType, MidBlockType, UpBlockType};
-use super::check::{finite_positive, must_be_false, must_be_null, one_of, one_value, positive};
+use super::check::{
+    at_most, finite_positive, in_range, must_be_false, must_be_null, one_of, one_value,
+};
+use super::limits::{
+    MAX_BLOCKS, MAX_CLASS_EMBEDS, MAX_LAYERS_PER_BLOCK, MAX_SAMPLE_SIZE, MAX_WIDTH,
+};
 use super::{activation, config_err, OneOrMany};
 use crate::error::{Error, Result};
 
@@ -290,6 +295,7 @@ impl UNetConfig {
                 "needs at least one block",
             ));
         }
+        at_most("down_block_types (its length)", n, MAX_BLOCKS)?;
         if self.block_out_channels.len() != n {
             return Err(config_err(
                 "block_out_channels",
@@ -310,22 +316,30 @@ impl UNetConfig {
         self.act()?;
         self.time_embedding_act()?;
 
-        positive("in_channels", self.in_channels)?;
-        positive("out_channels", self.out_channels)?;
+        in_range("in_channels", self.in_channels, MAX_WIDTH)?;
+        in_range("out_channels", self.out_channels, MAX_WIDTH)?;
         for (i, &c) in self.block_out_channels.iter().enumerate() {
-            positive(&format!("block_out_channels[{i}]"), c)?;
+            in_range(&format!("block_out_channels[{i}]"), c, MAX_WIDTH)?;
         }
         let layers = self.layers_per_block()?;
         for (i, &l) in layers.iter().enumerate() {
-            positive(&format!("layers_per_block[{i}]"), l)?;
+            in_range(&format!("layers_per_block[{i}]"), l, MAX_LAYERS_PER_BLOCK)?;
         }
         let heads = self.attention_head_dims()?;
         for (i, &h) in heads.iter().enumerate() {
-            positive(&format!("attention_head_dim[{i}]"), h)?;
+            in_range(&format!("attention_head_dim[{i}]"), h, MAX_WIDTH)?;
         }
         let cross = self.cross_attention_dims()?;
         for (i, &c) in cross.iter().enumerate() {
-            positive(&format!("cross_attention_dim[{i}]"), c)?;
+            in_range(&format!("cross_attention_dim[{i}]"), c, MAX_WIDTH)?;
+        }
+        if let Some(size) = &self.sample_size {
+            for (i, s) in size.values().into_iter().enumerate() {
+                in_range(&format!("sample_size[{i}]"), s, MAX_SAMPLE_SIZE)?;
+            }
+        }
+        if let Some(d) = self.encoder_hid_dim {
+            in_range("encoder_hid_dim", d, MAX_WIDTH)?;
         }
         let only_cross = self.only_cross_attention()?;
         let transformer_layers = self
@@ -398,7 +412,7 @@ impl UNetConfig {
             &["positional"],
         )?;
         if let Some(t) = self.time_embedding_dim {
-            positive("time_embedding_dim", t)?;
+            in_range("time_embedding_dim", t, MAX_WIDTH)?;
         }
         if !self.block_out_channels[0].is_multiple_of(2) {
             return Err(config_err(
@@ -425,7 +439,7 @@ impl UNetConfig {
             }
         }
         if let Some(k) = self.num_class_embeds {
-            positive("num_class_embeds", k)?;
+            in_range("num_class_embeds", k, MAX_CLASS_EMBEDS)?;
         }
         match self.encoder_hid_dim_type() {
             None | Some("text_proj") => {}
@@ -448,7 +462,7 @@ impl UNetConfig {
             None => {}
             Some("text") => {
                 let h = self.addition_embed_type_num_heads;
-                positive("addition_embed_type_num_heads", h)?;
+                in_range("addition_embed_type_num_heads", h, MAX_WIDTH)?;
                 let Some(dim) = self.text_dim() else {
                     return Err(config_err(
                         "addition_embed_type",

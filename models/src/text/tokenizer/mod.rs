@@ -27,6 +27,10 @@ pub const TOKENIZER_SUBFOLDER: &str = "tokenizer";
 pub const TOKENIZER_JSON: &str = "tokenizer.json";
 pub const SPIECE_MODEL: &str = "spiece.model";
 const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+/// The longest `max_length` [`T5Tokenizer::encode`] pads to: it allocates `max_length` ids per
+/// text, so a huge value (a typo, or `--max-length` of a fuzzed command line) is refused
+/// rather than attempted. T5 was trained on 512 tokens; IF uses 77.
+pub const MAX_TOKENS: usize = 1 << 16;
 /// More sentinels than this in tokenizer_config.json is a corrupt file, not a T5 model.
 const MAX_EXTRA_IDS: u64 = 100_000;
 
@@ -143,12 +147,12 @@ impl T5Tokenizer {
     /// last), padded with `<pad>` (mask 0) to exactly `max_length`. Special-token strings in
     /// the text (`</s>`, `<pad>`, `<extra_id_0>`) become those tokens, as in transformers.
     pub fn encode(&self, texts: &[&str], max_length: usize) -> Result<Encoded> {
-        if max_length == 0 || max_length < self.added {
+        if max_length == 0 || max_length < self.added || max_length > MAX_TOKENS {
             return Err(Error::Input {
                 what: "max_length".into(),
                 detail: format!(
                     "is {max_length}; it must hold at least the {} token(s) the tokenizer adds \
-                     (and IF uses {DEFAULT_MAX_LENGTH})",
+                     and at most {MAX_TOKENS} (IF uses {DEFAULT_MAX_LENGTH})",
                     self.added.max(1)
                 ),
             });

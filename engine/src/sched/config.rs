@@ -61,6 +61,11 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// The most training timesteps a config may declare (diffusers' models use 1000). A scheduler
+/// allocates a few tables of this length, so a corrupt `num_train_timesteps` is refused rather
+/// than allocated.
+pub const MAX_TRAIN_TIMESTEPS: usize = 100_000;
+
 pub(crate) const BETA_SCHEDULES: [&str; 3] = ["linear", "scaled_linear", "squaredcos_cap_v2"];
 pub(crate) const PREDICTION_TYPES: [&str; 3] = ["epsilon", "v_prediction", "sample"];
 pub(crate) const SPACINGS: [&str; 3] = ["leading", "trailing", "linspace"];
@@ -134,6 +139,24 @@ impl SchedulerConfig {
     pub fn validate(&self) -> Result<()> {
         if self.num_train_timesteps == 0 {
             return config_err("num_train_timesteps", 0, "must be at least 1");
+        }
+        if self.num_train_timesteps > MAX_TRAIN_TIMESTEPS {
+            return config_err(
+                "num_train_timesteps",
+                self.num_train_timesteps,
+                format!("must be at most {MAX_TRAIN_TIMESTEPS} (is the config corrupt?)"),
+            );
+        }
+        // "leading" timesteps add it to each step: bounded so the sum cannot overflow.
+        if self.steps_offset > self.num_train_timesteps {
+            return config_err(
+                "steps_offset",
+                self.steps_offset,
+                format!(
+                    "must not exceed num_train_timesteps ({}); diffusers' configs use 0 or 1",
+                    self.num_train_timesteps
+                ),
+            );
         }
         if let Some(betas) = &self.trained_betas {
             if betas.len() != self.num_train_timesteps {

@@ -28,7 +28,7 @@ mod ddpm;
 mod schedule;
 mod threshold;
 
-pub use config::SchedulerConfig;
+pub use config::{SchedulerConfig, MAX_TRAIN_TIMESTEPS};
 pub use threshold::dynamic_threshold;
 
 use config::config_err;

@@ -57,13 +57,77 @@ pub struct Rgb {
     pub data: Vec<f32>,
 }
 
-/// Decode an image file (PNG or JPEG; RGB, RGBA, grey; 8 or 16 bits per channel).
+/// How large an image iterinv decodes. The header of a PNG or JPEG states its size before any
+/// pixel, and a small file can claim an enormous image (a decompression bomb), so the size is
+/// checked against these limits before the pixels are allocated. Decoding then takes about 32
+/// bytes per pixel at peak (the decoded image, then planar f32): 2 GiB at the default limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// The longest side, in pixels.
+    pub max_side: u32,
+    /// Width × height.
+    pub max_pixels: u64,
+}
+
+impl Default for ImageLimits {
+    /// 16384 pixels a side, 64 megapixels in all (8192 × 8192; a 50 MP camera's photos pass).
+    fn default() -> Self {
+        ImageLimits {
+            max_side: 16384,
+            max_pixels: 64 << 20,
+        }
+    }
+}
+
+/// Decode an image file (PNG or JPEG; RGB, RGBA, grey; 8 or 16 bits per channel) within the
+/// default [`ImageLimits`].
 pub fn load_rgb(path: &Path) -> Result<Rgb> {
-    let img = image::open(path).map_err(|e| Error::Input {
-        what: format!("image {}", path.display()),
-        detail: format!("cannot be read: {e}"),
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
     })?;
+    decode_rgb(&bytes, path, ImageLimits::default())
+}
+
+/// Decode an image from its file's bytes (the format is recognised from the content, so a JPEG
+/// named `.png` still reads); `origin` names it in errors. Images beyond `limits` are refused
+/// from their header, before their pixels are allocated.
+pub fn decode_rgb(bytes: &[u8], origin: &Path, limits: ImageLimits) -> Result<Rgb> {
+    let err = |detail: String| Error::Input {
+        what: format!("image {}", origin.display()),
+        detail,
+    };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| err(format!("cannot be read: {e}")))?;
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(limits.max_side);
+    decoder_limits.max_image_height = Some(limits.max_side);
+    // The decoder's own buffers: at most 8 bytes (RGBA, 16 bits) per allowed pixel.
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    reader.limits(decoder_limits);
+    let too_large = |w: u32, h: u32| {
+        err(format!(
+            "is {w}×{h} pixels; iterinv decodes images up to {} pixels a side and {} pixels in \
+             all (downscale it first)",
+            limits.max_side, limits.max_pixels
+        ))
+    };
+    let decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(_) => err(format!(
+            "is larger than iterinv decodes ({} pixels a side, {} in all): {e}",
+            limits.max_side, limits.max_pixels
+        )),
+        e => err(format!("cannot be read: {e}")),
+    })?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    if w > limits.max_side || h > limits.max_side || w as u64 * h as u64 > limits.max_pixels {
+        return Err(too_large(w, h));
+    }
+    let img = image::DynamicImage::from_decoder(decoder)
+        .map_err(|e| err(format!("cannot be read: {e}")))?;
     let rgb = img.to_rgb32f();
+    drop(img);
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let mut data = vec![0f32; 3 * h * w];
     for (i, px) in rgb.pixels().enumerate() {

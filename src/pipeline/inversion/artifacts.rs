@@ -213,6 +213,18 @@ impl Artifacts {
                 path: meta_path.clone(),
                 detail: e.to_string(),
             })?;
+        // JSON has no NaN, but 1e308 reads as an infinite f32 guidance.
+        for (name, stage) in [
+            ("stage1", Some(&meta.stage1)),
+            ("stage2", meta.stage2.as_ref()),
+        ] {
+            if let Some(g) = stage.map(|s| s.guidance).filter(|g| !g.is_finite()) {
+                return Err(Error::ConfigParse {
+                    path: meta_path,
+                    detail: format!("`{name}.guidance` is {g}; it must be a finite number"),
+                });
+            }
+        }
         let path = dir.join(TENSORS_FILE);
         let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
         let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Corrupt {
@@ -225,6 +237,17 @@ impl Artifacts {
                 return Err(Error::Corrupt {
                     path,
                     detail: format!("tensor `{name}` is {:?}; artifacts are F32", view.dtype()),
+                });
+            }
+            // Every tensor iterinv writes has data. An empty one could carry any count in its
+            // other dimensions (`[10¹², 0, 8]` is 0 bytes), which replay would allocate for.
+            if view.shape().contains(&0) {
+                return Err(Error::Corrupt {
+                    path,
+                    detail: format!(
+                        "tensor `{name}` has shape {:?}; artifacts hold no empty tensors",
+                        view.shape()
+                    ),
                 });
             }
             let data = view

@@ -49,16 +49,16 @@ pub struct GenerateArgs {
     seed: u64,
     /// Stage I sampling steps.
     #[arg(long, default_value_t = 100)]
-    steps1: usize,
+    pub(crate) steps1: usize,
     /// Stage II sampling steps.
     #[arg(long, default_value_t = 50)]
-    steps2: usize,
+    pub(crate) steps2: usize,
     /// Stage I guidance scale (1 disables guidance).
     #[arg(long, default_value_t = 7.0)]
-    guidance1: f32,
+    pub(crate) guidance1: f32,
     /// Stage II guidance scale.
     #[arg(long, default_value_t = 4.0)]
-    guidance2: f32,
+    pub(crate) guidance2: f32,
     /// Noise added to the upscaled stage-I image (a timestep, 0..1000).
     #[arg(long, default_value_t = 250)]
     noise_level: usize,
@@ -67,10 +67,22 @@ pub struct GenerateArgs {
     sampler: Option<Sampler>,
     /// DDIM's eta (0: deterministic).
     #[arg(long, default_value_t = 0.0)]
-    eta: f32,
+    pub(crate) eta: f32,
     /// Skip IF's caption cleaning (use lower-cased, trimmed text as given).
     #[arg(long)]
     no_clean_caption: bool,
+}
+
+impl GenerateArgs {
+    /// The number flags, before any device or file is opened (see numbers.rs).
+    pub fn check_numbers(&self) -> Result<()> {
+        use crate::numbers::{finite, finite_non_negative, steps};
+        steps("steps1", self.steps1)?;
+        steps("steps2", self.steps2)?;
+        finite("guidance1", self.guidance1.into())?;
+        finite("guidance2", self.guidance2.into())?;
+        finite_non_negative("eta", self.eta.into())
+    }
 }
 
 pub fn run(gpu: &Gpu, args: GenerateArgs) -> Result<()> {

@@ -84,7 +84,7 @@ pub struct InvertArgs {
     sr_method: SrArg,
     /// DDIM steps of each stage.
     #[arg(long, default_value_t = 50)]
-    steps: usize,
+    pub(crate) steps: usize,
     /// Inner steps of both stages' loops (NTI's Adam steps, IterInv's gradient steps);
     /// default: each method's own (NTI 51, NTI-p2p 10, IterInv 21).
     #[arg(long)]
@@ -100,10 +100,10 @@ pub struct InvertArgs {
     passes: usize,
     /// IterInv (safe) stops a timestep once the mean squared step error is below this.
     #[arg(long, default_value = "1e-10")]
-    tolerance: f64,
+    pub(crate) tolerance: f64,
     /// Stage I's guidance scale for the reconstruction (and NTI).
     #[arg(long, default_value_t = 3.0)]
-    guidance: f32,
+    pub(crate) guidance: f32,
     /// Noise level of stage II's low-resolution condition (a timestep, 0..1000).
     #[arg(long, default_value_t = 250)]
     noise_level: usize,
@@ -152,6 +152,16 @@ struct Report<'a> {
     image: &'a Path,
     prompt: &'a str,
     stages: Vec<&'a StageReport>,
+}
+
+impl InvertArgs {
+    /// The number flags, before any device or file is opened (see numbers.rs).
+    pub fn check_numbers(&self) -> Result<()> {
+        use crate::numbers::{finite, finite_non_negative, steps};
+        steps("steps", self.steps)?;
+        finite("guidance", self.guidance.into())?;
+        finite_non_negative("tolerance", self.tolerance)
+    }
 }
 
 pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {

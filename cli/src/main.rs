@@ -4,9 +4,16 @@ mod embedded;
 mod generate;
 mod invert;
 mod module;
+mod numbers;
 mod progress;
 mod tensor_file;
 mod tokenize;
+
+/// The parser fuzz tests' shared helpers (numbers.rs and tensor_file.rs tests), included once:
+/// it installs the binary's counting allocator.
+#[cfg(test)]
+#[path = "../../tests/fuzz_support/mod.rs"]
+mod fuzz_support;
 
 use std::process::ExitCode;
 
@@ -76,7 +83,20 @@ fn is_interrupt(e: &anyhow::Error) -> bool {
     })
 }
 
+impl Command {
+    /// Refuse meaningless or absurd number flags before any device, model or file is opened.
+    fn check_numbers(&self) -> Result<()> {
+        match self {
+            Command::Invert(a) => a.check_numbers(),
+            Command::Generate(a) => a.check_numbers(),
+            Command::Tokenize(a) => a.check_numbers(),
+            Command::Info | Command::Reconstruct(_) | Command::Module(_) => Ok(()),
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    cli.command.check_numbers()?;
     match cli.command {
         Command::Info => with_gpu(|gpu| {
             println!("iterinv {}", iterinv::VERSION);

@@ -89,3 +89,35 @@ pub fn write(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<()> {
     safetensors::serialize_to_file(views, None, path)
         .with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Fuzzing the `iterinv module` input reader: a real safetensors fixture (the T5 encoder's
+    //! inputs and outputs, several dtypes' worth of arrays) with its bytes mutated. Each must read
+    //! or fail with an error naming the file; the f64 copy of the arrays may take 8 bytes per
+    //! stored byte (a U8 array), never more.
+    use crate::fuzz_support;
+
+    use fuzz_support::{assert_names_file, budget, fixture_bytes, guarded, mutate};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(fuzz_support::config(1000))]
+
+        #[test]
+        fn mutated_module_inputs_read_or_name_the_file(
+            bytes in mutate::mutated(fixture_bytes("t5/encoder_io.safetensors"))
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("in.safetensors");
+            std::fs::write(&path, &bytes).unwrap();
+            let p = path.clone();
+            let result = guarded("module input", budget(bytes.len(), 24), move || {
+                super::read(&p).map(|arrays| arrays.len()).map_err(|e| format!("{e:#}"))
+            });
+            if let Err(msg) = result {
+                assert_names_file(&msg, &path);
+            }
+        }
+    }
+}

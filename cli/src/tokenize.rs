@@ -16,11 +16,18 @@ pub struct TokenizeArgs {
     tokenizer: PathBuf,
     /// Every row is cut or padded to exactly this many tokens (IF uses 77).
     #[arg(long, default_value_t = DEFAULT_MAX_LENGTH, value_name = "N")]
-    max_length: usize,
+    pub(crate) max_length: usize,
     /// The texts, one output row each, tokenized as given (no caption cleaning). Put `--` before
     /// a text that starts with `-`.
     #[arg(required = true, value_name = "TEXT")]
     texts: Vec<String>,
+}
+
+impl TokenizeArgs {
+    /// The number flags, before the tokenizer is loaded (see numbers.rs).
+    pub fn check_numbers(&self) -> Result<()> {
+        crate::numbers::tokens("max-length", self.max_length)
+    }
 }
 
 /// Prints `{"input_ids": [[...], ...], "attention_mask": [[...], ...]}` on one line.

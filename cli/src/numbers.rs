@@ -1,0 +1,180 @@
+//! The number flags, checked before any GPU, model or file is opened: clap refuses what is not a
+//! number of the flag's type (`-1` for a count, `abc`); these refuse what parses but means
+//! nothing (NaN or infinite scales, zero steps, a negative tolerance) or would be sized absurdly
+//! (more steps than any scheduler has timesteps), naming the flag and the accepted range.
+
+use anyhow::{bail, Result};
+use iterinv::engine::sched::MAX_TRAIN_TIMESTEPS;
+use iterinv::models::text::tokenizer::MAX_TOKENS;
+
+/// `v` must be a finite number.
+pub fn finite(flag: &str, v: f64) -> Result<()> {
+    if !v.is_finite() {
+        bail!("--{flag} is {v}; it must be a finite number");
+    }
+    Ok(())
+}
+
+/// `v` must be finite and not negative.
+pub fn finite_non_negative(flag: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("--{flag} is {v}; it must be a finite number, 0 or more");
+    }
+    Ok(())
+}
+
+/// A count of sampling or inversion steps: 1 to [`MAX_TRAIN_TIMESTEPS`] (no scheduler has more
+/// timesteps, and per-step state is allocated for each).
+pub fn steps(flag: &str, v: usize) -> Result<()> {
+    if !(1..=MAX_TRAIN_TIMESTEPS).contains(&v) {
+        bail!("--{flag} is {v}; it must be between 1 and {MAX_TRAIN_TIMESTEPS}");
+    }
+    Ok(())
+}
+
+/// A token count: 1 to [`MAX_TOKENS`].
+pub fn tokens(flag: &str, v: usize) -> Result<()> {
+    if !(1..=MAX_TOKENS).contains(&v) {
+        bail!("--{flag} is {v}; it must be between 1 and {MAX_TOKENS}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Fuzzing the number flags of every subcommand: awkward numbers as text (0, -1, NaN, inf,
+    //! 1e999, 2⁶⁴, fractions where counts belong) and arbitrary ones. Each command line must be
+    //! refused by clap or by the checks with a message naming the flag, or accepted with values
+    //! the engine can use. Runs without a GPU: checks come before any device is opened.
+    use crate::fuzz_support;
+
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    use crate::{Cli, Command};
+
+    fn number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(fuzz_support::mutate::NUMBERS.to_vec()).prop_map(String::from),
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| v.to_string()),
+            (0u64..2000).prop_map(|v| v.to_string()),
+            Just("inf".to_string()),
+            Just("-inf".to_string()),
+            Just("nan".to_string()),
+            Just("".to_string()),
+            Just("1_000".to_string()),
+        ]
+    }
+
+    /// Parse `args` and check its numbers; an error must name `flag`.
+    fn check(args: &[&str], flag: &str) -> Option<Command> {
+        let cli = match Cli::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(flag),
+                    "clap's error does not name {flag}: {msg}"
+                );
+                return None;
+            }
+        };
+        match cli.command.check_numbers() {
+            Ok(()) => Some(cli.command),
+            Err(e) => {
+                let msg = format!("{e:#}");
+                assert!(msg.contains(flag), "the error does not name {flag}: {msg}");
+                None
+            }
+        }
+    }
+
+    const INVERT_FLAGS: [&str; 8] = [
+        "--steps",
+        "--inner-steps",
+        "--passes",
+        "--tolerance",
+        "--guidance",
+        "--noise-level",
+        "--seed",
+        "--stage2-inner-steps",
+    ];
+    const GENERATE_FLAGS: [&str; 7] = [
+        "--steps1",
+        "--steps2",
+        "--guidance1",
+        "--guidance2",
+        "--noise-level",
+        "--eta",
+        "--seed",
+    ];
+
+    proptest! {
+        #![proptest_config(fuzz_support::config(3000))]
+
+        #[test]
+        fn invert_number_flags_are_used_or_refused_by_name(
+            flag in proptest::sample::select(INVERT_FLAGS.to_vec()),
+            value in number(),
+        ) {
+            let set = format!("{flag}={value}");
+            let args = ["iterinv", "invert", "photo.png", "--prompt", "a cat", "--out", "o", &set];
+            if let Some(Command::Invert(a)) = check(&args, flag) {
+                prop_assert!(a.steps >= 1 && a.guidance.is_finite());
+                prop_assert!(a.tolerance.is_finite() && a.tolerance >= 0.0);
+            }
+        }
+
+        #[test]
+        fn generate_number_flags_are_used_or_refused_by_name(
+            flag in proptest::sample::select(GENERATE_FLAGS.to_vec()),
+            value in number(),
+        ) {
+            let set = format!("{flag}={value}");
+            let args = ["iterinv", "generate", "--prompt", "a cat", "--out", "o.png", &set];
+            if let Some(Command::Generate(a)) = check(&args, flag) {
+                prop_assert!(a.steps1 >= 1 && a.steps2 >= 1);
+                prop_assert!(a.guidance1.is_finite() && a.guidance2.is_finite());
+                prop_assert!(a.eta.is_finite() && a.eta >= 0.0);
+            }
+        }
+
+        #[test]
+        fn tokenize_max_length_is_used_or_refused_by_name(value in number()) {
+            let set = format!("--max-length={value}");
+            let args = ["iterinv", "tokenize", "--tokenizer", "t", &set, "a cat"];
+            if let Some(Command::Tokenize(a)) = check(&args, "--max-length") {
+                prop_assert!((1..=super::MAX_TOKENS).contains(&a.max_length));
+            }
+        }
+    }
+
+    #[test]
+    fn nan_guidance_is_refused_before_a_gpu_is_opened() {
+        let args = [
+            "iterinv",
+            "invert",
+            "p.png",
+            "--prompt",
+            "x",
+            "--out",
+            "o",
+            "--guidance=NaN",
+        ];
+        assert!(check(&args, "--guidance").is_none());
+    }
+
+    #[test]
+    fn a_huge_max_length_is_refused_before_the_tokenizer_pads_to_it() {
+        let args = [
+            "iterinv",
+            "tokenize",
+            "--tokenizer",
+            "t",
+            "--max-length=18446744073709551615",
+            "x",
+        ];
+        assert!(check(&args, "--max-length").is_none());
+    }
+}

@@ -25,7 +25,6 @@ use iterinv::engine::sched::{Scheduler, SchedulerKind};
 use iterinv::models::IfUNet;
 use iterinv::pipeline::sampling::LowResCondition;
 use iterinv::pipeline::{IfDenoiser, PipelineFolder, Stage};
-use iterinv::Tensor;
 
 const STEPS: usize = 10;
 const NOISE_LEVEL: usize = 250;

@@ -76,7 +76,7 @@ fn errors_are_clear() {
             vec!["--stage1", nowhere.to_str().unwrap()],
             "does not exist",
         ),
-        (vec!["--steps1", "0"], "at least 1 step"),
+        (vec!["--steps1", "0"], "--steps1 is 0; it must be between 1"),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["--prompt", "a cat", "--out", out];

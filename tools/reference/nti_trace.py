@@ -175,8 +175,10 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--spread", type=int, default=4, help="perturbed float32 runs")
+    ap.add_argument("--first-seed", type=int, default=1000, help="the perturbations' seeds count up from it")
     ap.add_argument("--variants", action="store_true", help="also the float32 VARIANTS on the unperturbed image")
     ap.add_argument("--no-f64", action="store_true")
+    ap.add_argument("--no-local", action="store_true", help="skip the per-timestep float32 runs (local_f32)")
     ap.add_argument("--out", help="everything (a few MB)")
     ap.add_argument("--fixture", help="the committed per-timestep subset (needs the float64 run)")
     args = ap.parse_args()
@@ -205,18 +207,18 @@ def main():
     stage, trace, xs, nulls, losses, finals = run(pipe, image, cond, null, F32, args)
     out.update(timesteps=torch.tensor(stage.timesteps, dtype=torch.int64), trace_f32=trace,
                x_f32=xs, null_f32=nulls, losses_f32=losses, final_f32=finals)
-    if not args.no_f64:
+    if not args.no_f64 and not args.no_local:
         out["local_f32"], out["local_null_f32"] = nti_local(stage, out["trace_f64"], cond, out["x_f64"], out["null_f64"], null,
                                      args.guidance, args.inner_steps, args.lr)
     spread = [psnr(xs[-1], image64)]
     print(f"float32: {spread[0]:.3f} dB", flush=True)
-    moved = [one_ulp(image, 1000 + k) for k in range(args.spread)]
+    moved = [one_ulp(image, args.first_seed + k) for k in range(args.spread)]
     if moved:
         out["image_ulp"] = torch.stack(moved)
     for k, image_k in enumerate(moved):
         *_, xs_k, _, _, _ = run(pipe, image_k, cond, null, F32, args)
         spread.append(psnr(xs_k[-1], image64))
-        print(f"float32, image moved by one ulp (seed {1000 + k}): {spread[-1]:.3f} dB", flush=True)
+        print(f"float32, image moved by one ulp (seed {args.first_seed + k}): {spread[-1]:.3f} dB", flush=True)
     out["psnr_spread"] = torch.tensor(spread, dtype=F64)
     if args.variants:
         for name, cls in VARIANTS.items():

@@ -321,7 +321,8 @@ impl Gpu {
         self.0.recorder.lock().unwrap().submissions
     }
 
-    /// Submit everything recorded so far (no wait).
+    /// Submit everything recorded so far. No wait, except with profiling on: then the batch's
+    /// timestamps are read back, which waits for the device to finish it.
     pub fn flush(&self) {
         self.0.recorder.lock().unwrap().flush(&self.0.queue);
     }

@@ -14,15 +14,11 @@
 //! without thresholding in the loss.
 
 mod common;
-use common::{assert_close, entry, gpu, read_golden, upload, Golden};
-
-use std::path::{Path, PathBuf};
+use common::{assert_close, entry, fixtures, read_golden, trained_stage, upload, Golden};
 
 use iterinv::engine::invert::iterinv::{fixed_point, iterinv, IterInvMode, IterInvOptions};
 use iterinv::engine::invert::nti::{self, null_text_inversion, NtiOptions, Reduction};
 use iterinv::engine::invert::{ddim, Guidance, StepReport};
-use iterinv::engine::sched::{Scheduler, SchedulerKind};
-use iterinv::models::IfUNet;
 use iterinv::pipeline::sampling::LowResCondition;
 use iterinv::pipeline::{IfDenoiser, PipelineFolder, Stage};
 
@@ -47,10 +43,6 @@ const ITERINV_TOL: f64 = 1e-5;
 const NTI_LOSS_DELTA: f64 = 1e-6;
 /// Stage II IterInv and fixed point (guidance 1): measured δ ≤ 3e-8 (IterInv ≤ 1.2e-8).
 const SR_LOSS_DELTA: f64 = 2e-7;
-
-fn fixtures() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")).to_path_buf()
-}
 
 /// Every array of the golden file (f32 inputs, f64 results, i64 timesteps) as f64, by name.
 fn golden() -> Golden {
@@ -89,24 +81,6 @@ fn assert_losses(
     eprintln!("{what}: largest residual RMS difference {worst:.3e} (tolerance {delta:.0e})");
 }
 
-struct StageModel {
-    unet: IfUNet,
-    scheduler: Scheduler,
-}
-
-/// A stage's UNet and its DDIM scheduler from the trained folder, as the engine's inversion builds
-/// them (DDIMScheduler.from_config of the folder's config, 10 steps).
-fn stage_model(stage: Stage) -> StageModel {
-    let dir = fixtures().join("trained_cascade").join(stage.name());
-    let folder = PipelineFolder::open(&dir, stage).unwrap();
-    let unet = IfUNet::load(gpu(), &folder.component("unet").unwrap(), None).unwrap();
-    let mut scheduler = folder
-        .scheduler("scheduler", Some(SchedulerKind::Ddim))
-        .unwrap();
-    scheduler.set_timesteps(STEPS).unwrap();
-    StageModel { unet, scheduler }
-}
-
 fn no_progress(_: &StepReport) -> iterinv::Result<()> {
     Ok(())
 }
@@ -114,7 +88,7 @@ fn no_progress(_: &StepReport) -> iterinv::Result<()> {
 #[test]
 fn stage1_ddim_inversion_and_nti_match_pytorch() {
     let g = golden();
-    let StageModel { unet, scheduler } = stage_model(Stage::One);
+    let (unet, scheduler) = trained_stage(Stage::One, STEPS);
     let want_t: Vec<usize> = g["timesteps"].1.iter().map(|&t| t as usize).collect();
     assert_eq!(scheduler.timesteps(), &want_t[..]);
     let denoiser = IfDenoiser {
@@ -194,7 +168,7 @@ fn stage1_ddim_inversion_and_nti_match_pytorch() {
 #[test]
 fn stage2_iterinv_and_fixed_point_match_pytorch() {
     let g = golden();
-    let StageModel { unet, scheduler } = stage_model(Stage::Two);
+    let (unet, scheduler) = trained_stage(Stage::Two, STEPS);
     let cond = upload(&g["prompt_embeds"]);
     let image = upload(&g["stage2_image"]);
     // The stored condition is what both sides feed the UNet; the engine's own resize + noising of

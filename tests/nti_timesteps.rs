@@ -15,15 +15,14 @@
 //! compares the engine's reconstructions with PyTorch's float32 spread; see BENCHMARKS.md.
 
 mod common;
-use common::{entry, gpu, read_golden, upload, Golden};
+use common::{assert_close, entry, fixtures, read_golden, trained_stage, upload, Golden};
 
 use std::path::Path;
 
 use iterinv::engine::invert::nti::{self, nti_timestep, null_text_inversion, NtiOptions};
 use iterinv::engine::invert::{ddim, Guidance};
-use iterinv::engine::sched::{Scheduler, SchedulerKind};
-use iterinv::models::IfUNet;
-use iterinv::pipeline::{IfDenoiser, PipelineFolder, Stage};
+use iterinv::metrics::psnr;
+use iterinv::pipeline::{IfDenoiser, Stage};
 
 /// Relative error floors (PyTorch's float32 timesteps often agree with float64 to a few 1e-7,
 /// where a 3× rule would ask for less than f32 gives). Measured engine errors are printed.
@@ -33,42 +32,14 @@ const NULL_FLOOR: f64 = 1e-5;
 const FACTOR: f64 = 3.0;
 
 fn fixture(name: &str) -> Golden {
-    read_golden(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/nti")
-            .join(name),
-    )
-}
-
-fn stage1(steps: usize) -> (IfUNet, Scheduler) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trained_cascade/stage1");
-    let folder = PipelineFolder::open(&dir, Stage::One).unwrap();
-    let unet = IfUNet::load(gpu(), &folder.component("unet").unwrap(), None).unwrap();
-    let mut scheduler = folder
-        .scheduler("scheduler", Some(SchedulerKind::Ddim))
-        .unwrap();
-    scheduler.set_timesteps(steps).unwrap();
-    (unet, scheduler)
-}
-
-/// Largest |a − b| over the largest |b|.
-fn max_rel(a: &[f64], b: &[f64]) -> f64 {
-    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            assert!(x.is_finite(), "engine value {x}");
-            (x - y).abs()
-        })
-        .fold(0f64, f64::max)
-        / scale
+    read_golden(&fixtures().join("nti").join(name))
 }
 
 #[test]
 fn each_nti_timestep_matches_pytorch_as_closely_as_its_float32_loop() {
     let g = fixture("chelsea.safetensors");
     let timesteps: Vec<usize> = g["timesteps"].1.iter().map(|&t| t as usize).collect();
-    let (unet, scheduler) = stage1(timesteps.len());
+    let (unet, scheduler) = trained_stage(Stage::One, timesteps.len());
     assert_eq!(scheduler.timesteps(), &timesteps[..]);
     let denoiser = IfDenoiser {
         unet: &unet,
@@ -89,14 +60,10 @@ fn each_nti_timestep_matches_pytorch_as_closely_as_its_float32_loop() {
         let (want, torch32) = (g["final_f64"].1[k], g["final_f32"].1[k]);
         let loss_err = (report.final_loss - want).abs() / want;
         let loss_tol = (FACTOR * (torch32 - want).abs() / want).max(LOSS_FLOOR);
-        let null_got: Vec<f64> = null.to_vec().unwrap().iter().map(|&v| v as f64).collect();
-        let null_want = entry(&g["null_f64"], k).1;
-        let null_err = max_rel(&null_got, &null_want);
         let null_tol = (FACTOR * g["null_f32_error"].1[k]).max(NULL_FLOOR);
         eprintln!(
             "timestep {i} (t = {t}): loss {:.6e} vs float64 {want:.6e}: error {loss_err:.1e} \
-             (float32 PyTorch {:.1e}, tolerance {loss_tol:.1e}); null error {null_err:.1e} \
-             (tolerance {null_tol:.1e})",
+             (float32 PyTorch {:.1e}, tolerance {loss_tol:.1e})",
             report.final_loss,
             (torch32 - want).abs() / want
         );
@@ -105,10 +72,8 @@ fn each_nti_timestep_matches_pytorch_as_closely_as_its_float32_loop() {
             "timestep {i}: loss {} vs PyTorch float64 {want}",
             report.final_loss
         );
-        assert!(
-            null_err <= null_tol,
-            "timestep {i}: null error {null_err:e}"
-        );
+        let what = format!("timestep {i}: null against float64");
+        assert_close(&what, &null, &entry(&g["null_f64"], k), null_tol);
     }
 }
 
@@ -122,7 +87,7 @@ fn nti_spread() {
         .expect("ITERINV_NTI_TRACE=FILE written by tools/reference/nti_trace.py --out FILE");
     let g = read_golden(Path::new(&path));
     let steps = g["timesteps"].1.len();
-    let (unet, scheduler) = stage1(steps);
+    let (unet, scheduler) = trained_stage(Stage::One, steps);
     let denoiser = IfDenoiser {
         unet: &unet,
         low_res: None,
@@ -179,14 +144,8 @@ fn nti_spread() {
             opts.guidance,
         )
         .unwrap();
-        let rec: Vec<f64> = rec.to_vec().unwrap().iter().map(|&v| v as f64).collect();
-        let mse = rec
-            .iter()
-            .zip(&image.1)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum::<f64>()
-            / rec.len() as f64;
-        let psnr = 10.0 * (4.0 / mse).log10();
+        let image: Vec<f32> = image.1.iter().map(|&v| v as f32).collect();
+        let psnr = psnr(&rec.to_vec().unwrap(), &image);
         eprintln!("engine run {k}: {psnr:.3} dB");
         engine.push(psnr);
     }

@@ -4,9 +4,12 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use iterinv::engine::sched::{Scheduler, SchedulerKind};
+use iterinv::models::IfUNet;
+use iterinv::pipeline::{PipelineFolder, Stage};
 use iterinv::{Gpu, GpuOptions, Tensor};
 use safetensors::{Dtype, SafeTensors};
 
@@ -89,4 +92,22 @@ pub fn assert_close(what: &str, got: &Tensor, want: &(Vec<usize>, Vec<f64>), tol
         "{what}: error {rel:.3e} × scale exceeds {tol:.0e}"
     );
     rel
+}
+
+/// The repository's test fixtures folder.
+pub fn fixtures() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")).to_path_buf()
+}
+
+/// A stage of the tiny trained cascade: its UNet and its DDIM scheduler set to `steps`, as the
+/// engine's inversion builds them (DDIMScheduler.from_config of the folder's config).
+pub fn trained_stage(stage: Stage, steps: usize) -> (IfUNet, Scheduler) {
+    let dir = fixtures().join("trained_cascade").join(stage.name());
+    let folder = PipelineFolder::open(&dir, stage).unwrap();
+    let unet = IfUNet::load(gpu(), &folder.component("unet").unwrap(), None).unwrap();
+    let mut scheduler = folder
+        .scheduler("scheduler", Some(SchedulerKind::Ddim))
+        .unwrap();
+    scheduler.set_timesteps(steps).unwrap();
+    (unet, scheduler)
 }

@@ -44,6 +44,8 @@ pub enum Unary {
     },
     /// −1, 0 or 1 (gradient zero).
     Sign,
+    /// x·σ(1.702x), OpenAI CLIP's `quick_gelu`.
+    QuickGelu,
 }
 
 impl Unary {
@@ -66,6 +68,7 @@ impl Unary {
             Unary::Affine { scale, shift } => (14, scale, shift),
             Unary::Recip { numerator } => (15, numerator, 0.0),
             Unary::Sign => (16, 0.0, 0.0),
+            Unary::QuickGelu => (17, 0.0, 0.0),
         }
     }
 }
@@ -219,6 +222,8 @@ unary_methods! {
     gelu_tanh => Unary::GeluTanh;
     silu => Unary::Silu;
     relu => Unary::Relu;
+    /// x·σ(1.702x), OpenAI CLIP's `quick_gelu`.
+    quick_gelu => Unary::QuickGelu;
     exp => Unary::Exp;
     sqrt => Unary::Sqrt;
     rsqrt => Unary::Rsqrt;

@@ -22,6 +22,8 @@ pub enum Activation {
     GeluTanh,
     Silu,
     Relu,
+    /// x·σ(1.702x) (OpenAI CLIP's `quick_gelu`).
+    QuickGelu,
 }
 
 impl Activation {
@@ -33,6 +35,7 @@ impl Activation {
             Activation::GeluTanh => 2,
             Activation::Silu => 3,
             Activation::Relu => 4,
+            Activation::QuickGelu => 5,
         }
     }
 }
@@ -45,6 +48,7 @@ impl From<Activation> for elementwise::Unary {
             Activation::GeluTanh => elementwise::Unary::GeluTanh,
             Activation::Silu => elementwise::Unary::Silu,
             Activation::Relu => elementwise::Unary::Relu,
+            Activation::QuickGelu => elementwise::Unary::QuickGelu,
         }
     }
 }

@@ -253,6 +253,11 @@ pub fn gelu_tanh64(x: f64) -> f64 {
     0.5 * x * (1.0 + inner.tanh())
 }
 
+/// OpenAI CLIP's quick_gelu, x·σ(1.702x), in f64.
+pub fn quick_gelu64(x: f64) -> f64 {
+    x / (1.0 + (-1.702 * x).exp())
+}
+
 /// Every epilogue activation in f64.
 pub fn act64(act: Activation, x: f64) -> f64 {
     match act {
@@ -261,6 +266,7 @@ pub fn act64(act: Activation, x: f64) -> f64 {
         Activation::GeluTanh => gelu_tanh64(x),
         Activation::Silu => x / (1.0 + (-x).exp()),
         Activation::Relu => x.max(0.0),
+        Activation::QuickGelu => quick_gelu64(x),
     }
 }
 

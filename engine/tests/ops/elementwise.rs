@@ -4,7 +4,8 @@ use iterinv_engine::ops::elementwise::{binary, unary, Binary, Unary};
 use iterinv_engine::Tensor;
 
 use crate::common::{
-    assert_close, broadcast_ref, f64s, gelu64, gelu_tanh64, gpu, upload, Ref1, Ref2, Rng,
+    assert_close, broadcast_ref, f64s, gelu64, gelu_tanh64, gpu, quick_gelu64, upload, Ref1, Ref2,
+    Rng,
 };
 
 #[test]
@@ -30,6 +31,7 @@ fn unary_maps_match_f64() {
         ("gelu_tanh", Unary::GeluTanh, &xs, gelu_tanh64),
         ("silu", Unary::Silu, &xs, |x| x / (1.0 + (-x).exp())),
         ("relu", Unary::Relu, &xs, |x| x.max(0.0)),
+        ("quick_gelu", Unary::QuickGelu, &xs, quick_gelu64),
         ("exp", Unary::Exp, &xs, f64::exp),
         ("sqrt", Unary::Sqrt, &pos, f64::sqrt),
         ("rsqrt", Unary::Rsqrt, &pos, |x| 1.0 / x.sqrt()),
@@ -73,6 +75,7 @@ fn extreme_inputs_give_no_nan() {
     let t = upload(&[xs.len()], &xs);
     for (name, out) in [
         ("silu", t.silu()),
+        ("quick_gelu", t.quick_gelu()),
         ("sigmoid", t.sigmoid()),
         ("gelu_tanh", t.gelu_tanh()),
         ("tanh", t.tanh()),

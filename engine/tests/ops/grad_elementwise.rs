@@ -2,7 +2,9 @@
 
 use iterinv_engine::ops::elementwise::{binary, unary, Binary, Unary};
 
-use crate::common::{broadcast_ref, check_vjp, gelu64, gelu_tanh64, GradInput, Ref1, Ref2, Rng};
+use crate::common::{
+    broadcast_ref, check_vjp, gelu64, gelu_tanh64, quick_gelu64, GradInput, Ref1, Ref2, Rng,
+};
 
 /// Values in [lo, hi] kept at least `gap` away from `kink` (relu, abs, clamp corners).
 fn away_from(rng: &mut Rng, n: usize, lo: f64, hi: f64, kinks: &[f64], gap: f64) -> Vec<f32> {
@@ -30,6 +32,14 @@ fn unary_rules() {
             x / (1.0 + (-x).exp())
         }),
         ("relu", Unary::Relu, -3.0, 3.0, vec![0.0], |x| x.max(0.0)),
+        (
+            "quick_gelu",
+            Unary::QuickGelu,
+            -6.0,
+            6.0,
+            vec![],
+            quick_gelu64,
+        ),
         ("exp", Unary::Exp, -3.0, 3.0, vec![], f64::exp),
         ("sqrt", Unary::Sqrt, 0.2, 4.0, vec![], f64::sqrt),
         ("rsqrt", Unary::Rsqrt, 0.2, 4.0, vec![], |x| 1.0 / x.sqrt()),

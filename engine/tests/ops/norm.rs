@@ -189,6 +189,7 @@ fn group_norm_half_input_gamma_or_beta_alone_and_each_activation() {
         Activation::GeluTanh,
         Activation::Silu,
         Activation::Relu,
+        Activation::QuickGelu,
     ];
     for (i, act) in acts.into_iter().enumerate() {
         // Alternate gamma-only and beta-only to cover each flag alone.

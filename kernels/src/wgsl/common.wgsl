@@ -33,11 +33,17 @@ fn silu(x: f32) -> f32 {
     return x / (1.0 + exp(-x));
 }
 
+// OpenAI CLIP's quick_gelu, x·σ(1.702x). For x → −∞, exp overflows to inf and the quotient is −0.
+fn quick_gelu(x: f32) -> f32 {
+    return x / (1.0 + exp(-1.702 * x));
+}
+
 const ACT_NONE: u32 = 0u;
 const ACT_GELU: u32 = 1u;
 const ACT_GELU_TANH: u32 = 2u;
 const ACT_SILU: u32 = 3u;
 const ACT_RELU: u32 = 4u;
+const ACT_QUICK_GELU: u32 = 5u;
 
 fn activate(x: f32, act: u32) -> f32 {
     switch act {
@@ -45,7 +51,47 @@ fn activate(x: f32, act: u32) -> f32 {
         case 2u: { return gelu_tanh(x); }
         case 3u: { return silu(x); }
         case 4u: { return max(x, 0.0); }
+        case 5u: { return quick_gelu(x); }
         default: { return x; }
+    }
+}
+
+// The derivatives of the activations, shared by the unary and the norm gradients.
+
+// d/dx x·Φ(x) = Φ(x) + x·φ(x)
+fn gelu_grad(x: f32) -> f32 {
+    let cdf = select(0.5 * erfc_pos(-x * 0.70710678118654752),
+                     1.0 - 0.5 * erfc_pos(x * 0.70710678118654752), x >= 0.0);
+    return cdf + x * 0.3989422804014327 * exp(-0.5 * x * x);
+}
+
+fn gelu_tanh_grad(x: f32) -> f32 {
+    let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+    let t = tanh(clamp(u, -10.0, 10.0));
+    // The clamp's own derivative is zero outside [-10, 10], where 1 − t² is below 1e-8.
+    let du = select(0.0, 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x), abs(u) <= 10.0);
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du;
+}
+
+fn silu_grad(x: f32) -> f32 {
+    let s = 1.0 / (1.0 + exp(-x));
+    return s * (1.0 + x * (1.0 - s));
+}
+
+fn quick_gelu_grad(x: f32) -> f32 {
+    let s = 1.0 / (1.0 + exp(-1.702 * x));
+    return s * (1.0 + 1.702 * x * (1.0 - s));
+}
+
+// d activate(x, act)/dx.
+fn activate_grad(x: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return gelu_grad(x); }
+        case 2u: { return gelu_tanh_grad(x); }
+        case 3u: { return silu_grad(x); }
+        case 4u: { return select(0.0, 1.0, x > 0.0); }
+        case 5u: { return quick_gelu_grad(x); }
+        default: { return 1.0; }
     }
 }
 

@@ -18,33 +18,6 @@ fn row_stats(row: u32, stride: u32) -> vec3<f32> {
     return vec3<f32>(v.y, v.z, inverseSqrt(v.w / f32(p.n) + p.eps));
 }
 
-// d act(z)/dz for the ACT codes of common.wgsl (the formulas of unary_grad.wgsl).
-fn act_grad(z: f32) -> f32 {
-    switch ACT {
-        case 1u: {
-            let cdf = select(0.5 * erfc_pos(-z * 0.70710678118654752),
-                             1.0 - 0.5 * erfc_pos(z * 0.70710678118654752), z >= 0.0);
-            return cdf + z * 0.3989422804014327 * exp(-0.5 * z * z);
-        }
-        case 2u: {
-            let u = 0.7978845608028654 * (z + 0.044715 * z * z * z);
-            let t = tanh(clamp(u, -10.0, 10.0));
-            let du = select(0.0, 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * z * z), abs(u) <= 10.0);
-            return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * du;
-        }
-        case 3u: {
-            let s = 1.0 / (1.0 + exp(-z));
-            return s * (1.0 + z * (1.0 - s));
-        }
-        case 4u: {
-            return select(0.0, 1.0, z > 0.0);
-        }
-        default: {
-            return 1.0;
-        }
-    }
-}
-
 // (x̂, ∂L/∂z, ∂L/∂x̂) of element i of `row`, given the row's (shift, mean − shift, rstd).
 fn elem(row: u32, i: u32, st: vec3<f32>) -> vec3<f32> {
     let k = row * p.n + i;
@@ -68,7 +41,7 @@ fn elem(row: u32, i: u32, st: vec3<f32>) -> vec3<f32> {
     }
     var gz = ld_g(k);
     if (ACT != 0u) {
-        gz = gz * act_grad(xhat * a + o);
+        gz = gz * activate_grad(xhat * a + o, ACT);
     }
     return vec3<f32>(xhat, gz, gz * a);
 }

@@ -18,6 +18,7 @@ const OP_CLAMP: u32 = 13u;   // clamp(x, a, b)
 const OP_AFFINE: u32 = 14u;  // x·a + b
 const OP_RECIP: u32 = 15u;   // a / x
 const OP_SIGN: u32 = 16u;
+const OP_QUICK_GELU: u32 = 17u; // x·σ(1.702x)
 
 fn apply(x: f32) -> f32 {
     switch OP {
@@ -37,6 +38,7 @@ fn apply(x: f32) -> f32 {
         case 14u: { return x * p.a + p.b; }
         case 15u: { return p.a / x; }
         case 16u: { return sign(x); }
+        case 17u: { return quick_gelu(x); }
         default: { return x; }
     }
 }

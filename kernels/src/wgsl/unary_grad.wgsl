@@ -3,22 +3,9 @@ struct Params { n: u32, a: f32, b: f32 }
 
 fn derivative(x: f32) -> f32 {
     switch OP {
-        case 1u: {
-            // d/dx x·Φ(x) = Φ(x) + x·φ(x)
-            let cdf = select(0.5 * erfc_pos(-x * 0.70710678118654752), 1.0 - 0.5 * erfc_pos(x * 0.70710678118654752), x >= 0.0);
-            return cdf + x * 0.3989422804014327 * exp(-0.5 * x * x);
-        }
-        case 2u: {
-            let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-            let t = tanh(clamp(u, -10.0, 10.0));
-            // The clamp's own derivative is zero outside [-10, 10], where 1 − t² is below 1e-8.
-            let du = select(0.0, 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x), abs(u) <= 10.0);
-            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du;
-        }
-        case 3u: {
-            let s = 1.0 / (1.0 + exp(-x));
-            return s * (1.0 + x * (1.0 - s));
-        }
+        case 1u: { return gelu_grad(x); }
+        case 2u: { return gelu_tanh_grad(x); }
+        case 3u: { return silu_grad(x); }
         case 4u: { return select(0.0, 1.0, x > 0.0); }
         case 5u: { return exp(x); }
         case 6u: { return 0.5 * inverseSqrt(x); }
@@ -39,6 +26,7 @@ fn derivative(x: f32) -> f32 {
         case 14u: { return p.a; }
         case 15u: { return -p.a / (x * x); }
         case 16u: { return 0.0; }
+        case 17u: { return quick_gelu_grad(x); }
         default: { return 1.0; }
     }
 }

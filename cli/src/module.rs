@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use iterinv::models::{IfUNet, T5Encoder, UNetInputs};
+use iterinv::models::{ClipTextEncoder, IfUNet, T5Encoder, UNetInputs};
 use iterinv::{grad, Gpu};
 
 use crate::tensor_file::{self, Array};
@@ -20,6 +20,31 @@ pub enum Module {
     /// Run a T5 encoder (IF's text encoder) on token ids.
     #[command(long_about = T5_HELP)]
     T5(T5Args),
+    /// Run a CLIP text encoder (the SD x4 upscaler's text encoder) on token ids.
+    #[command(long_about = CLIP_TEXT_HELP)]
+    ClipText(ClipTextArgs),
+}
+
+const CLIP_TEXT_HELP: &str = "\
+Run a CLIP text encoder (transformers CLIPTextModel), as the Stable Diffusion x4 upscaler uses it,
+on token ids.
+
+IN (safetensors) holds:
+  input_ids        [B, L]  any int dtype   token ids, L at most the encoder's positions (77)
+  attention_mask   [B, L]  any dtype       optional: 1 on tokens, 0 on padding (Stable Diffusion
+                                           passes none: every position is attended, causally)
+OUT (safetensors, f32) holds:
+  last_hidden_state  [B, L, hidden]        every position, after the final layer norm
+  pooler_output      [B, hidden]           each row's state at its end-of-text token
+
+Compare with transformers:
+  out = CLIPTextModel.from_pretrained(DIR)(input_ids=..., attention_mask=...)
+  out.last_hidden_state, out.pooler_output";
+
+#[derive(Args)]
+pub struct ClipTextArgs {
+    #[command(flatten)]
+    io: ModelIo,
 }
 
 const T5_HELP: &str = "\
@@ -99,30 +124,80 @@ pub fn run(gpu: &Gpu, module: Module) -> Result<()> {
     match module {
         Module::IfUnet(args) => if_unet(gpu, args),
         Module::T5(args) => t5(gpu, args),
+        Module::ClipText(args) => clip_text(gpu, args),
     }
+}
+
+/// Load a network with `load`, saying how long it took.
+fn load_timed<T>(
+    what: &str,
+    dir: &Path,
+    load: impl FnOnce() -> iterinv::models::Result<T>,
+) -> Result<T> {
+    let start = Instant::now();
+    let network = load().with_context(|| format!("loading {what} from {}", dir.display()))?;
+    eprintln!(
+        "loaded {} in {:.1} s",
+        dir.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(network)
+}
+
+/// Rows of token ids or mask values, `[B][L]`.
+type TokenRows = Vec<Vec<u32>>;
+
+/// Token ids `[B, L]` from `input_ids` of IN, with `attention_mask` when IN has one.
+fn token_inputs(
+    path: &Path,
+    arrays: &BTreeMap<String, Array>,
+) -> Result<(TokenRows, Option<TokenRows>)> {
+    warn_ignored(path, arrays, &["input_ids", "attention_mask"]);
+    let ids = rows(path, "input_ids", required(path, arrays, "input_ids")?)?;
+    let mask = arrays
+        .get("attention_mask")
+        .map(|a| rows(path, "attention_mask", a))
+        .transpose()?;
+    Ok((ids, mask))
+}
+
+fn clip_text(gpu: &Gpu, ClipTextArgs { io: args }: ClipTextArgs) -> Result<()> {
+    let arrays = tensor_file::read(&args.inputs)?;
+    let (ids, mask) = token_inputs(&args.inputs, &arrays)?;
+    let encoder = load_timed("the CLIP text encoder", &args.model, || {
+        ClipTextEncoder::load(gpu, &args.model, args.variant.as_deref())
+    })?;
+    let start = Instant::now();
+    let out = encoder.encode(&ids, mask.as_deref())?;
+    gpu.synchronize()?;
+    eprintln!(
+        "encoded {} sequence(s) in {:.2} s",
+        ids.len(),
+        start.elapsed().as_secs_f64()
+    );
+    tensor_file::write(
+        &args.out,
+        &[
+            ("last_hidden_state", &out.last_hidden_state),
+            ("pooler_output", &out.pooler_output),
+        ],
+    )?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
 }
 
 fn t5(gpu: &Gpu, T5Args { io: args }: T5Args) -> Result<()> {
     let arrays = tensor_file::read(&args.inputs)?;
-    warn_ignored(&args.inputs, &arrays, &["input_ids", "attention_mask"]);
-    let ids = rows(
-        &args.inputs,
-        "input_ids",
-        required(&args.inputs, &arrays, "input_ids")?,
-    )?;
-    let mask = rows(
-        &args.inputs,
-        "attention_mask",
-        required(&args.inputs, &arrays, "attention_mask")?,
-    )?;
-    let start = Instant::now();
-    let encoder = T5Encoder::load(gpu, &args.model, args.variant.as_deref())
-        .with_context(|| format!("loading the T5 encoder from {}", args.model.display()))?;
-    eprintln!(
-        "loaded {} in {:.1} s",
-        args.model.display(),
-        start.elapsed().as_secs_f64()
-    );
+    let (ids, mask) = token_inputs(&args.inputs, &arrays)?;
+    let Some(mask) = mask else {
+        bail!(
+            "{} has no array `attention_mask`: T5 needs one (1 on tokens, 0 on padding)",
+            args.inputs.display()
+        );
+    };
+    let encoder = load_timed("the T5 encoder", &args.model, || {
+        T5Encoder::load(gpu, &args.model, args.variant.as_deref())
+    })?;
     let start = Instant::now();
     let hidden = encoder.encode(&ids, &mask)?;
     gpu.synchronize()?;
@@ -181,14 +256,9 @@ fn if_unet(gpu: &Gpu, IfUnetArgs { io: args }: IfUnetArgs) -> Result<()> {
         .map(|a| vector(&args.inputs, "class_labels", a))
         .transpose()?;
 
-    let start = Instant::now();
-    let unet = IfUNet::load(gpu, &args.model, args.variant.as_deref())
-        .with_context(|| format!("loading the IF UNet from {}", args.model.display()))?;
-    eprintln!(
-        "loaded {} in {:.1} s",
-        args.model.display(),
-        start.elapsed().as_secs_f64()
-    );
+    let unet = load_timed("the IF UNet", &args.model, || {
+        IfUNet::load(gpu, &args.model, args.variant.as_deref())
+    })?;
 
     let cotangent = arrays.get("cotangent");
     let sample = sample.to_tensor(gpu)?;

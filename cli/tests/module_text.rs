@@ -1,10 +1,15 @@
-//! `iterinv module t5` end to end: the binary on the T5 fixture (given as a pipeline folder),
-//! its output compared with transformers' float64 golden (1e-3 of the largest magnitude).
+//! `iterinv module t5` and `iterinv module clip-text` end to end: the binary on the text-encoder
+//! fixtures (given as pipeline folders), its outputs compared with transformers' float64 goldens
+//! (1e-3 of the largest magnitude; the library tests hold the tighter bounds).
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use safetensors::SafeTensors;
+
+fn fixtures() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures")).to_path_buf()
+}
 
 fn floats(st: &SafeTensors, name: &str) -> Vec<f64> {
     let v = st.tensor(name).unwrap();
@@ -23,60 +28,101 @@ fn floats(st: &SafeTensors, name: &str) -> Vec<f64> {
     }
 }
 
-#[test]
-fn last_hidden_state_matches_transformers() {
-    let t5 = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/t5"));
-    let io = t5.join("encoder_io.safetensors");
+/// `iterinv module <network> --model <model> --inputs <io> --out <out>`.
+fn module(network: &str, model: &Path, io: &Path, out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iterinv"))
+        .args(["module", network, "--model"])
+        .arg(model)
+        .arg("--inputs")
+        .arg(io)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// Runs `network` on `io` and compares each of `outputs` with the array of that name in `io`.
+fn check(network: &str, model: &Path, io: &Path, outputs: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.safetensors");
-    let run = Command::new(env!("CARGO_BIN_EXE_iterinv"))
-        .args(["module", "t5", "--model"])
-        .arg(t5)
-        .arg("--inputs")
-        .arg(&io)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = module(network, model, io, &out);
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let (got, want) = (std::fs::read(&out).unwrap(), std::fs::read(&io).unwrap());
-    let got = floats(
-        &SafeTensors::deserialize(&got).unwrap(),
-        "last_hidden_state",
+    let (got, want) = (std::fs::read(&out).unwrap(), std::fs::read(io).unwrap());
+    let (got, want) = (
+        SafeTensors::deserialize(&got).unwrap(),
+        SafeTensors::deserialize(&want).unwrap(),
     );
-    let want = floats(
-        &SafeTensors::deserialize(&want).unwrap(),
-        "last_hidden_state",
+    for name in outputs {
+        let (got, want) = (floats(&got, name), floats(&want, name));
+        assert_eq!(got.len(), want.len(), "{name}");
+        let scale = want.iter().fold(0f64, |m, x| m.max(x.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            err <= 1e-3 * scale,
+            "{name}: error {err:.3e}, scale {scale:.3}"
+        );
+    }
+}
+
+#[test]
+fn t5_last_hidden_state_matches_transformers() {
+    let t5 = fixtures().join("t5");
+    check(
+        "t5",
+        &t5,
+        &t5.join("encoder_io.safetensors"),
+        &["last_hidden_state"],
     );
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f64, |m, x| m.max(x.abs()));
-    let err = got
-        .iter()
-        .zip(&want)
-        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-    assert!(err <= 1e-3 * scale, "error {err:.3e}, scale {scale:.3}");
+}
+
+#[test]
+fn clip_text_outputs_match_transformers() {
+    let clip = fixtures().join("clip_text");
+    let outputs = ["last_hidden_state", "pooler_output"];
+    // Without an attention mask, as Stable Diffusion runs it, from a pipeline folder.
+    let io = clip.join("gelu_legacy_io.safetensors");
+    check("clip-text", &clip.join("gelu_legacy"), &io, &outputs);
+    // With one.
+    let io = clip.join("quick_gelu_io.safetensors");
+    check("clip-text", &clip.join("quick_gelu"), &io, &outputs);
 }
 
 #[test]
 fn missing_ids_are_named() {
-    let t5 = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/t5"));
     // The UNet fixture's inputs have no input_ids at all.
-    let io = t5.join("../if_unet/stage1_io.safetensors");
+    let io = fixtures().join("if_unet/stage1_io.safetensors");
     let tmp = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_iterinv"))
-        .args(["module", "t5", "--model"])
-        .arg(t5)
-        .arg("--inputs")
-        .arg(&io)
-        .arg("--out")
-        .arg(tmp.path().join("o.safetensors"))
-        .output()
-        .unwrap();
+    for (network, model) in [("t5", "t5"), ("clip-text", "clip_text/quick_gelu")] {
+        let run = module(
+            network,
+            &fixtures().join(model),
+            &io,
+            &tmp.path().join("o.safetensors"),
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success());
+        assert!(stderr.contains("has no array `input_ids`"), "{stderr}");
+    }
+}
+
+#[test]
+fn t5_needs_an_attention_mask() {
+    let io = fixtures().join("clip_text/gelu_legacy_io.safetensors");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = module(
+        "t5",
+        &fixtures().join("t5"),
+        &io,
+        &tmp.path().join("o.safetensors"),
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
-    assert!(stderr.contains("has no array `input_ids`"), "{stderr}");
+    assert!(stderr.contains("no array `attention_mask`"), "{stderr}");
 }

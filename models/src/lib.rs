@@ -6,10 +6,12 @@
 //! - [`nn`]: layers shared by the networks (linear, conv, norms, the UNet resnet).
 //! - [`if_unet`]: the DeepFloyd-IF stage I and II UNets.
 //! - [`t5`]: the T5 v1.1 text encoder.
+//! - [`clip_text`]: the CLIP text encoder (the SD x4 upscaler's text conditioning).
 //! - [`text`]: tokenizers and IF's prompt preprocessing.
 //!
 //! Re-exports the engine so that model code and its users name one crate.
 
+pub mod clip_text;
 pub mod config;
 pub mod error;
 pub mod if_unet;
@@ -18,6 +20,7 @@ pub mod t5;
 pub mod text;
 pub mod weights;
 
+pub use clip_text::ClipTextEncoder;
 pub use error::{Error, Result};
 pub use if_unet::{IfUNet, UNetInputs};
 pub use iterinv_engine as engine;

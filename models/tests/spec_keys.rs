@@ -176,3 +176,34 @@ fn t5_xxl_encoder_asks_for_exactly_its_checkpoint_keys() {
     );
     assert_eq!(index.len(), 220);
 }
+
+/// The SD x4 upscaler's CLIP text encoder (OpenCLIP ViT-H's text tower: 1024 wide, 23 layers, exact
+/// GELU) built from its real config asks for exactly its published keys.
+#[test]
+fn sd_upscaler_clip_text_encoder_asks_for_exactly_its_checkpoint_keys() {
+    use iterinv_models::config::ClipTextConfig;
+    use iterinv_models::engine::{Activation, Tensor};
+    use iterinv_models::weights::{ShapeCheck, Weights};
+    use iterinv_models::ClipTextEncoder;
+
+    let name = "stable-diffusion-x4-upscaler.text_encoder.json";
+    let (index, s) = spec_index(name);
+    let c: ClipTextConfig = serde_json::from_value(s["config"].clone()).unwrap();
+    assert_eq!(
+        (c.head_dim(), c.activation().unwrap()),
+        (64, Activation::Gelu)
+    );
+    let gpu = common::gpu();
+    let source = ShapeCheck {
+        index: &index,
+        placeholder: Tensor::zeros(gpu, &[1]).unwrap(),
+    };
+    ClipTextEncoder::from_weights(gpu, c, &Weights::new(&source)).unwrap();
+    assert_eq!(
+        index.unused_keys(),
+        Vec::<String>::new(),
+        "{name}: keys never asked for"
+    );
+    assert_eq!(index.len(), 372);
+    assert_eq!(index.total_numel() as u64, s["params"].as_u64().unwrap());
+}

@@ -5,6 +5,7 @@
 
 mod blocks;
 mod check;
+pub mod clip;
 pub mod limits;
 mod t5;
 mod unet;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use blocks::{ClassEmbedding, DownBlockType, MidBlockType, UpBlockType};
+pub use clip::ClipTextConfig;
 pub use t5::T5Config;
 pub use unet::UNetConfig;
 

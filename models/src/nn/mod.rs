@@ -2,6 +2,7 @@
 //! running on the engine's ops with f32 activations.
 
 mod resnet;
+mod tokens;
 
 use iterinv_engine::ops::conv::Conv2dOptions;
 use iterinv_engine::ops::norm::GroupNormArgs;
@@ -11,6 +12,7 @@ use crate::error::Result;
 use crate::weights::Weights;
 
 pub use resnet::{Resample, Resnet, ResnetOptions, TimeConditioning};
+pub use tokens::check_token_batch;
 
 /// `nn.Linear`: `x · weightᵀ + bias`, weight `[out, in]`.
 pub struct Linear {

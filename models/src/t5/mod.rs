@@ -14,7 +14,7 @@ use iterinv_engine::{grad, Activation, Gpu, Tensor};
 
 use crate::config::T5Config;
 use crate::error::{Error, Result};
-use crate::nn::Linear;
+use crate::nn::{check_token_batch, Linear};
 use crate::weights::{build_from_checkpoint, Weights, TRANSFORMERS_STEM};
 
 pub use position::{bucket, bucket_table};
@@ -181,48 +181,12 @@ impl T5Encoder {
     }
 
     fn check_tokens(&self, ids: &[Vec<u32>], mask: &[Vec<u32>]) -> Result<(usize, usize)> {
-        let bad = |what: &str, detail: String| {
-            Err(Error::Input {
-                what: what.into(),
-                detail,
-            })
-        };
-        let (b, l) = (ids.len(), ids.first().map_or(0, Vec::len));
-        if b == 0 || l == 0 {
-            return bad(
-                "input_ids",
-                format!("must be a non-empty [B, L] batch, got {b} rows of {l}"),
-            );
-        }
-        if mask.len() != b {
-            return bad(
-                "attention_mask",
-                format!("has {} rows for {b} rows of input_ids", mask.len()),
-            );
-        }
-        for (i, (row, m)) in ids.iter().zip(mask).enumerate() {
-            if row.len() != l || m.len() != l {
-                return bad(
-                    "input_ids",
-                    format!(
-                        "row {i} has {} ids and {} mask values; every row needs {l}",
-                        row.len(),
-                        m.len()
-                    ),
-                );
-            }
-            if let Some(&t) = row.iter().find(|&&t| t as usize >= self.config.vocab_size) {
-                return bad(
-                    "input_ids",
-                    format!(
-                        "row {i} holds id {t}, outside the vocabulary of {}",
-                        self.config.vocab_size
-                    ),
-                );
-            }
-            if m.iter().all(|&v| v == 0) {
-                return bad("attention_mask", format!("row {i} masks every token"));
-            }
+        let (b, l) = check_token_batch(ids, Some(mask), self.config.vocab_size)?;
+        if let Some(i) = mask.iter().position(|m| m.iter().all(|&v| v == 0)) {
+            return Err(Error::Input {
+                what: "attention_mask".into(),
+                detail: format!("row {i} masks every token"),
+            });
         }
         Ok((b, l))
     }

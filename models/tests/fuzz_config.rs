@@ -1,7 +1,7 @@
 //! Fuzzing config.json (models/src/config): the UNet configs of the fixtures and of the real
-//! checkpoints' specs (IF-I-XL, IF-II-L, the SD x4 upscaler), and T5's, with fields removed,
-//! mistyped, added or set to absurd sizes, or their bytes mutated. Each must load and validate
-//! or fail with an error naming the file; a config that passes must stay within
+//! checkpoints' specs (IF-I-XL, IF-II-L, the SD x4 upscaler), T5's and CLIP text's, with fields
+//! removed, mistyped, added or set to absurd sizes, or their bytes mutated. Each must load and
+//! validate or fail with an error naming the file; a config that passes must stay within
 //! `config::limits`, so that nothing sized by it can overflow or allocate absurdly later.
 
 #[path = "../../tests/fuzz_support/mod.rs"]
@@ -11,7 +11,7 @@ use std::path::Path;
 
 use fuzz_support::{assert_names_file, budget, fixture_bytes, fixtures, guarded, json, mutate};
 use iterinv_models::config::limits::*;
-use iterinv_models::config::{T5Config, UNetConfig, CONFIG_FILE};
+use iterinv_models::config::{clip, ClipTextConfig, T5Config, UNetConfig, CONFIG_FILE};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -109,6 +109,26 @@ proptest! {
             assert!(c.num_layers <= MAX_LAYERS && c.num_heads <= MAX_HEADS);
             // inner_dim multiplies two checked sizes: no overflow.
             assert!(c.inner_dim() <= MAX_HEADS * MAX_WIDTH);
+        }
+    }
+
+    #[test]
+    fn mutated_clip_text_configs_validate_or_name_the_file(bytes in strategy(vec![
+        serde_json::from_slice(&fixture_bytes("clip_text/gelu_legacy/text_encoder/config.json"))
+            .unwrap(),
+        serde_json::from_slice(&fixture_bytes("clip_text/quick_gelu/config.json")).unwrap(),
+        serde_json::from_slice::<Value>(
+            &fixture_bytes("checkpoints/stable-diffusion-x4-upscaler.text_encoder.json"),
+        ).unwrap()["config"].clone(),
+    ])) {
+        let dir = tempfile::tempdir().unwrap();
+        if let Ok(c) = load(dir.path(), &bytes, |d| ClipTextConfig::load(d, None)) {
+            assert!(c.vocab_size <= MAX_VOCAB && c.hidden_size <= MAX_WIDTH);
+            assert!(c.intermediate_size <= MAX_WIDTH && c.num_hidden_layers <= MAX_LAYERS);
+            // The causal mask the encoder builds per call: heads · L² floats.
+            assert!(c.max_position_embeddings <= clip::MAX_POSITIONS);
+            assert!(c.num_attention_heads <= c.hidden_size);
+            assert!(c.head_dim() * c.num_attention_heads == c.hidden_size);
         }
     }
 }

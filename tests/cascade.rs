@@ -258,7 +258,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn the_inversion_denoiser_samples_like_diffusers() {
     use iterinv::engine::invert::{ddim, Guidance};
-    use iterinv::models::IfUNet;
+    use iterinv::models::UNet;
     use iterinv::pipeline::sampling::LowResCondition;
     use iterinv::pipeline::IfDenoiser;
 
@@ -271,7 +271,7 @@ fn the_inversion_denoiser_samples_like_diffusers() {
     );
     for stage in [Stage::One, Stage::Two] {
         let folder = PipelineFolder::open(&cascade().join(stage.name()), stage).unwrap();
-        let unet = IfUNet::load(gpu, &folder.component("unet").unwrap(), None).unwrap();
+        let unet = UNet::load(gpu, &folder.component("unet").unwrap(), None).unwrap();
         let mut scheduler = folder
             .scheduler("scheduler", Some(SchedulerKind::Ddim))
             .unwrap();

@@ -9,7 +9,7 @@ use std::path::Path;
 use iterinv::engine::invert::{Denoiser, Guidance};
 use iterinv::engine::sched::{Scheduler, SchedulerKind, StepOptions};
 use iterinv::grad::backward;
-use iterinv::models::IfUNet;
+use iterinv::models::UNet;
 use iterinv::optim::Adam;
 use iterinv::pipeline::sampling::LowResCondition;
 use iterinv::pipeline::{IfDenoiser, PipelineFolder, Stage};
@@ -20,9 +20,9 @@ use crate::{randn, BenchResult, Workload};
 const CASCADE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cascade");
 const T: usize = 500;
 
-fn stage(gpu: &Gpu, stage: Stage) -> BenchResult<(IfUNet, Scheduler)> {
+fn stage(gpu: &Gpu, stage: Stage) -> BenchResult<(UNet, Scheduler)> {
     let folder = PipelineFolder::open(&Path::new(CASCADE).join(stage.name()), stage)?;
-    let unet = IfUNet::load(gpu, &folder.component("unet")?, None)?;
+    let unet = UNet::load(gpu, &folder.component("unet")?, None)?;
     let mut scheduler = folder.scheduler("scheduler", Some(SchedulerKind::Ddim))?;
     scheduler.set_timesteps(50)?;
     Ok((unet, scheduler))

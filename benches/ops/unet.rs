@@ -7,7 +7,7 @@ use std::path::Path;
 use iterinv::grad::grad;
 use iterinv::models::config::UNetConfig;
 use iterinv::models::weights::Weights;
-use iterinv::models::{IfUNet, UNetInputs};
+use iterinv::models::{UNet, UNetInputs};
 use iterinv::Gpu;
 
 use crate::random_weights::RandomF16;
@@ -18,7 +18,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 /// Forward and forward+VJP workloads of `unet` on `sample [B,C,H,W]` and `text [B,77,D]`.
 fn unet_workloads(
     gpu: &Gpu,
-    unet: IfUNet,
+    unet: UNet,
     names: [&'static str; 2],
     sample_shape: [usize; 4],
     text_dim: usize,
@@ -68,7 +68,7 @@ fn unet_workloads(
 /// The stage-1 test fixture (16/24 channels, text width 48) at B2, 64 px, 77 tokens.
 pub fn tiny_if_unet(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
     let dir = Path::new(FIXTURES).join("if_unet/stage1");
-    let unet = IfUNet::load(gpu, &dir, None)?;
+    let unet = UNet::load(gpu, &dir, None)?;
     let names = ["if_unet_tiny_fwd_b2_64", "if_unet_tiny_fwd_vjp_b2_64"];
     unet_workloads(gpu, unet, names, [2, 3, 64, 64], 48)
 }
@@ -82,7 +82,7 @@ pub fn if_m_unet(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
     config["cross_attention_dim"] = serde_json::json!(768);
     let config = UNetConfig::from_value(config, &path)?;
     let source = RandomF16 { gpu };
-    let unet = IfUNet::from_weights(gpu, config, &Weights::new(&source))?;
+    let unet = UNet::from_weights(gpu, config, &Weights::new(&source))?;
     let names = ["if_unet_m_fwd_b2_64", "if_unet_m_fwd_vjp_b2_64"];
     unet_workloads(gpu, unet, names, [2, 3, 64, 64], 4096)
 }

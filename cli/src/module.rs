@@ -7,16 +7,17 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use iterinv::models::{ClipTextEncoder, IfUNet, T5Encoder, UNetInputs};
+use iterinv::models::{ClipTextEncoder, T5Encoder, UNet, UNetInputs};
 use iterinv::{grad, Gpu};
 
 use crate::tensor_file::{self, Array};
 
 #[derive(Subcommand)]
 pub enum Module {
-    /// Run a DeepFloyd-IF UNet (stage I or II) forward, and its vector-Jacobian products.
-    #[command(long_about = IF_UNET_HELP)]
-    IfUnet(IfUnetArgs),
+    /// Run a UNet (DeepFloyd-IF stage I or II, the SD x4 upscaler) forward, and its
+    /// vector-Jacobian products.
+    #[command(long_about = UNET_HELP, alias = "if-unet")]
+    Unet(UnetArgs),
     /// Run a T5 encoder (IF's text encoder) on token ids.
     #[command(long_about = T5_HELP)]
     T5(T5Args),
@@ -65,20 +66,26 @@ pub struct T5Args {
     io: ModelIo,
 }
 
-const IF_UNET_HELP: &str = "\
-Run a DeepFloyd-IF UNet (stage I or II) forward, and optionally its vector-Jacobian products.
+const UNET_HELP: &str = "\
+Run a diffusers UNet2DConditionModel with IF's blocks (DeepFloyd-IF stage I or II) or SD's (the
+Stable Diffusion x4 upscaler) forward, and optionally its vector-Jacobian products. `if-unet` is
+an alias.
 
 IN (safetensors) holds:
-  sample                 [B, C, H, W]  float   noisy image (stage II: noisy image and upscaled
-                                               low-res image concatenated, C = 6)
+  sample                 [B, C, H, W]  float   IF-I: the noisy image; IF-II: noisy image and upscaled
+                                               low-res image concatenated (C = 6); x4 upscaler:
+                                               noisy latent and noised low-res image (C = 7)
   timestep               [B] or [1]    any int or float dtype
-  encoder_hidden_states  [B, L, D]     float   T5 output (D = 4096 for the real models)
-  class_labels           [B] or [1]    any     stage II only: the low-res image's noise level
+  encoder_hidden_states  [B, L, D]     float   the text encoder's output (T5: D = 4096 for IF;
+                                               CLIP: D = 1024 for the upscaler)
+  class_labels           [B] or [1]    any     IF-II and the upscaler: the low-res image's noise
+                                               level (the upscaler's: an integer below 1000)
   cotangent              like OUT's `sample`   optional: also compute the VJPs
 Arrays of any float dtype are read as f32. Other arrays in IN are ignored (with a warning).
 
 OUT (safetensors, f32) holds:
-  sample                       [B, out_channels, H, W]  (IF: ε in channels 0..3, variance in 3..6)
+  sample                       [B, out_channels, H, W]  (IF: ε in channels 0..3, variance in
+                                                        3..6; the upscaler: v, 4 channels)
   grad_sample                  <cotangent, d sample_out / d sample>, when IN has `cotangent`
   grad_encoder_hidden_states   <cotangent, d sample_out / d encoder_hidden_states>, likewise
 
@@ -88,7 +95,7 @@ This is how to check iterinv against diffusers on your own weights: in PyTorch, 
 on the same IN and compare.";
 
 #[derive(Args)]
-pub struct IfUnetArgs {
+pub struct UnetArgs {
     #[command(flatten)]
     io: ModelIo,
 }
@@ -112,7 +119,7 @@ pub struct ModelIo {
     out: PathBuf,
 }
 
-const IF_UNET_INPUTS: [&str; 5] = [
+const UNET_INPUTS: [&str; 5] = [
     "sample",
     "timestep",
     "encoder_hidden_states",
@@ -122,7 +129,7 @@ const IF_UNET_INPUTS: [&str; 5] = [
 
 pub fn run(gpu: &Gpu, module: Module) -> Result<()> {
     match module {
-        Module::IfUnet(args) => if_unet(gpu, args),
+        Module::Unet(args) => unet(gpu, args),
         Module::T5(args) => t5(gpu, args),
         Module::ClipText(args) => clip_text(gpu, args),
     }
@@ -236,9 +243,9 @@ fn rows(path: &Path, name: &str, a: &Array) -> Result<Vec<Vec<u32>>> {
         .collect())
 }
 
-fn if_unet(gpu: &Gpu, IfUnetArgs { io: args }: IfUnetArgs) -> Result<()> {
+fn unet(gpu: &Gpu, UnetArgs { io: args }: UnetArgs) -> Result<()> {
     let arrays = tensor_file::read(&args.inputs)?;
-    warn_ignored(&args.inputs, &arrays, &IF_UNET_INPUTS);
+    warn_ignored(&args.inputs, &arrays, &UNET_INPUTS);
     let get = |name: &str| required(&args.inputs, &arrays, name);
     let (sample, text) = (get("sample")?, get("encoder_hidden_states")?);
     for (name, a) in [("sample", sample), ("encoder_hidden_states", text)] {
@@ -256,8 +263,8 @@ fn if_unet(gpu: &Gpu, IfUnetArgs { io: args }: IfUnetArgs) -> Result<()> {
         .map(|a| vector(&args.inputs, "class_labels", a))
         .transpose()?;
 
-    let unet = load_timed("the IF UNet", &args.model, || {
-        IfUNet::load(gpu, &args.model, args.variant.as_deref())
+    let unet = load_timed("the UNet", &args.model, || {
+        UNet::load(gpu, &args.model, args.variant.as_deref())
     })?;
 
     let cotangent = arrays.get("cotangent");

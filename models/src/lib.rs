@@ -4,7 +4,8 @@
 //! - [`weights`]: safetensors checkpoints (single, sharded, variants, pipeline subfolders).
 //! - [`config`]: the models' `config.json` files, parsed and validated.
 //! - [`nn`]: layers shared by the networks (linear, conv, norms, the UNet resnet).
-//! - [`if_unet`]: the DeepFloyd-IF stage I and II UNets.
+//! - [`unet`]: diffusers' `UNet2DConditionModel` with IF's blocks (stage I and II) or SD's (the x4
+//!   upscaler).
 //! - [`t5`]: the T5 v1.1 text encoder.
 //! - [`clip_text`]: the CLIP text encoder (the SD x4 upscaler's text conditioning).
 //! - [`text`]: tokenizers and IF's prompt preprocessing.
@@ -14,15 +15,15 @@
 pub mod clip_text;
 pub mod config;
 pub mod error;
-pub mod if_unet;
 pub mod nn;
 pub mod t5;
 pub mod text;
+pub mod unet;
 pub mod weights;
 
 pub use clip_text::ClipTextEncoder;
 pub use error::{Error, Result};
-pub use if_unet::{IfUNet, UNetInputs};
 pub use iterinv_engine as engine;
 pub use t5::T5Encoder;
+pub use unet::{UNet, UNetInputs};
 pub use weights::{Checkpoint, KeyIndex};

@@ -116,13 +116,13 @@ fn configs_agree_with_key_lists() {
     check_config_against_keys("IF-II-L-v1.0.unet.json");
 }
 
-/// The IF UNet built from a real checkpoint's config asks for exactly its published keys and
+/// The UNet built from a real checkpoint's config asks for exactly its published keys and
 /// shapes: every request is checked against the list, nothing is left over. No weights are
 /// allocated (each request gets the same 1-element placeholder).
-fn if_unet_asks_for_exactly(name: &str) {
+fn unet_asks_for_exactly(name: &str) {
     use iterinv_models::engine::Tensor;
     use iterinv_models::weights::{ShapeCheck, Weights};
-    use iterinv_models::IfUNet;
+    use iterinv_models::UNet;
 
     let (index, s) = spec_index(name);
     let c = UNetConfig::from_value(s["config"].clone(), Path::new(name)).unwrap();
@@ -131,7 +131,7 @@ fn if_unet_asks_for_exactly(name: &str) {
         index: &index,
         placeholder: Tensor::zeros(gpu, &[1]).unwrap(),
     };
-    IfUNet::from_weights(gpu, c, &Weights::new(&source)).unwrap();
+    UNet::from_weights(gpu, c, &Weights::new(&source)).unwrap();
     assert_eq!(
         index.unused_keys(),
         Vec::<String>::new(),
@@ -142,12 +142,21 @@ fn if_unet_asks_for_exactly(name: &str) {
 
 #[test]
 fn if_i_xl_unet_asks_for_exactly_its_checkpoint_keys() {
-    if_unet_asks_for_exactly("IF-I-XL-v1.0.unet.json");
+    unet_asks_for_exactly("IF-I-XL-v1.0.unet.json");
 }
 
 #[test]
 fn if_ii_l_unet_asks_for_exactly_its_checkpoint_keys() {
-    if_unet_asks_for_exactly("IF-II-L-v1.0.unet.json");
+    unet_asks_for_exactly("IF-II-L-v1.0.unet.json");
+}
+
+/// SD's blocks: transformer layers with linear projections, only_cross_attention on three levels,
+/// convolution resamplers, the 1000-row class-embedding table of noise levels.
+#[test]
+fn sd_x4_upscaler_unet_asks_for_exactly_its_checkpoint_keys() {
+    let name = "stable-diffusion-x4-upscaler.unet.json";
+    unet_asks_for_exactly(name);
+    assert_eq!(spec_index(name).0.len(), 687);
 }
 
 /// T5-v1.1-XXL built from its real config asks for exactly its published keys: the embedding once

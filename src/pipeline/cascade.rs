@@ -10,7 +10,7 @@ use iterinv_engine::sched::SchedulerKind;
 use iterinv_models::t5::T5Encoder;
 use iterinv_models::text::caption::preprocess;
 use iterinv_models::text::tokenizer::T5Tokenizer;
-use iterinv_models::{IfUNet, Result};
+use iterinv_models::{Result, UNet};
 
 use super::folder::{PipelineFolder, Stage};
 use super::guidance::TextCondition;
@@ -111,7 +111,7 @@ pub fn run_stage1(
     noise: &mut dyn NoiseSource,
     progress: CascadeProgress,
 ) -> Result<Tensor> {
-    let unet = IfUNet::load(gpu, &folder.component("unet")?, opts.variant.as_deref())?;
+    let unet = UNet::load(gpu, &folder.component("unet")?, opts.variant.as_deref())?;
     let mut scheduler = folder.scheduler("scheduler", opts.sampler)?;
     let size = unet.sample_size()?;
     let channels = unet.config().in_channels;
@@ -143,7 +143,7 @@ pub fn run_stage2(
     noise: &mut dyn NoiseSource,
     progress: CascadeProgress,
 ) -> Result<Tensor> {
-    let unet = IfUNet::load(gpu, &folder.component("unet")?, opts.variant.as_deref())?;
+    let unet = UNet::load(gpu, &folder.component("unet")?, opts.variant.as_deref())?;
     let mut scheduler = folder.scheduler("scheduler", opts.sampler)?;
     let noising = folder.scheduler("image_noising_scheduler", Some(SchedulerKind::Ddpm))?;
     let size = unet.sample_size()?;

@@ -3,13 +3,13 @@
 //! label (both fixed for a whole inversion).
 
 use iterinv_engine::invert::Denoiser;
-use iterinv_models::{IfUNet, UNetInputs};
+use iterinv_models::{UNet, UNetInputs};
 
 use super::sampling::LowResCondition;
 use crate::Tensor;
 
 pub struct IfDenoiser<'a> {
-    pub unet: &'a IfUNet,
+    pub unet: &'a UNet,
     /// Stage II's condition; None at stage I.
     pub low_res: Option<&'a LowResCondition>,
 }

@@ -3,7 +3,7 @@
 //! the GPU, no readback inside the loop.
 
 use iterinv_engine::sched::{Scheduler, SchedulerKind, StepOptions};
-use iterinv_models::{IfUNet, UNetInputs};
+use iterinv_models::{UNet, UNetInputs};
 
 use super::guidance::{guide, guides, TextCondition};
 use super::noise::NoiseSource;
@@ -33,7 +33,7 @@ pub struct LowResCondition {
 /// Denoise `x` (the stage's initial noise `[B, C, H, W]`) over the sampler's timesteps.
 #[allow(clippy::too_many_arguments)]
 pub fn denoise(
-    unet: &IfUNet,
+    unet: &UNet,
     scheduler: &mut Scheduler,
     mut x: Tensor,
     text: &TextCondition,

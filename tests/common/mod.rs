@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use iterinv::engine::sched::{Scheduler, SchedulerKind};
-use iterinv::models::IfUNet;
+use iterinv::models::UNet;
 use iterinv::pipeline::{PipelineFolder, Stage};
 use iterinv::{Gpu, GpuOptions, Tensor};
 use safetensors::{Dtype, SafeTensors};
@@ -101,10 +101,10 @@ pub fn fixtures() -> PathBuf {
 
 /// A stage of the tiny trained cascade: its UNet and its DDIM scheduler set to `steps`, as the
 /// engine's inversion builds them (DDIMScheduler.from_config of the folder's config).
-pub fn trained_stage(stage: Stage, steps: usize) -> (IfUNet, Scheduler) {
+pub fn trained_stage(stage: Stage, steps: usize) -> (UNet, Scheduler) {
     let dir = fixtures().join("trained_cascade").join(stage.name());
     let folder = PipelineFolder::open(&dir, stage).unwrap();
-    let unet = IfUNet::load(gpu(), &folder.component("unet").unwrap(), None).unwrap();
+    let unet = UNet::load(gpu(), &folder.component("unet").unwrap(), None).unwrap();
     let mut scheduler = folder
         .scheduler("scheduler", Some(SchedulerKind::Ddim))
         .unwrap();

@@ -47,26 +47,42 @@ impl Linear {
     }
 }
 
-/// `nn.Conv2d` with a square kernel, stride 1 and "same" padding (`(k−1)/2`).
+/// `nn.Conv2d` with a square kernel and symmetric padding: stride 1 and "same" padding
+/// (`(k−1)/2`) unless loaded with [`Conv2d::load_strided`].
 pub struct Conv2d {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub padding: usize,
+    pub stride: usize,
 }
 
 impl Conv2d {
     /// `weight [out, in, k, k]` and `bias [out]` of module `w`.
     pub fn load(w: &Weights, inputs: usize, outputs: usize, kernel: usize) -> Result<Conv2d> {
+        Self::load_strided(w, inputs, outputs, kernel, 1, kernel.saturating_sub(1) / 2)
+    }
+
+    /// As [`Conv2d::load`], with a stride and padding (SD's downsampler: 3×3, stride 2, pad 1).
+    pub fn load_strided(
+        w: &Weights,
+        inputs: usize,
+        outputs: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Conv2d> {
         Ok(Conv2d {
             weight: w.tensor("weight", &[outputs, inputs, kernel, kernel])?,
             bias: Some(w.tensor("bias", &[outputs])?),
-            padding: kernel.saturating_sub(1) / 2,
+            padding,
+            stride,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let opts = Conv2dOptions {
             padding: self.padding,
+            stride: self.stride,
             ..Default::default()
         };
         Ok(x.conv2d(&self.weight, self.bias.as_ref(), opts)?)

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use iterinv_engine::invert::StepReport;
 use iterinv_engine::sched::SchedulerKind;
-use iterinv_models::{Error, IfUNet, Result};
+use iterinv_models::{Error, Result, UNet};
 
 pub use artifacts::{Artifacts, ArtifactsMeta, HostTensor, StageMeta};
 pub use replay::{reconstruct, FolderOverrides};
@@ -330,7 +330,7 @@ pub fn invert(
 
     // Stage I.
     let s1 = opts.stage1_settings;
-    let unet1 = IfUNet::load(gpu, &folder1.component("unet")?, variant)?;
+    let unet1 = UNet::load(gpu, &folder1.component("unet")?, variant)?;
     let size1 = unet1.sample_size()?;
     let sched1 = inversion_scheduler(&folder1, opts.steps, s1.thresholding)?;
     let input1 = load_for_stage(gpu, image, size1, opts.fit)?;

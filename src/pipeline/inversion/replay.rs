@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use iterinv_models::{Error, IfUNet, Result};
+use iterinv_models::{Error, Result, UNet};
 
 use super::artifacts::{self, Artifacts, StageMeta};
 use super::{
@@ -54,7 +54,7 @@ pub fn reconstruct(
         )?
         .upload(gpu)?;
 
-    let unet1 = IfUNet::load(gpu, &folder1.component("unet")?, variant)?;
+    let unet1 = UNet::load(gpu, &folder1.component("unet")?, variant)?;
     let s = meta.stage1.size;
     let sched1 = inversion_scheduler(&folder1, meta.stage1.steps, meta.stage1.thresholding)?;
     let x_t = artifacts

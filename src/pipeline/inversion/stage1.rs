@@ -5,7 +5,7 @@
 use iterinv_engine::invert::nti::{self, NtiOptions, Reduction};
 use iterinv_engine::invert::{ddim, Guidance};
 use iterinv_engine::sched::Scheduler;
-use iterinv_models::{IfUNet, Result};
+use iterinv_models::{Result, UNet};
 use serde_json::json;
 
 use super::{Event, Stage1Method, StageRun};
@@ -69,7 +69,7 @@ pub struct Stage1Latents {
 
 /// Invert `image` (`[1, 3, S, S]` in [−1, 1]).
 pub fn invert(
-    unet: &IfUNet,
+    unet: &UNet,
     scheduler: &Scheduler,
     image: &Tensor,
     cond: &Tensor,
@@ -117,7 +117,7 @@ pub fn invert(
 
 /// Regenerate the image from the latents: guided DDIM with the method's null embedding(s).
 pub fn reconstruct(
-    unet: &IfUNet,
+    unet: &UNet,
     scheduler: &Scheduler,
     latents: &Stage1Latents,
     cond: &Tensor,

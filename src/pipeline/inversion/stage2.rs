@@ -6,7 +6,7 @@
 use iterinv_engine::invert::iterinv::{self, IterInvMode, IterInvOptions};
 use iterinv_engine::invert::{ddim, Guidance};
 use iterinv_engine::sched::{Scheduler, SchedulerKind};
-use iterinv_models::{IfUNet, Result};
+use iterinv_models::{Result, UNet};
 use serde_json::json;
 
 use super::{Event, SrMethod, StageRun};
@@ -85,7 +85,7 @@ impl Stage2Settings {
 
 /// Stage II's model and schedulers, loaded once for inversion and reconstruction.
 pub struct Stage2Model {
-    pub unet: IfUNet,
+    pub unet: UNet,
     pub scheduler: Scheduler,
     pub noising: Scheduler,
 }
@@ -98,7 +98,7 @@ impl Stage2Model {
         thresholding: bool,
         variant: Option<&str>,
     ) -> Result<Stage2Model> {
-        let unet = IfUNet::load(gpu, &folder.component("unet")?, variant)?;
+        let unet = UNet::load(gpu, &folder.component("unet")?, variant)?;
         let scheduler = super::inversion_scheduler(folder, steps, thresholding)?;
         let noising = folder.scheduler("image_noising_scheduler", Some(SchedulerKind::Ddpm))?;
         Ok(Stage2Model {

@@ -1,4 +1,4 @@
-//! What the IF UNet says when the checkpoint, the config or the inputs are wrong: an error that
+//! What the UNet says when the checkpoint, the config or the inputs are wrong: an error that
 //! names the problem, never a panic.
 
 mod common;
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use common::{fixture, gpu, write, Raw};
 use iterinv_models::engine::Tensor;
-use iterinv_models::{Error, IfUNet, UNetInputs};
+use iterinv_models::{Error, UNet, UNetInputs};
 use safetensors::SafeTensors;
 
 const WEIGHTS: &str = "diffusion_pytorch_model.safetensors";
@@ -33,7 +33,7 @@ fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 }
 
 fn load_err(dir: &Path) -> Error {
-    match IfUNet::load(gpu(), dir, None) {
+    match UNet::load(gpu(), dir, None) {
         Ok(_) => panic!("loading {} should fail", dir.display()),
         Err(e) => e,
     }
@@ -42,7 +42,7 @@ fn load_err(dir: &Path) -> Error {
 #[test]
 fn a_pipeline_folder_is_found_through_its_unet_subfolder() {
     let (tmp, _) = copy_stage1();
-    let unet = IfUNet::load(gpu(), tmp.path(), None).unwrap();
+    let unet = UNet::load(gpu(), tmp.path(), None).unwrap();
     assert_eq!(unet.config().in_channels, 3);
 }
 
@@ -108,23 +108,37 @@ fn a_config_that_does_not_match_the_weights_gives_the_shapes() {
 
 #[test]
 fn an_unsupported_block_type_names_the_field() {
-    for (name, field) in [
-        ("CrossAttnDownBlock2D", "down_block_types[1]"),
-        ("AttnDownBlock2D", "down_block_types[1]"),
-    ] {
-        let (_tmp, dir) = copy_stage1();
-        edit_config(&dir, |c| c["down_block_types"][1] = name.into());
-        let e = load_err(&dir);
-        let msg = e.to_string();
-        assert!(msg.contains(field) && msg.contains(name), "{msg}");
-    }
+    let (_tmp, dir) = copy_stage1();
+    edit_config(&dir, |c| {
+        c["down_block_types"][1] = "AttnDownBlock2D".into()
+    });
+    let msg = load_err(&dir).to_string();
+    assert!(
+        msg.contains("down_block_types[1]") && msg.contains("AttnDownBlock2D"),
+        "{msg}"
+    );
+}
+
+/// SD's block kinds are supported too; over IF's weights, the first transformer weight is
+/// missing and the error names it.
+#[test]
+fn an_sd_block_over_if_weights_names_the_missing_key() {
+    let (_tmp, dir) = copy_stage1();
+    edit_config(&dir, |c| {
+        c["down_block_types"][1] = "CrossAttnDownBlock2D".into()
+    });
+    let e = load_err(&dir);
+    let Error::MissingKey { key, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(key.starts_with("down_blocks.1.attentions.0."), "{e}");
 }
 
 /// Each bad input to a good UNet is an `Error::Input` naming the input.
 #[test]
 fn wrong_inputs_are_refused_before_any_work() {
     let gpu = gpu();
-    let unet = IfUNet::load(gpu, &fixture("if_unet").join("stage1"), None).unwrap();
+    let unet = UNet::load(gpu, &fixture("if_unet").join("stage1"), None).unwrap();
     let zeros = |shape: &[usize]| Tensor::zeros(gpu, shape).unwrap();
     let (sample, text) = (zeros(&[2, 3, 8, 8]), zeros(&[2, 5, 48]));
     let good = UNetInputs {
@@ -203,7 +217,7 @@ fn wrong_inputs_are_refused_before_any_work() {
 #[test]
 fn stage2_without_its_noise_level_is_refused() {
     let gpu = gpu();
-    let unet = IfUNet::load(gpu, &fixture("if_unet").join("stage2"), None).unwrap();
+    let unet = UNet::load(gpu, &fixture("if_unet").join("stage2"), None).unwrap();
     let sample = Tensor::zeros(gpu, &[1, 6, 16, 16]).unwrap();
     let text = Tensor::zeros(gpu, &[1, 3, 48]).unwrap();
     let e = unet
@@ -215,4 +229,28 @@ fn stage2_without_its_noise_level_is_refused() {
         })
         .unwrap_err();
     assert!(e.to_string().contains("noise level"), "{e}");
+}
+
+/// The x4 upscaler's noise level indexes a table: it must be an integer row of it.
+#[test]
+fn a_class_label_outside_the_table_is_refused() {
+    let gpu = gpu();
+    let unet = UNet::load(gpu, &fixture("sd_unet").join("upscaler"), None).unwrap();
+    let sample = Tensor::zeros(gpu, &[2, 7, 8, 8]).unwrap();
+    let text = Tensor::zeros(gpu, &[2, 3, 20]).unwrap();
+    let run = |labels: Option<&[f32]>| {
+        unet.forward(&UNetInputs {
+            sample: &sample,
+            timesteps: &[5.0],
+            encoder_hidden_states: &text,
+            class_labels: labels,
+        })
+    };
+    run(Some(&[0.0, 49.0])).unwrap();
+    for labels in [[0.0, 50.0], [2.5, 3.0], [-1.0, 3.0]] {
+        let msg = run(Some(&labels)).unwrap_err().to_string();
+        assert!(msg.contains("integers in 0..50"), "{msg}");
+    }
+    let msg = run(None).unwrap_err().to_string();
+    assert!(msg.contains("noise level"), "{msg}");
 }

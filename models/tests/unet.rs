@@ -1,6 +1,9 @@
-//! The IF UNets against diffusers: forward outputs and vector-Jacobian products with respect to
-//! the sample and the text, on the tiny stage-I- and stage-II-like UNets of
-//! tools/reference/make_if_unet_fixtures.py (goldens in float64).
+//! The UNets against diffusers: forward outputs and vector-Jacobian products with respect to
+//! the sample and the text, on the tiny stage-I- and stage-II-like IF UNets of
+//! tools/reference/make_if_unet_fixtures.py and the tiny UNets with SD's blocks of
+//! tools/reference/make_sd_unet_fixtures.py (x4-upscaler-like: linear projections, mixed
+//! only_cross_attention, uneven layers, a class-embedding table with per-sample noise levels;
+//! and one with convolution projections), goldens in float64.
 //!
 //! Tolerance: 1e-3 of the reference's largest magnitude. The engine computes in f32 with f32
 //! accumulation through ~40 layers; observed errors are ~2e-6 relative (lavapipe), so 1e-3 leaves room for
@@ -14,12 +17,13 @@ use std::collections::HashMap;
 use common::golden::{self, upload, Array};
 use common::{fixture, poisoned_gpu};
 use iterinv_models::engine::{grad, Tensor};
-use iterinv_models::{IfUNet, UNetInputs};
+use iterinv_models::{UNet, UNetInputs};
 
 const TOLERANCE: f64 = 1e-3;
 
-fn load_io(name: &str) -> HashMap<String, Array> {
-    golden::load_io(&fixture("if_unet").join(name))
+/// `io` is `set/name` (`if_unet/stage1_io.safetensors`).
+fn load_io(io: &str) -> HashMap<String, Array> {
+    golden::load_io(&fixture(io))
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Array) {
@@ -33,11 +37,11 @@ fn max_diff(a: &[f32], b: &[f64]) -> f64 {
         .fold(0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()))
 }
 
-/// Forward and VJP of the UNet in `model_dir` against the goldens `{out,grad_*}{suffix}`;
-/// returns the output.
+/// Forward and VJP of the UNet in `model_dir` (`set/name`) against the goldens
+/// `{out,grad_*}{suffix}` of `io`; returns the output.
 fn check(model_dir: &str, variant: Option<&str>, io: &str, suffix: &str) -> Vec<f32> {
     let gpu = poisoned_gpu();
-    let unet = IfUNet::load(gpu, &fixture("if_unet").join(model_dir), variant).unwrap();
+    let unet = UNet::load(gpu, &fixture(model_dir), variant).unwrap();
     let io = load_io(io);
     let sample = upload(gpu, &io["sample"]).requires_grad();
     let text = upload(gpu, &io["encoder_hidden_states"]).requires_grad();
@@ -76,26 +80,61 @@ fn check(model_dir: &str, variant: Option<&str>, io: &str, suffix: &str) -> Vec<
 
 #[test]
 fn stage1_matches_diffusers() {
-    check("stage1", None, "stage1_io.safetensors", "");
+    check("if_unet/stage1", None, "if_unet/stage1_io.safetensors", "");
 }
 
 #[test]
 fn stage1_sharded_matches_diffusers() {
-    check("stage1_sharded", None, "stage1_io.safetensors", "");
+    check(
+        "if_unet/stage1_sharded",
+        None,
+        "if_unet/stage1_io.safetensors",
+        "",
+    );
 }
 
 #[test]
 fn stage2_matches_diffusers() {
-    check("stage2", None, "stage2_io.safetensors", "");
+    check("if_unet/stage2", None, "if_unet/stage2_io.safetensors", "");
+}
+
+/// The UNet with the fp16 variant's weights matches the golden computed with fp16-rounded
+/// weights, and is far closer to it than to the f32-weight golden (so the f16 weights were the
+/// ones used; the two goldens differ by ~4e-5, well inside the tolerance).
+fn check_fp16(model_dir: &str, io: &str) {
+    let out = check(model_dir, Some("fp16"), io, "_fp16w");
+    let io = load_io(io);
+    let to_fp16w = max_diff(&out, &io["out_sample_fp16w"].data);
+    let to_f32w = max_diff(&out, &io["out_sample"].data);
+    assert!(to_fp16w * 4.0 < to_f32w, "{to_fp16w:.3e} vs {to_f32w:.3e}");
 }
 
 #[test]
 fn stage2_fp16_variant_matches_diffusers_with_fp16_weights() {
-    let out = check("stage2", Some("fp16"), "stage2_io.safetensors", "_fp16w");
-    // The two goldens differ by ~4e-5, well inside the tolerance: make sure the f16 weights were
-    // the ones used (the output is far closer to the fp16-weight golden).
-    let io = load_io("stage2_io.safetensors");
-    let to_fp16w = max_diff(&out, &io["out_sample_fp16w"].data);
-    let to_f32w = max_diff(&out, &io["out_sample"].data);
-    assert!(to_fp16w * 4.0 < to_f32w, "{to_fp16w:.3e} vs {to_f32w:.3e}");
+    check_fp16("if_unet/stage2", "if_unet/stage2_io.safetensors");
+}
+
+#[test]
+fn sd_upscaler_like_unet_matches_diffusers() {
+    check(
+        "sd_unet/upscaler",
+        None,
+        "sd_unet/upscaler_io.safetensors",
+        "",
+    );
+}
+
+#[test]
+fn sd_upscaler_like_fp16_variant_matches_diffusers_with_fp16_weights() {
+    check_fp16("sd_unet/upscaler", "sd_unet/upscaler_io.safetensors");
+}
+
+#[test]
+fn sd_unet_with_conv_projections_matches_diffusers() {
+    check(
+        "sd_unet/conv_proj",
+        None,
+        "sd_unet/conv_proj_io.safetensors",
+        "",
+    );
 }

@@ -1,13 +1,95 @@
-//! IF's down, mid and up blocks: resnets, each optionally followed by an added-KV attention
-//! layer, and a resnet that resamples (`ResnetDownsampleBlock2D`, `SimpleCrossAttnDownBlock2D`,
-//! `UNetMidBlock2DSimpleCrossAttn`, `SimpleCrossAttnUpBlock2D`, `ResnetUpsampleBlock2D`).
+//! The UNets' down, mid and up blocks: resnets, each optionally followed by an attention layer,
+//! and a resampler at the end. IF's blocks (`ResnetDownsampleBlock2D`,
+//! `SimpleCrossAttnDownBlock2D`, `UNetMidBlock2DSimpleCrossAttn`, `SimpleCrossAttnUpBlock2D`,
+//! `ResnetUpsampleBlock2D`) attend with added-KV attention and resample inside a resnet; SD's
+//! (`DownBlock2D`, `CrossAttnDownBlock2D`, `UNetMidBlock2DCrossAttn`, `CrossAttnUpBlock2D`,
+//! `UpBlock2D`) attend with a transformer and resample with a convolution.
 
 use iterinv_engine::Tensor;
 
 use super::attention::{AddedKvAttention, AttentionShape};
+use super::transformer::{Transformer2D, TransformerShape};
 use crate::error::Result;
-use crate::nn::{Resample, Resnet, ResnetOptions};
+use crate::nn::{Conv2d, Resample, Resnet, ResnetOptions};
 use crate::weights::Weights;
+
+/// Which attention layer a block has.
+#[derive(Clone, Copy, Debug)]
+pub enum AttentionKind {
+    /// IF: image tokens attend to the text and to themselves in one softmax.
+    AddedKv(AttentionShape),
+    /// SD: a transformer layer (self-attention, cross-attention, GEGLU).
+    Transformer(TransformerShape),
+}
+
+// Boxed: the layers are few and loaded once; the box keeps the enum as small as its pointer.
+enum LayerAttention {
+    AddedKv(Box<AddedKvAttention>),
+    Transformer(Box<Transformer2D>),
+}
+
+impl LayerAttention {
+    fn load(w: &Weights, kind: AttentionKind) -> Result<LayerAttention> {
+        Ok(match kind {
+            AttentionKind::AddedKv(s) => {
+                LayerAttention::AddedKv(Box::new(AddedKvAttention::load(w, s)?))
+            }
+            AttentionKind::Transformer(s) => {
+                LayerAttention::Transformer(Box::new(Transformer2D::load(w, s)?))
+            }
+        })
+    }
+
+    fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        match self {
+            LayerAttention::AddedKv(a) => a.forward(x, context),
+            LayerAttention::Transformer(t) => t.forward(x, context),
+        }
+    }
+}
+
+/// How a block resamples at its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResamplerKind {
+    /// IF: a resnet that average-pools or upsamples both of its branches.
+    Resnet,
+    /// SD: a 3×3 convolution of stride 2 (down), or nearest ×2 then a 3×3 convolution (up).
+    Conv,
+}
+
+enum Resampler {
+    Resnet(Box<Resnet>),
+    Conv(Conv2d),
+}
+
+impl Resampler {
+    /// The resampler at `w` (`downsamplers.0` / `upsamplers.0`) of a block of `c` channels.
+    fn load(
+        w: &Weights,
+        kind: ResamplerKind,
+        c: usize,
+        direction: Resample,
+        resnet: ResnetOptions,
+    ) -> Result<Resampler> {
+        Ok(match (kind, direction) {
+            (ResamplerKind::Resnet, _) => {
+                Resampler::Resnet(Box::new(Resnet::load(w, c, c, direction, resnet)?))
+            }
+            (ResamplerKind::Conv, Resample::Down) => {
+                Resampler::Conv(Conv2d::load_strided(&w.at("conv"), c, c, 3, 2, 1)?)
+            }
+            (ResamplerKind::Conv, _) => Resampler::Conv(Conv2d::load(&w.at("conv"), c, c, 3)?),
+        })
+    }
+
+    fn forward(&self, x: &Tensor, emb: &Emb, direction: Resample) -> Result<Tensor> {
+        match self {
+            Resampler::Resnet(r) => r.forward(x, emb.raw, emb.act),
+            Resampler::Conv(c) if direction == Resample::Up => c.forward(&x.upsample_nearest2x()?),
+            Resampler::Conv(c) => c.forward(x),
+        }
+    }
+}
 
 /// The time embedding, as it is and after the activation, shared by every resnet.
 pub struct Emb<'a> {
@@ -18,7 +100,7 @@ pub struct Emb<'a> {
 /// A resnet and the attention layer after it, if the block has attention.
 struct Layer {
     resnet: Resnet,
-    attention: Option<AddedKvAttention>,
+    attention: Option<LayerAttention>,
 }
 
 impl Layer {
@@ -37,7 +119,7 @@ fn load_layer(
     inputs: usize,
     outputs: usize,
     resnet: ResnetOptions,
-    attention: Option<AttentionShape>,
+    attention: Option<AttentionKind>,
 ) -> Result<Layer> {
     Ok(Layer {
         resnet: Resnet::load(
@@ -47,13 +129,9 @@ fn load_layer(
             Resample::None,
             resnet,
         )?,
-        attention: match attention {
-            Some(s) => Some(AddedKvAttention::load(
-                &w.at(format_args!("attentions.{j}")),
-                s,
-            )?),
-            None => None,
-        },
+        attention: attention
+            .map(|kind| LayerAttention::load(&w.at(format_args!("attentions.{j}")), kind))
+            .transpose()?,
     })
 }
 
@@ -64,15 +142,15 @@ pub struct BlockSpec {
     pub inputs: usize,
     pub outputs: usize,
     /// Resample at the end of the block (all blocks but the deepest down / the last up block).
-    pub resample: bool,
+    pub resample: Option<ResamplerKind>,
     pub resnet: ResnetOptions,
-    /// The attention layers' shape (channels = `outputs`), for blocks with attention.
-    pub attention: Option<AttentionShape>,
+    /// The attention layers (channels = `outputs`), for blocks with attention.
+    pub attention: Option<AttentionKind>,
 }
 
 pub struct DownBlock {
     layers: Vec<Layer>,
-    downsampler: Option<Resnet>,
+    downsampler: Option<Resampler>,
 }
 
 impl DownBlock {
@@ -83,18 +161,13 @@ impl DownBlock {
                 load_layer(w, j, inputs, s.outputs, s.resnet, s.attention)
             })
             .collect::<Result<_>>()?;
-        let downsampler = if s.resample {
-            let ds = w.at("downsamplers.0");
-            Some(Resnet::load(
-                &ds,
-                s.outputs,
-                s.outputs,
-                Resample::Down,
-                s.resnet,
-            )?)
-        } else {
-            None
-        };
+        let downsampler = s
+            .resample
+            .map(|kind| {
+                let at = w.at("downsamplers.0");
+                Resampler::load(&at, kind, s.outputs, Resample::Down, s.resnet)
+            })
+            .transpose()?;
         Ok(DownBlock {
             layers,
             downsampler,
@@ -114,7 +187,7 @@ impl DownBlock {
             skips.push(x.clone());
         }
         if let Some(ds) = &self.downsampler {
-            x = ds.forward(&x, emb.raw, emb.act)?;
+            x = ds.forward(&x, emb, Resample::Down)?;
             skips.push(x.clone());
         }
         Ok(x)
@@ -124,7 +197,7 @@ impl DownBlock {
 /// resnet → attention → resnet, at the deepest level.
 pub struct MidBlock {
     first: Resnet,
-    attention: AddedKvAttention,
+    attention: LayerAttention,
     second: Resnet,
 }
 
@@ -133,7 +206,7 @@ impl MidBlock {
         w: &Weights,
         channels: usize,
         resnet: ResnetOptions,
-        attention: AttentionShape,
+        attention: AttentionKind,
     ) -> Result<MidBlock> {
         let r = |j: usize| {
             let at = w.at(format_args!("resnets.{j}"));
@@ -141,7 +214,7 @@ impl MidBlock {
         };
         Ok(MidBlock {
             first: r(0)?,
-            attention: AddedKvAttention::load(&w.at("attentions.0"), attention)?,
+            attention: LayerAttention::load(&w.at("attentions.0"), attention)?,
             second: r(1)?,
         })
     }
@@ -155,7 +228,7 @@ impl MidBlock {
 
 pub struct UpBlock {
     layers: Vec<Layer>,
-    upsampler: Option<Resnet>,
+    upsampler: Option<Resampler>,
 }
 
 impl UpBlock {
@@ -181,18 +254,13 @@ impl UpBlock {
                 s.attention,
             )?);
         }
-        let upsampler = if s.resample {
-            let us = w.at("upsamplers.0");
-            Some(Resnet::load(
-                &us,
-                s.outputs,
-                s.outputs,
-                Resample::Up,
-                s.resnet,
-            )?)
-        } else {
-            None
-        };
+        let upsampler = s
+            .resample
+            .map(|kind| {
+                let at = w.at("upsamplers.0");
+                Resampler::load(&at, kind, s.outputs, Resample::Up, s.resnet)
+            })
+            .transpose()?;
         Ok(UpBlock { layers, upsampler })
     }
 
@@ -209,7 +277,7 @@ impl UpBlock {
             x = layer.forward(&Tensor::concat(&[&x, &skip], 1)?, emb, context)?;
         }
         if let Some(us) = &self.upsampler {
-            x = us.forward(&x, emb.raw, emb.act)?;
+            x = us.forward(&x, emb, Resample::Up)?;
         }
         Ok(x)
     }

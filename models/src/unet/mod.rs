@@ -1,11 +1,14 @@
-//! The DeepFloyd-IF UNets (stage I and II): diffusers' `UNet2DConditionModel` with IF's blocks,
-//! built from the checkpoint's `config.json` and weights. Forward only here; gradients with
-//! respect to the sample and the text come from the engine's autodiff (track the inputs with
-//! `requires_grad` and call `grad::grad`), the weights being constants.
+//! diffusers' `UNet2DConditionModel`, built from the checkpoint's `config.json` and weights, with
+//! IF's blocks (DeepFloyd-IF stage I and II: added-KV attention, resampling resnets) or SD's (the
+//! Stable Diffusion x4 upscaler: transformer layers, convolution resamplers, a class-embedding
+//! table), or any mix of them. Forward only here; gradients with respect to the sample and the
+//! text come from the engine's autodiff (track the inputs with `requires_grad` and call
+//! `grad::grad`), the weights being constants.
 
 mod attention;
 mod blocks;
 mod embeddings;
+mod transformer;
 
 use std::path::Path;
 
@@ -19,8 +22,9 @@ use crate::error::{Error, Result};
 use crate::nn::{Conv2d, Linear, Norm, ResnetOptions, TimeConditioning};
 use crate::weights::{build_from_checkpoint, Weights, DIFFUSERS_STEM};
 use attention::AttentionShape;
-use blocks::{BlockSpec, DownBlock, Emb, MidBlock, UpBlock};
+use blocks::{AttentionKind, BlockSpec, DownBlock, Emb, MidBlock, ResamplerKind, UpBlock};
 use embeddings::{sinusoid_tensor, TextPooling, TimestepMlp};
+use transformer::TransformerShape;
 
 pub use embeddings::timestep_sinusoid;
 
@@ -35,19 +39,29 @@ pub struct UNetInputs<'a> {
     pub sample: &'a Tensor,
     /// Timesteps, one per sample or one for all.
     pub timesteps: &'a [f32],
-    /// Text encoder output `[B, L, text_dim]` (T5's last hidden state, before `encoder_hid_proj`).
+    /// Text encoder output `[B, L, text_dim]` (T5's last hidden state, before `encoder_hid_proj`;
+    /// CLIP's for SD).
     pub encoder_hidden_states: &'a Tensor,
-    /// Stage II's noise level of the low-res image, one per sample or one for all.
+    /// The noise level of the low-res image (IF stage II, the x4 upscaler: an integer below
+    /// `num_class_embeds`), one per sample or one for all.
     pub class_labels: Option<&'a [f32]>,
 }
 
-/// An IF UNet with its weights on the GPU.
-pub struct IfUNet {
+/// What the UNet adds to the time embedding for `class_labels`.
+enum ClassLabels {
+    /// IF-II: the label's sinusoid through an MLP.
+    Sinusoid(TimestepMlp),
+    /// SD: a row of a table (`nn.Embedding`), indexed by the integer label.
+    Table { table: Tensor, rows: usize },
+}
+
+/// A UNet with its weights on the GPU.
+pub struct UNet {
     gpu: Gpu,
     config: UNetConfig,
     conv_in: Conv2d,
     time_embedding: TimestepMlp,
-    class_embedding: Option<TimestepMlp>,
+    class_embedding: Option<ClassLabels>,
     add_embedding: Option<TextPooling>,
     encoder_hid_proj: Option<Linear>,
     down: Vec<DownBlock>,
@@ -61,43 +75,39 @@ pub struct IfUNet {
     downsamplers: usize,
 }
 
-impl IfUNet {
+impl UNet {
     /// Load from a model folder (`config.json` + `diffusion_pytorch_model[.variant].safetensors`,
     /// single or sharded) or a pipeline folder with `unet/`. Unused checkpoint keys are logged
     /// once as a warning.
-    pub fn load(gpu: &Gpu, dir: &Path, variant: Option<&str>) -> Result<IfUNet> {
+    pub fn load(gpu: &Gpu, dir: &Path, variant: Option<&str>) -> Result<UNet> {
         let subfolder = crate::config::model_subfolder(dir, SUBFOLDER);
         let config = UNetConfig::load(dir, subfolder)?;
-        let network = "the IF UNet";
+        let network = "the UNet";
         build_from_checkpoint(gpu, dir, subfolder, variant, DIFFUSERS_STEM, network, |w| {
-            IfUNet::from_weights(gpu, config, w)
+            UNet::from_weights(gpu, config, w)
         })
     }
 
     /// Build from a validated config, taking each weight from `w`.
-    pub fn from_weights(gpu: &Gpu, config: UNetConfig, w: &Weights) -> Result<IfUNet> {
+    pub fn from_weights(gpu: &Gpu, config: UNetConfig, w: &Weights) -> Result<UNet> {
         config.validate()?;
         let c = &config;
         let boc = &c.block_out_channels;
         let n = boc.len();
         let downs = c.down_blocks()?;
         let ups = c.up_blocks()?;
-        check_if_blocks(&downs, &ups, c.mid_block()?)?;
-        if c.class_embedding() != ClassEmbedding::None && c.class_embed_type.is_none() {
-            return Err(config_err(
-                "num_class_embeds",
-                c.num_class_embeds,
-                "IF UNets take the noise level through class_embed_type \"timestep\"",
-            ));
-        }
+        let mid = c.mid_block()?;
         let layers = c.layers_per_block()?;
         let head_dims = c.attention_head_dims()?;
         let cross = c.cross_attention_dims()?;
+        let only_cross = c.only_cross_attention()?;
         let act = c.act()?;
         let groups = c.norm_num_groups.unwrap_or(32);
         let eps = c.norm_eps as f32;
         let temb = c.time_embed_dim();
-        let resnet = |output_scale: f64| ResnetOptions {
+        // IF's blocks take resnet_out_scale_factor and resnet_skip_time_act; SD's blocks are
+        // built without them (diffusers' get_down_block / get_up_block).
+        let resnet = |if_block: bool, output_scale: f64| ResnetOptions {
             groups,
             eps,
             act,
@@ -107,29 +117,55 @@ impl IfUNet {
             } else {
                 TimeConditioning::Add
             },
-            skip_time_act: c.resnet_skip_time_act,
-            output_scale: output_scale as f32,
+            skip_time_act: if_block && c.resnet_skip_time_act,
+            output_scale: if if_block { output_scale as f32 } else { 1.0 },
         };
-        let attention = |i: usize, channels: usize| AttentionShape {
-            channels,
-            head_dim: head_dims[i],
-            context: cross[i],
-            groups,
-            norm_cross: c.cross_attention_norm.is_some(),
+        // Level i's attention; diffusers reverses the per-block lists for the up path, so the up
+        // block mirroring level i uses entry i too.
+        let added_kv = |i: usize, channels: usize| {
+            AttentionKind::AddedKv(AttentionShape {
+                channels,
+                head_dim: head_dims[i],
+                context: cross[i],
+                groups,
+                norm_cross: c.cross_attention_norm.is_some(),
+            })
+        };
+        let transformer = |i: usize, channels: usize, only_cross_attention: bool| {
+            AttentionKind::Transformer(TransformerShape {
+                channels,
+                heads: head_dims[i],
+                context: cross[i],
+                groups,
+                linear_projection: c.use_linear_projection,
+                only_cross_attention,
+            })
         };
         let sinusoid = boc[0];
         let text_dim = c.text_dim();
 
         let mut skips = vec![boc[0]];
         let mut down = Vec::with_capacity(n);
-        for i in 0..n {
+        for (i, kind) in downs.iter().enumerate() {
+            let if_block = matches!(
+                kind,
+                DownBlockType::ResnetDownsample | DownBlockType::SimpleCrossAttn
+            );
             let spec = BlockSpec {
                 layers: layers[i],
                 inputs: if i == 0 { boc[0] } else { boc[i - 1] },
                 outputs: boc[i],
-                resample: i + 1 < n,
-                resnet: resnet(c.resnet_out_scale_factor),
-                attention: downs[i].has_attention().then(|| attention(i, boc[i])),
+                resample: (i + 1 < n).then_some(if if_block {
+                    ResamplerKind::Resnet
+                } else {
+                    ResamplerKind::Conv
+                }),
+                resnet: resnet(if_block, c.resnet_out_scale_factor),
+                attention: match kind {
+                    DownBlockType::SimpleCrossAttn => Some(added_kv(i, boc[i])),
+                    DownBlockType::CrossAttn => Some(transformer(i, boc[i], only_cross[i])),
+                    _ => None,
+                },
             };
             down.push(DownBlock::load(
                 &w.at(format_args!("down_blocks.{i}")),
@@ -137,19 +173,31 @@ impl IfUNet {
             )?);
             skips.extend(std::iter::repeat_n(
                 boc[i],
-                spec.layers + usize::from(spec.resample),
+                spec.layers + usize::from(spec.resample.is_some()),
             ));
         }
         let mut up = Vec::with_capacity(n);
         for (j, kind) in ups.iter().enumerate() {
             let i = n - 1 - j; // the level this up block mirrors
+            let if_block = matches!(
+                kind,
+                UpBlockType::ResnetUpsample | UpBlockType::SimpleCrossAttn
+            );
             let spec = BlockSpec {
                 layers: layers[i] + 1,
                 inputs: if j == 0 { boc[n - 1] } else { boc[i + 1] },
                 outputs: boc[i],
-                resample: j + 1 < n,
-                resnet: resnet(c.resnet_out_scale_factor),
-                attention: kind.has_attention().then(|| attention(i, boc[i])),
+                resample: (j + 1 < n).then_some(if if_block {
+                    ResamplerKind::Resnet
+                } else {
+                    ResamplerKind::Conv
+                }),
+                resnet: resnet(if_block, c.resnet_out_scale_factor),
+                attention: match kind {
+                    UpBlockType::SimpleCrossAttn => Some(added_kv(i, boc[i])),
+                    UpBlockType::CrossAttn => Some(transformer(i, boc[i], only_cross[i])),
+                    _ => None,
+                },
             };
             up.push(UpBlock::load(
                 &w.at(format_args!("up_blocks.{j}")),
@@ -164,18 +212,22 @@ impl IfUNet {
                 "the down blocks make more skip connections than the up blocks use",
             ));
         }
-        Ok(IfUNet {
+        Ok(UNet {
             gpu: gpu.clone(),
             conv_in: Conv2d::load(&w.at("conv_in"), c.in_channels, boc[0], c.conv_in_kernel)?,
             time_embedding: TimestepMlp::load(&w.at("time_embedding"), sinusoid, temb, act)?,
             class_embedding: match c.class_embedding() {
-                ClassEmbedding::Timestep => Some(TimestepMlp::load(
+                ClassEmbedding::Timestep => Some(ClassLabels::Sinusoid(TimestepMlp::load(
                     &w.at("class_embedding"),
                     sinusoid,
                     temb,
                     act,
-                )?),
-                _ => None,
+                )?)),
+                ClassEmbedding::Table(rows) => Some(ClassLabels::Table {
+                    table: w.tensor("class_embedding.weight", &[rows, temb])?,
+                    rows,
+                }),
+                ClassEmbedding::None => None,
             },
             add_embedding: match (c.has_text_embedding(), text_dim) {
                 (true, Some(e)) => Some(TextPooling::load(
@@ -194,8 +246,16 @@ impl IfUNet {
             mid: MidBlock::load(
                 &w.at("mid_block"),
                 boc[n - 1],
-                resnet(c.mid_block_scale_factor),
-                attention(n - 1, boc[n - 1]),
+                // Both mid blocks take mid_block_scale_factor as their resnets' output scale.
+                ResnetOptions {
+                    output_scale: c.mid_block_scale_factor as f32,
+                    ..resnet(mid == MidBlockType::SimpleCrossAttn, 1.0)
+                },
+                match mid {
+                    MidBlockType::SimpleCrossAttn => added_kv(n - 1, boc[n - 1]),
+                    // diffusers builds UNetMidBlock2DCrossAttn without only_cross_attention.
+                    MidBlockType::CrossAttn => transformer(n - 1, boc[n - 1], false),
+                },
             )?,
             up,
             conv_norm_out: Norm::load(&w.at("conv_norm_out"), boc[0], eps)?,
@@ -246,8 +306,16 @@ impl IfUNet {
             )
         };
         let mut emb = self.time_embedding.forward(&sinusoid(inputs.timesteps)?)?;
-        if let (Some(mlp), Some(labels)) = (&self.class_embedding, inputs.class_labels) {
-            emb = emb.add(&mlp.forward(&sinusoid(labels)?)?)?;
+        match (&self.class_embedding, inputs.class_labels) {
+            (Some(ClassLabels::Sinusoid(mlp)), Some(labels)) => {
+                emb = emb.add(&mlp.forward(&sinusoid(labels)?)?)?;
+            }
+            (Some(ClassLabels::Table { table, .. }), Some(labels)) => {
+                let ids: Vec<i32> = per_sample(labels, b).iter().map(|&l| l as i32).collect();
+                let ids = Tensor::from_i32(&self.gpu, &[b], &ids)?;
+                emb = emb.add(&table.embedding(&ids)?)?;
+            }
+            _ => {}
         }
         if let Some(pool) = &self.add_embedding {
             emb = emb.add(&pool.forward(text)?)?;
@@ -332,10 +400,28 @@ impl IfUNet {
                 }
             }
         }
+        if let (Some(ClassLabels::Table { rows, .. }), Some(labels)) =
+            (&self.class_embedding, inputs.class_labels)
+        {
+            if let Some(l) = labels
+                .iter()
+                .find(|&&l| l < 0.0 || l.fract() != 0.0 || l >= *rows as f32)
+            {
+                return bad(
+                    "class_labels",
+                    format!(
+                        "holds {l}; this UNet's class labels (noise levels) are integers in \
+                         0..{rows}"
+                    ),
+                );
+            }
+        }
         match (self.needs_class_labels(), inputs.class_labels.is_some()) {
             (true, false) => bad(
                 "class_labels",
-                "this UNet (stage II) needs the low-res image's noise level as class_labels".into(),
+                "this UNet (IF stage II, the x4 upscaler) needs the low-res image's noise level \
+                 as class_labels"
+                    .into(),
             ),
             (false, true) => bad(
                 "class_labels",
@@ -353,37 +439,4 @@ fn per_sample(values: &[f32], b: usize) -> Vec<f32> {
     } else {
         values.to_vec()
     }
-}
-
-/// IF UNets are built from IF's block kinds; SD's are a different network.
-fn check_if_blocks(downs: &[DownBlockType], ups: &[UpBlockType], mid: MidBlockType) -> Result<()> {
-    const HINT: &str =
-        "the IF UNet is built from ResnetDownsampleBlock2D / SimpleCrossAttnDownBlock2D, \
-        UNetMidBlock2DSimpleCrossAttn and ResnetUpsampleBlock2D / SimpleCrossAttnUpBlock2D";
-    for (i, d) in downs.iter().enumerate() {
-        if !matches!(
-            d,
-            DownBlockType::ResnetDownsample | DownBlockType::SimpleCrossAttn
-        ) {
-            let name = DownBlockType::NAMES[*d as usize];
-            return Err(config_err(&format!("down_block_types[{i}]"), name, HINT));
-        }
-    }
-    for (i, u) in ups.iter().enumerate() {
-        if !matches!(
-            u,
-            UpBlockType::ResnetUpsample | UpBlockType::SimpleCrossAttn
-        ) {
-            let name = UpBlockType::NAMES[*u as usize];
-            return Err(config_err(&format!("up_block_types[{i}]"), name, HINT));
-        }
-    }
-    if mid != MidBlockType::SimpleCrossAttn {
-        return Err(config_err(
-            "mid_block_type",
-            MidBlockType::NAMES[mid as usize],
-            HINT,
-        ));
-    }
-    Ok(())
 }

@@ -10,87 +10,20 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
+use common::golden::{self, max_diff, read_io, upload, Array};
 use common::{fixture, poisoned_gpu};
-use iterinv_models::engine::{grad, Gpu, Tensor};
+use iterinv_models::engine::{grad, Tensor};
 use iterinv_models::{IfUNet, UNetInputs};
-use safetensors::{Dtype, SafeTensors};
 
 const TOLERANCE: f64 = 1e-3;
 
-/// A fixture array, widened to f64, with its shape.
-struct Array {
-    shape: Vec<usize>,
-    data: Vec<f64>,
-}
-
 fn load_io(name: &str) -> HashMap<String, Array> {
-    let path: PathBuf = fixture("if_unet").join(name);
-    let bytes = std::fs::read(&path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(k, v)| {
-            let b = v.data();
-            let data: Vec<f64> = match v.dtype() {
-                Dtype::F32 => b
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                Dtype::F64 => b
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                Dtype::I64 => b
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                d => panic!("{k}: unexpected dtype {d:?}"),
-            };
-            (
-                k,
-                Array {
-                    shape: v.shape().to_vec(),
-                    data,
-                },
-            )
-        })
-        .collect()
-}
-
-fn upload(gpu: &Gpu, a: &Array) -> Tensor {
-    let data: Vec<f32> = a.data.iter().map(|&x| x as f32).collect();
-    Tensor::from_f32(gpu, &a.shape, &data).unwrap()
+    read_io(&fixture("if_unet").join(name))
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Array) {
-    assert_eq!(got.shape(), &want.shape[..], "{what}: shape");
-    let got = got.to_vec().unwrap();
-    let scale = want.data.iter().fold(0f64, |m, x| m.max(x.abs()));
-    let mut worst = (0f64, 0usize);
-    for (i, (&g, &w)) in got.iter().zip(&want.data).enumerate() {
-        assert!(g.is_finite(), "{what}[{i}] = {g}");
-        let e = (g as f64 - w).abs();
-        if e > worst.0 {
-            worst = (e, i);
-        }
-    }
-    let (e, i) = worst;
-    eprintln!("{what}: max error {e:.3e} at {i} (scale {scale:.3})");
-    assert!(
-        e <= TOLERANCE * scale,
-        "{what}: |{} - {}| = {e:.3e} at {i} exceeds {TOLERANCE} × {scale:.3}",
-        got[i],
-        want.data[i]
-    );
-}
-
-/// Largest |a − b|.
-fn max_diff(a: &[f32], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .fold(0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()))
+    golden::assert_close(what, got, want, TOLERANCE);
 }
 
 /// Forward and VJP of the UNet in `model_dir` against the goldens `{out,grad_*}{suffix}`;

@@ -9,6 +9,7 @@ pub mod limits;
 mod t5;
 mod unet;
 mod unet_defaults;
+mod vae;
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 pub use blocks::{ClassEmbedding, DownBlockType, MidBlockType, UpBlockType};
 pub use t5::T5Config;
 pub use unet::UNetConfig;
+pub use vae::{VaeConfig, VAE_CLASS};
 
 /// The name of a model's config file inside its folder.
 pub const CONFIG_FILE: &str = "config.json";

@@ -1,6 +1,8 @@
 //! Helpers shared by the models crate's tests: one GPU, the spec files, safetensors writers.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

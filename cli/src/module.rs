@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use iterinv::models::{IfUNet, T5Encoder, UNetInputs};
+use iterinv::models::{IfUNet, T5Encoder, UNetInputs, Vae};
 use iterinv::{grad, Gpu};
 
 use crate::tensor_file::{self, Array};
@@ -20,6 +20,35 @@ pub enum Module {
     /// Run a T5 encoder (IF's text encoder) on token ids.
     #[command(long_about = T5_HELP)]
     T5(T5Args),
+    /// Run a VAE (diffusers AutoencoderKL, the SD x4 upscaler's): encode images, decode latents.
+    #[command(long_about = VAE_HELP)]
+    Vae(VaeArgs),
+}
+
+const VAE_HELP: &str = "\
+Run a VAE (diffusers AutoencoderKL, as the SD x4 upscaler ships it): encode images to the latent
+distribution and/or decode latents to images. Activations are f32 whatever the weights' dtype.
+
+IN (safetensors) holds one or both of:
+  image    [B, in_channels, H, W]       float   pixels in [-1, 1]; H and W multiples of
+                                                2^(len(block_out_channels) - 1) (4 for the upscaler)
+  latent   [B, latent_channels, h, w]   float   an unscaled latent (a diffusion latent divided by
+                                                the config's scaling_factor)
+Arrays of any float dtype are read as f32. Other arrays in IN are ignored (with a warning).
+
+OUT (safetensors, f32) holds:
+  mean, std   [B, latent_channels, H/f, W/f]   the latent distribution of `image`, unscaled
+                                               (std = exp(logvar / 2), logvar clamped to [-30, 20])
+  decoded     [B, out_channels, h*f, w*f]      the decoding of `latent`, not clamped
+
+Compare with diffusers:
+  dist = AutoencoderKL.from_pretrained(DIR).encode(image).latent_dist   # dist.mean, dist.std
+  decoded = AutoencoderKL.from_pretrained(DIR).decode(latent).sample";
+
+#[derive(Args)]
+pub struct VaeArgs {
+    #[command(flatten)]
+    io: ModelIo,
 }
 
 const T5_HELP: &str = "\
@@ -72,7 +101,7 @@ pub struct IfUnetArgs {
 #[derive(Args)]
 pub struct ModelIo {
     /// The model's folder (config.json + its *.safetensors weights, single or sharded), or a
-    /// pipeline folder holding it (in unet/ or text_encoder/).
+    /// pipeline folder holding it (in unet/, text_encoder/ or vae/).
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
     /// Load the <stem>.<VARIANT>.safetensors weights instead (e.g. fp16: kept in f16 on the GPU,
@@ -99,7 +128,52 @@ pub fn run(gpu: &Gpu, module: Module) -> Result<()> {
     match module {
         Module::IfUnet(args) => if_unet(gpu, args),
         Module::T5(args) => t5(gpu, args),
+        Module::Vae(args) => vae(gpu, args),
     }
+}
+
+fn vae(gpu: &Gpu, VaeArgs { io: args }: VaeArgs) -> Result<()> {
+    let arrays = tensor_file::read(&args.inputs)?;
+    warn_ignored(&args.inputs, &arrays, &["image", "latent"]);
+    let (image, latent) = (arrays.get("image"), arrays.get("latent"));
+    if image.is_none() && latent.is_none() {
+        let has: Vec<&str> = arrays.keys().map(String::as_str).collect();
+        bail!(
+            "{} has neither `image` (to encode) nor `latent` (to decode); it holds: {}",
+            args.inputs.display(),
+            has.join(", ")
+        );
+    }
+    for (name, a) in [("image", image), ("latent", latent)] {
+        if let Some(a) = a.filter(|a| !is_float(a)) {
+            bail!(
+                "{}: `{name}` must hold floats, not {:?}",
+                args.inputs.display(),
+                a.dtype
+            );
+        }
+    }
+    let vae = load(gpu, &args, "the VAE", Vae::load)?;
+    let mut outputs = Vec::new();
+    if let Some(image) = image {
+        let start = Instant::now();
+        let dist = vae.encode(&image.to_tensor(gpu)?)?;
+        gpu.synchronize()?;
+        eprintln!("encoded in {:.2} s", start.elapsed().as_secs_f64());
+        outputs.push(("mean", dist.mean));
+        outputs.push(("std", dist.std));
+    }
+    if let Some(latent) = latent {
+        let start = Instant::now();
+        let decoded = vae.decode(&latent.to_tensor(gpu)?)?;
+        gpu.synchronize()?;
+        eprintln!("decoded in {:.2} s", start.elapsed().as_secs_f64());
+        outputs.push(("decoded", decoded));
+    }
+    let refs: Vec<(&str, &iterinv::Tensor)> = outputs.iter().map(|(n, t)| (*n, t)).collect();
+    tensor_file::write(&args.out, &refs)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
 }
 
 fn t5(gpu: &Gpu, T5Args { io: args }: T5Args) -> Result<()> {
@@ -115,14 +189,7 @@ fn t5(gpu: &Gpu, T5Args { io: args }: T5Args) -> Result<()> {
         "attention_mask",
         required(&args.inputs, &arrays, "attention_mask")?,
     )?;
-    let start = Instant::now();
-    let encoder = T5Encoder::load(gpu, &args.model, args.variant.as_deref())
-        .with_context(|| format!("loading the T5 encoder from {}", args.model.display()))?;
-    eprintln!(
-        "loaded {} in {:.1} s",
-        args.model.display(),
-        start.elapsed().as_secs_f64()
-    );
+    let encoder = load(gpu, &args, "the T5 encoder", T5Encoder::load)?;
     let start = Instant::now();
     let hidden = encoder.encode(&ids, &mask)?;
     gpu.synchronize()?;
@@ -181,14 +248,7 @@ fn if_unet(gpu: &Gpu, IfUnetArgs { io: args }: IfUnetArgs) -> Result<()> {
         .map(|a| vector(&args.inputs, "class_labels", a))
         .transpose()?;
 
-    let start = Instant::now();
-    let unet = IfUNet::load(gpu, &args.model, args.variant.as_deref())
-        .with_context(|| format!("loading the IF UNet from {}", args.model.display()))?;
-    eprintln!(
-        "loaded {} in {:.1} s",
-        args.model.display(),
-        start.elapsed().as_secs_f64()
-    );
+    let unet = load(gpu, &args, "the IF UNet", IfUNet::load)?;
 
     let cotangent = arrays.get("cotangent");
     let sample = sample.to_tensor(gpu)?;
@@ -234,6 +294,25 @@ fn if_unet(gpu: &Gpu, IfUnetArgs { io: args }: IfUnetArgs) -> Result<()> {
     tensor_file::write(&args.out, &refs)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// `loader(gpu, --model, --variant)`, naming `network` and the folder in an error and printing
+/// how long it took.
+fn load<T>(
+    gpu: &Gpu,
+    args: &ModelIo,
+    network: &str,
+    loader: impl FnOnce(&Gpu, &Path, Option<&str>) -> iterinv::models::Result<T>,
+) -> Result<T> {
+    let start = Instant::now();
+    let model = loader(gpu, &args.model, args.variant.as_deref())
+        .with_context(|| format!("loading {network} from {}", args.model.display()))?;
+    eprintln!(
+        "loaded {} in {:.1} s",
+        args.model.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(model)
 }
 
 fn required<'a>(path: &Path, arrays: &'a BTreeMap<String, Array>, name: &str) -> Result<&'a Array> {

@@ -110,6 +110,22 @@ pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value, origin: &Path)
     serde_path_to_error::deserialize(value).map_err(|e| parse_err(origin, e))
 }
 
+/// Read, parse and validate `dir/config.json` (or `dir/subfolder/config.json`); a validation
+/// error names the file.
+pub(crate) fn load_validated<T: DeserializeOwned>(
+    dir: &Path,
+    subfolder: Option<&str>,
+    validate: impl FnOnce(&T) -> Result<()>,
+) -> Result<T> {
+    let path = config_path(dir, subfolder);
+    let config: T = read(&path)?;
+    validate(&config).map_err(|e| Error::InFile {
+        path,
+        source: Box::new(e),
+    })?;
+    Ok(config)
+}
+
 /// Read and parse a config file.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T> {
     if !path.is_file() {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::check::{at_most, finite_positive, in_range, must_be_null};
 use super::limits::{MAX_BLOCKS, MAX_LAYERS_PER_BLOCK, MAX_SAMPLE_SIZE, MAX_WIDTH};
 use super::{activation, config_err};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The class name diffusers writes into an `AutoencoderKL`'s `config.json`.
 pub const VAE_CLASS: &str = "AutoencoderKL";
@@ -101,11 +101,6 @@ mod d {
 }
 
 impl VaeConfig {
-    /// Parse `config.json` text (not validated).
-    pub fn from_json_str(text: &str, origin: &Path) -> Result<VaeConfig> {
-        super::parse_str(text, origin)
-    }
-
     /// Parse a JSON value (not validated).
     pub fn from_value(value: serde_json::Value, origin: &Path) -> Result<VaeConfig> {
         super::parse_value(value, origin)
@@ -113,13 +108,7 @@ impl VaeConfig {
 
     /// Read, parse and validate `dir/config.json` (or `dir/subfolder/config.json`).
     pub fn load(dir: &Path, subfolder: Option<&str>) -> Result<VaeConfig> {
-        let path = super::config_path(dir, subfolder);
-        let config: VaeConfig = super::read(&path)?;
-        config.validate().map_err(|e| Error::InFile {
-            path,
-            source: Box::new(e),
-        })?;
-        Ok(config)
+        super::load_validated(dir, subfolder, Self::validate)
     }
 
     /// The resnets' activation (the encoder's and decoder's output activation is always SiLU).
@@ -145,7 +134,10 @@ impl VaeConfig {
             return Err(config_err(
                 "_class_name",
                 name,
-                format!("this folder holds a {name}, not a {VAE_CLASS} (the VAE iterinv runs)"),
+                format!(
+                    "this folder holds a {name}; the VAE iterinv runs is an {VAE_CLASS} \
+                     (a pipeline's vae/ folder)"
+                ),
             ));
         }
         let n = self.block_out_channels.len();

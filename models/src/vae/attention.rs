@@ -7,10 +7,10 @@
 //! `proj_attn` (the deprecated `AttentionBlock`); they are the same `[C, C]` linear layers as
 //! `to_q`, `to_k`, `to_v` and `to_out.0`, and are loaded under whichever name the file uses.
 
-use iterinv_engine::{Activation, Tensor};
+use iterinv_engine::Tensor;
 
 use crate::error::Result;
-use crate::nn::{Linear, Norm};
+use crate::nn::{from_tokens, Linear, Norm};
 use crate::weights::Weights;
 
 /// The current name of each projection and the name older checkpoints give it.
@@ -58,18 +58,13 @@ impl MidAttention {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let [b, c, h, w] = [x.dim(0), x.dim(1), x.dim(2), x.dim(3)];
         let n = h * w;
-        let tokens = self
-            .group_norm
-            .group_norm(x, self.groups, Activation::None)?
-            .reshape(&[b, c, n])?
-            .permute(&[0, 2, 1])?;
+        let tokens = self.group_norm.group_norm_tokens(x, self.groups)?;
         let head = |t: Tensor| t.reshape(&[b, n, 1, c]);
         let q = head(self.to_q.forward(&tokens)?)?;
         let k = head(self.to_k.forward(&tokens)?)?;
         let v = head(self.to_v.forward(&tokens)?)?;
         let a = q.attention(&k, &v, 1.0 / (c as f32).sqrt())?;
         let out = self.to_out.forward(&a.reshape(&[b, n, c])?)?;
-        let out = out.permute(&[0, 2, 1])?.reshape(&[b, c, h, w])?;
-        Ok(x.add(&out)?)
+        Ok(x.add(&from_tokens(&out, h, w)?)?)
     }
 }

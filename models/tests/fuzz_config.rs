@@ -1,5 +1,5 @@
 //! Fuzzing config.json (models/src/config): the UNet configs of the fixtures and of the real
-//! checkpoints' specs (IF-I-XL, IF-II-L, the SD x4 upscaler), and T5's, with fields removed,
+//! checkpoints' specs (IF-I-XL, IF-II-L, the SD x4 upscaler), T5's and the VAE's, with fields removed,
 //! mistyped, added or set to absurd sizes, or their bytes mutated. Each must load and validate
 //! or fail with an error naming the file; a config that passes must stay within
 //! `config::limits`, so that nothing sized by it can overflow or allocate absurdly later.
@@ -11,7 +11,7 @@ use std::path::Path;
 
 use fuzz_support::{assert_names_file, budget, fixture_bytes, fixtures, guarded, json, mutate};
 use iterinv_models::config::limits::*;
-use iterinv_models::config::{T5Config, UNetConfig, CONFIG_FILE};
+use iterinv_models::config::{T5Config, UNetConfig, VaeConfig, CONFIG_FILE};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -109,6 +109,25 @@ proptest! {
             assert!(c.num_layers <= MAX_LAYERS && c.num_heads <= MAX_HEADS);
             // inner_dim multiplies two checked sizes: no overflow.
             assert!(c.inner_dim() <= MAX_HEADS * MAX_WIDTH);
+        }
+    }
+
+    #[test]
+    fn mutated_vae_configs_validate_or_name_the_file(bytes in strategy(vec![
+        serde_json::from_slice(&fixture_bytes("vae/vae/config.json")).unwrap(),
+        serde_json::from_slice::<Value>(
+            &fixture_bytes("checkpoints/stable-diffusion-x4-upscaler.vae.json")
+        ).unwrap()["config"].clone(),
+    ])) {
+        let dir = tempfile::tempdir().unwrap();
+        if let Ok(c) = load(dir.path(), &bytes, |d| VaeConfig::load(d, None)) {
+            let n = c.block_out_channels.len();
+            assert!((1..=MAX_BLOCKS).contains(&n));
+            assert!(c.block_out_channels.iter().all(|&ch| (1..=MAX_WIDTH).contains(&ch)));
+            assert!((1..=MAX_LAYERS_PER_BLOCK).contains(&c.layers_per_block));
+            assert!(c.latent_channels <= MAX_WIDTH && c.in_channels <= MAX_WIDTH);
+            // The image-side multiple is 2^(n − 1): no overflow.
+            assert!(c.size_multiple() <= 1 << (MAX_BLOCKS - 1));
         }
     }
 }

@@ -180,3 +180,70 @@ fn a_folder_holding_another_model_class_is_refused() {
         assert!(e.contains(part), "{e} lacks {part}");
     }
 }
+
+/// The config's validation names the field and value of what the VAE cannot run.
+#[test]
+fn unsupported_configs_name_the_field() {
+    use iterinv_models::config::VaeConfig;
+
+    let text = std::fs::read_to_string(vae_dir().join("config.json")).unwrap();
+    let base: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases: [(&str, serde_json::Value, &[&str]); 6] = [
+        (
+            "up_block_types",
+            serde_json::json!(["UpDecoderBlock2D", "UpDecoderBlock2D"]),
+            &[
+                "up_block_types",
+                "one entry per block_out_channels entry (3)",
+            ],
+        ),
+        (
+            "down_block_types",
+            serde_json::json!(["DownEncoderBlock2D", "DownBlock2D", "DownEncoderBlock2D"]),
+            &[
+                "down_block_types[1]",
+                "\"DownBlock2D\"",
+                "DownEncoderBlock2D",
+            ],
+        ),
+        (
+            "norm_num_groups",
+            serde_json::json!(3),
+            &["block_out_channels[0]", "8", "norm_num_groups (3)"],
+        ),
+        (
+            "layers_per_block",
+            serde_json::json!(0),
+            &["layers_per_block", "positive"],
+        ),
+        (
+            "act_fn",
+            serde_json::json!("mish"),
+            &["act_fn", "mish", "silu"],
+        ),
+        (
+            "shift_factor",
+            serde_json::json!(0.1159),
+            &["shift_factor", "null"],
+        ),
+    ];
+    for (field, value, parts) in cases {
+        let mut v = base.clone();
+        v[field] = value;
+        let e = VaeConfig::from_value(v, Path::new("config.json"))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        for part in parts {
+            assert!(e.contains(part), "{e} lacks {part}");
+        }
+    }
+    // The real config's defaults fill what the fixture's omits.
+    let c = VaeConfig::from_value(serde_json::json!({}), Path::new("config.json")).unwrap();
+    c.validate().unwrap();
+    assert_eq!(
+        (c.scaling_factor, c.layers_per_block, c.latent_channels),
+        (0.18215, 1, 4)
+    );
+}

@@ -1,4 +1,5 @@
-//! Attention for head dimensions beyond the flash kernels' [`MAX_HEAD_DIM`]: the VAE's mid-block
+//! Attention for head dimensions beyond the flash kernels'
+//! [`MAX_HEAD_DIM`](super::attention::MAX_HEAD_DIM): the VAE's mid-block
 //! attention is one head of dimension 512 (the SD x4 upscaler's VAE), over 65,536 tokens at a
 //! 256×256 latent.
 //!
@@ -18,7 +19,6 @@
 //! probabilities, the whole score matrix in total: at long sequences run it under
 //! [`no_grad`](crate::grad::no_grad), as the VAE does.
 
-use super::attention::MAX_HEAD_DIM;
 use super::matmul::{matmul, MatmulOptions};
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
@@ -118,10 +118,4 @@ pub fn attention_by_query_blocks(
     } else {
         Ok(out.permute(&[0, 2, 1, 3])?)
     }
-}
-
-/// Whether [`attention`](super::attention::attention) takes a head dimension to the flash kernels
-/// (at most [`MAX_HEAD_DIM`]) rather than to [`attention_by_query_blocks`].
-pub fn flash_supports(head_dim: usize) -> bool {
-    (1..=MAX_HEAD_DIM).contains(&head_dim)
 }

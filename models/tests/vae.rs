@@ -247,3 +247,36 @@ fn unsupported_configs_name_the_field() {
         (0.18215, 1, 4)
     );
 }
+
+/// `mid_block_add_attention: false` and `use_quant_conv` / `use_post_quant_conv: false` leave out
+/// exactly those layers: on the fixture's keys, the model asks for all the others.
+#[test]
+fn optional_layers_follow_the_config() {
+    use iterinv_models::config::VaeConfig;
+    use iterinv_models::weights::{ShapeCheck, Weights};
+
+    let checkpoint = Checkpoint::open(&vae_dir(), None, None, DIFFUSERS_STEM).unwrap();
+    let text = std::fs::read_to_string(vae_dir().join("config.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for field in [
+        "mid_block_add_attention",
+        "use_quant_conv",
+        "use_post_quant_conv",
+    ] {
+        v[field] = false.into();
+    }
+    let config = VaeConfig::from_value(v, Path::new("config.json")).unwrap();
+    let source = ShapeCheck {
+        index: checkpoint.index(),
+        placeholder: Tensor::zeros(poisoned_gpu(), &[1]).unwrap(),
+    };
+    Vae::from_weights(config, &Weights::new(&source)).unwrap();
+    let unused = checkpoint.unused_keys();
+    assert_eq!(unused.len(), 2 * 10 + 4, "{unused:?}");
+    assert!(
+        unused
+            .iter()
+            .all(|k| k.contains(".attentions.0.") || k.contains("quant_conv.")),
+        "{unused:?}"
+    );
+}

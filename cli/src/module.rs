@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use iterinv::models::{ClipTextEncoder, T5Encoder, UNet, UNetInputs};
+use iterinv::models::{ClipTextEncoder, T5Encoder, UNet, UNetInputs, Vae};
 use iterinv::{grad, Gpu};
 
 use crate::tensor_file::{self, Array};
@@ -24,6 +24,34 @@ pub enum Module {
     /// Run a CLIP text encoder (the SD x4 upscaler's text encoder) on token ids.
     #[command(long_about = CLIP_TEXT_HELP)]
     ClipText(ClipTextArgs),
+    /// Run a VAE (diffusers AutoencoderKL, the SD x4 upscaler's): encode images, decode latents.
+    #[command(long_about = VAE_HELP)]
+    Vae(VaeArgs),
+}
+const VAE_HELP: &str = "\
+Run a VAE (diffusers AutoencoderKL, as the SD x4 upscaler ships it): encode images to the latent
+distribution and/or decode latents to images. Activations are f32 whatever the weights' dtype.
+
+IN (safetensors) holds one or both of:
+  image    [B, in_channels, H, W]       float   pixels in [-1, 1]; H and W multiples of
+                                                2^(len(block_out_channels) - 1) (4 for the upscaler)
+  latent   [B, latent_channels, h, w]   float   an unscaled latent (a diffusion latent divided by
+                                                the config's scaling_factor)
+Arrays of any float dtype are read as f32. Other arrays in IN are ignored (with a warning).
+
+OUT (safetensors, f32) holds:
+  mean, std   [B, latent_channels, H/f, W/f]   the latent distribution of `image`, unscaled
+                                               (std = exp(logvar / 2), logvar clamped to [-30, 20])
+  decoded     [B, out_channels, h*f, w*f]      the decoding of `latent`, not clamped
+
+Compare with diffusers:
+  dist = AutoencoderKL.from_pretrained(DIR).encode(image).latent_dist   # dist.mean, dist.std
+  decoded = AutoencoderKL.from_pretrained(DIR).decode(latent).sample";
+
+#[derive(Args)]
+pub struct VaeArgs {
+    #[command(flatten)]
+    io: ModelIo,
 }
 
 const CLIP_TEXT_HELP: &str = "\
@@ -132,23 +160,71 @@ pub fn run(gpu: &Gpu, module: Module) -> Result<()> {
         Module::Unet(args) => unet(gpu, args),
         Module::T5(args) => t5(gpu, args),
         Module::ClipText(args) => clip_text(gpu, args),
+        Module::Vae(args) => vae(gpu, args),
     }
 }
 
-/// Load a network with `load`, saying how long it took.
-fn load_timed<T>(
-    what: &str,
-    dir: &Path,
-    load: impl FnOnce() -> iterinv::models::Result<T>,
+fn vae(gpu: &Gpu, VaeArgs { io: args }: VaeArgs) -> Result<()> {
+    let arrays = tensor_file::read(&args.inputs)?;
+    warn_ignored(&args.inputs, &arrays, &["image", "latent"]);
+    let (image, latent) = (arrays.get("image"), arrays.get("latent"));
+    if image.is_none() && latent.is_none() {
+        let has: Vec<&str> = arrays.keys().map(String::as_str).collect();
+        bail!(
+            "{} has neither `image` (to encode) nor `latent` (to decode); it holds: {}",
+            args.inputs.display(),
+            has.join(", ")
+        );
+    }
+    for (name, a) in [("image", image), ("latent", latent)] {
+        if let Some(a) = a.filter(|a| !is_float(a)) {
+            bail!(
+                "{}: `{name}` must hold floats, not {:?}",
+                args.inputs.display(),
+                a.dtype
+            );
+        }
+    }
+    let vae = load(gpu, &args, "the VAE", Vae::load)?;
+    let mut outputs = Vec::new();
+    if let Some(image) = image {
+        let start = Instant::now();
+        let dist = vae.encode(&image.to_tensor(gpu)?)?;
+        gpu.synchronize()?;
+        eprintln!("encoded in {:.2} s", start.elapsed().as_secs_f64());
+        outputs.push(("mean", dist.mean));
+        outputs.push(("std", dist.std));
+    }
+    if let Some(latent) = latent {
+        let start = Instant::now();
+        let decoded = vae.decode(&latent.to_tensor(gpu)?)?;
+        gpu.synchronize()?;
+        eprintln!("decoded in {:.2} s", start.elapsed().as_secs_f64());
+        outputs.push(("decoded", decoded));
+    }
+    let refs: Vec<(&str, &iterinv::Tensor)> = outputs.iter().map(|(n, t)| (*n, t)).collect();
+    tensor_file::write(&args.out, &refs)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// `loader(gpu, --model, --variant)`, naming `network` and the folder in an error and printing
+/// how long it took.
+fn load<T>(
+    gpu: &Gpu,
+    args: &ModelIo,
+    network: &str,
+    loader: impl FnOnce(&Gpu, &Path, Option<&str>) -> iterinv::models::Result<T>,
 ) -> Result<T> {
     let start = Instant::now();
-    let network = load().with_context(|| format!("loading {what} from {}", dir.display()))?;
+    let model = loader(gpu, &args.model, args.variant.as_deref())
+        .with_context(|| format!("loading {network} from {}", args.model.display()))?;
     eprintln!(
         "loaded {} in {:.1} s",
-        dir.display(),
+        args.model.display(),
         start.elapsed().as_secs_f64()
     );
-    Ok(network)
+    Ok(model)
 }
 
 /// Rows of token ids or mask values, `[B][L]`.
@@ -171,9 +247,7 @@ fn token_inputs(
 fn clip_text(gpu: &Gpu, ClipTextArgs { io: args }: ClipTextArgs) -> Result<()> {
     let arrays = tensor_file::read(&args.inputs)?;
     let (ids, mask) = token_inputs(&args.inputs, &arrays)?;
-    let encoder = load_timed("the CLIP text encoder", &args.model, || {
-        ClipTextEncoder::load(gpu, &args.model, args.variant.as_deref())
-    })?;
+    let encoder = load(gpu, &args, "the CLIP text encoder", ClipTextEncoder::load)?;
     let start = Instant::now();
     let out = encoder.encode(&ids, mask.as_deref())?;
     gpu.synchronize()?;
@@ -202,9 +276,7 @@ fn t5(gpu: &Gpu, T5Args { io: args }: T5Args) -> Result<()> {
             args.inputs.display()
         );
     };
-    let encoder = load_timed("the T5 encoder", &args.model, || {
-        T5Encoder::load(gpu, &args.model, args.variant.as_deref())
-    })?;
+    let encoder = load(gpu, &args, "the T5 encoder", T5Encoder::load)?;
     let start = Instant::now();
     let hidden = encoder.encode(&ids, &mask)?;
     gpu.synchronize()?;
@@ -263,9 +335,7 @@ fn unet(gpu: &Gpu, UnetArgs { io: args }: UnetArgs) -> Result<()> {
         .map(|a| vector(&args.inputs, "class_labels", a))
         .transpose()?;
 
-    let unet = load_timed("the UNet", &args.model, || {
-        UNet::load(gpu, &args.model, args.variant.as_deref())
-    })?;
+    let unet = load(gpu, &args, "the UNet", UNet::load)?;
 
     let cotangent = arrays.get("cotangent");
     let sample = sample.to_tensor(gpu)?;

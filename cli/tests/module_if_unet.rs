@@ -2,42 +2,15 @@
 //! compared with the float64 goldens (same tolerance as the model tests: 1e-3 of the largest
 //! magnitude), and its errors.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-use safetensors::{Dtype, SafeTensors};
+use std::path::PathBuf;
+
+use common::{assert_fails_with, assert_help_mentions, assert_matches, assert_succeeded, iterinv};
+use safetensors::SafeTensors;
 
 fn fixtures() -> PathBuf {
-    Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/if_unet"
-    ))
-    .to_path_buf()
-}
-
-fn iterinv(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_iterinv"))
-        .args(args)
-        .output()
-        .expect("the iterinv binary runs")
-}
-
-fn floats(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f64>) {
-    let v = st.tensor(name).unwrap_or_else(|_| panic!("no `{name}`"));
-    let data = match v.dtype() {
-        Dtype::F32 => v
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
-        Dtype::F64 => v
-            .data()
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        d => panic!("{name}: {d:?}"),
-    };
-    (v.shape().to_vec(), data)
+    common::fixture("if_unet")
 }
 
 fn run_and_compare(model: &str, variant: Option<&str>, io: &str, suffix: &str) {
@@ -55,11 +28,7 @@ fn run_and_compare(model: &str, variant: Option<&str>, io: &str, suffix: &str) {
         out.to_str().unwrap(),
     ]);
     let run = iterinv(&args);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_succeeded(&run);
 
     let (got, want) = (std::fs::read(&out).unwrap(), std::fs::read(&io).unwrap());
     let (got, want) = (
@@ -71,18 +40,7 @@ fn run_and_compare(model: &str, variant: Option<&str>, io: &str, suffix: &str) {
         ("grad_sample", "grad_sample"),
         ("grad_encoder_hidden_states", "grad_encoder_hidden_states"),
     ] {
-        let (gs, g) = floats(&got, name);
-        let (ws, w) = floats(&want, &format!("{golden}{suffix}"));
-        assert_eq!(gs, ws, "{name}");
-        let scale = w.iter().fold(0f64, |m, x| m.max(x.abs()));
-        let err = g
-            .iter()
-            .zip(&w)
-            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(
-            err <= 1e-3 * scale,
-            "{name}: error {err:.3e}, scale {scale:.3}"
-        );
+        assert_matches(&got, name, &want, &format!("{golden}{suffix}"));
     }
 }
 
@@ -132,24 +90,18 @@ fn errors_name_the_problem_and_exit_nonzero() {
             "--out",
             out,
         ]);
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(!run.status.success());
-        assert!(stderr.contains(expected), "{stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_fails_with(&run, expected);
     }
 }
 
 #[test]
 fn help_documents_the_file_format() {
-    let run = iterinv(&["module", "if-unet", "--help"]);
-    let help = String::from_utf8_lossy(&run.stdout);
-    for word in [
+    let words = [
         "timestep",
         "class_labels",
         "cotangent",
         "grad_encoder_hidden_states",
         "--variant",
-    ] {
-        assert!(help.contains(word), "`{word}` missing from:\n{help}");
-    }
+    ];
+    assert_help_mentions(&["module", "if-unet"], &words);
 }

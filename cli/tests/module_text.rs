@@ -2,78 +2,40 @@
 //! fixtures (given as pipeline folders), its outputs compared with transformers' float64 goldens
 //! (1e-3 of the largest magnitude; the library tests hold the tighter bounds).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+
+use common::{assert_fails_with, assert_matches, assert_succeeded, fixture, iterinv};
 use safetensors::SafeTensors;
 
-fn fixtures() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures")).to_path_buf()
-}
-
-fn floats(st: &SafeTensors, name: &str) -> Vec<f64> {
-    let v = st.tensor(name).unwrap();
-    match v.dtype() {
-        safetensors::Dtype::F32 => v
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
-        safetensors::Dtype::F64 => v
-            .data()
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        d => panic!("{name}: {d:?}"),
-    }
-}
-
 /// `iterinv module <network> --model <model> --inputs <io> --out <out>`.
-fn module(network: &str, model: &Path, io: &Path, out: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iterinv"))
-        .args(["module", network, "--model"])
-        .arg(model)
-        .arg("--inputs")
-        .arg(io)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
+fn module(network: &str, model: &Path, io: &Path, out: &Path) -> std::process::Output {
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (model, io, out) = (s(model), s(io), s(out));
+    iterinv(&[
+        "module", network, "--model", &model, "--inputs", &io, "--out", &out,
+    ])
 }
 
 /// Runs `network` on `io` and compares each of `outputs` with the array of that name in `io`.
 fn check(network: &str, model: &Path, io: &Path, outputs: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.safetensors");
-    let run = module(network, model, io, &out);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_succeeded(&module(network, model, io, &out));
     let (got, want) = (std::fs::read(&out).unwrap(), std::fs::read(io).unwrap());
     let (got, want) = (
         SafeTensors::deserialize(&got).unwrap(),
         SafeTensors::deserialize(&want).unwrap(),
     );
     for name in outputs {
-        let (got, want) = (floats(&got, name), floats(&want, name));
-        assert_eq!(got.len(), want.len(), "{name}");
-        let scale = want.iter().fold(0f64, |m, x| m.max(x.abs()));
-        let err = got
-            .iter()
-            .zip(&want)
-            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(
-            err <= 1e-3 * scale,
-            "{name}: error {err:.3e}, scale {scale:.3}"
-        );
+        assert_matches(&got, name, &want, name);
     }
 }
 
 #[test]
 fn t5_last_hidden_state_matches_transformers() {
-    let t5 = fixtures().join("t5");
+    let t5 = fixture("t5");
     check(
         "t5",
         &t5,
@@ -84,7 +46,7 @@ fn t5_last_hidden_state_matches_transformers() {
 
 #[test]
 fn clip_text_outputs_match_transformers() {
-    let clip = fixtures().join("clip_text");
+    let clip = fixture("clip_text");
     let outputs = ["last_hidden_state", "pooler_output"];
     // Without an attention mask, as Stable Diffusion runs it, from a pipeline folder.
     let io = clip.join("gelu_legacy_io.safetensors");
@@ -97,32 +59,19 @@ fn clip_text_outputs_match_transformers() {
 #[test]
 fn missing_ids_are_named() {
     // The UNet fixture's inputs have no input_ids at all.
-    let io = fixtures().join("if_unet/stage1_io.safetensors");
+    let io = fixture("if_unet/stage1_io.safetensors");
     let tmp = tempfile::tempdir().unwrap();
     for (network, model) in [("t5", "t5"), ("clip-text", "clip_text/quick_gelu")] {
-        let run = module(
-            network,
-            &fixtures().join(model),
-            &io,
-            &tmp.path().join("o.safetensors"),
-        );
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(!run.status.success());
-        assert!(stderr.contains("has no array `input_ids`"), "{stderr}");
+        let out = tmp.path().join("o.safetensors");
+        let run = module(network, &fixture(model), &io, &out);
+        assert_fails_with(&run, "has no array `input_ids`");
     }
 }
 
 #[test]
 fn t5_needs_an_attention_mask() {
-    let io = fixtures().join("clip_text/gelu_legacy_io.safetensors");
+    let io = fixture("clip_text/gelu_legacy_io.safetensors");
     let tmp = tempfile::tempdir().unwrap();
-    let run = module(
-        "t5",
-        &fixtures().join("t5"),
-        &io,
-        &tmp.path().join("o.safetensors"),
-    );
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success());
-    assert!(stderr.contains("no array `attention_mask`"), "{stderr}");
+    let run = module("t5", &fixture("t5"), &io, &tmp.path().join("o.safetensors"));
+    assert_fails_with(&run, "no array `attention_mask`");
 }

@@ -8,6 +8,7 @@
 //!   upscaler).
 //! - [`t5`]: the T5 v1.1 text encoder.
 //! - [`clip_text`]: the CLIP text encoder (the SD x4 upscaler's text conditioning).
+//! - [`vae`]: the SD x4 upscaler's VAE (`AutoencoderKL`).
 //! - [`text`]: tokenizers and IF's prompt preprocessing.
 //!
 //! Re-exports the engine so that model code and its users name one crate.
@@ -19,6 +20,7 @@ pub mod nn;
 pub mod t5;
 pub mod text;
 pub mod unet;
+pub mod vae;
 pub mod weights;
 
 pub use clip_text::ClipTextEncoder;
@@ -26,4 +28,5 @@ pub use error::{Error, Result};
 pub use iterinv_engine as engine;
 pub use t5::T5Encoder;
 pub use unet::{UNet, UNetInputs};
+pub use vae::{LatentDist, Vae};
 pub use weights::{Checkpoint, KeyIndex};

@@ -1,7 +1,7 @@
 //! Fuzzing config.json (models/src/config): the UNet configs of the fixtures and of the real
-//! checkpoints' specs (IF-I-XL, IF-II-L, the SD x4 upscaler), T5's and CLIP text's, with fields
-//! removed, mistyped, added or set to absurd sizes, or their bytes mutated. Each must load and
-//! validate or fail with an error naming the file; a config that passes must stay within
+//! checkpoints' specs (IF-I-XL, IF-II-L, the SD x4 upscaler), T5's, CLIP text's and the VAE's, with
+//! fields removed, mistyped, added or set to absurd sizes, or their bytes mutated. Each must load
+//! and validate or fail with an error naming the file; a config that passes must stay within
 //! `config::limits`, so that nothing sized by it can overflow or allocate absurdly later.
 
 #[path = "../../tests/fuzz_support/mod.rs"]
@@ -11,7 +11,7 @@ use std::path::Path;
 
 use fuzz_support::{assert_names_file, budget, fixture_bytes, fixtures, guarded, json, mutate};
 use iterinv_models::config::limits::*;
-use iterinv_models::config::{clip, ClipTextConfig, T5Config, UNetConfig, CONFIG_FILE};
+use iterinv_models::config::{clip, ClipTextConfig, T5Config, UNetConfig, VaeConfig, CONFIG_FILE};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -129,6 +129,25 @@ proptest! {
             assert!(c.max_position_embeddings <= clip::MAX_POSITIONS);
             assert!(c.num_attention_heads <= c.hidden_size);
             assert!(c.head_dim() * c.num_attention_heads == c.hidden_size);
+        }
+    }
+
+    #[test]
+    fn mutated_vae_configs_validate_or_name_the_file(bytes in strategy(vec![
+        serde_json::from_slice(&fixture_bytes("vae/vae/config.json")).unwrap(),
+        serde_json::from_slice::<Value>(
+            &fixture_bytes("checkpoints/stable-diffusion-x4-upscaler.vae.json")
+        ).unwrap()["config"].clone(),
+    ])) {
+        let dir = tempfile::tempdir().unwrap();
+        if let Ok(c) = load(dir.path(), &bytes, |d| VaeConfig::load(d, None)) {
+            let n = c.block_out_channels.len();
+            assert!((1..=MAX_BLOCKS).contains(&n));
+            assert!(c.block_out_channels.iter().all(|&ch| (1..=MAX_WIDTH).contains(&ch)));
+            assert!((1..=MAX_LAYERS_PER_BLOCK).contains(&c.layers_per_block));
+            assert!(c.latent_channels <= MAX_WIDTH && c.in_channels <= MAX_WIDTH);
+            // The image-side multiple is 2^(n − 1): no overflow.
+            assert!(c.size_multiple() <= 1 << (MAX_BLOCKS - 1));
         }
     }
 }

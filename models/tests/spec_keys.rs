@@ -216,3 +216,63 @@ fn sd_upscaler_clip_text_encoder_asks_for_exactly_its_checkpoint_keys() {
     assert_eq!(index.len(), 372);
     assert_eq!(index.total_numel() as u64, s["params"].as_u64().unwrap());
 }
+
+/// The SD x4 upscaler's VAE built from its real config asks for exactly its published keys; and
+/// for the same keys under the old attention names (`query`, `key`, `value`, `proj_attn`), which
+/// the 2022 checkpoint may use.
+#[test]
+fn upscaler_vae_asks_for_exactly_its_checkpoint_keys() {
+    use iterinv_models::config::VaeConfig;
+    use iterinv_models::engine::Tensor;
+    use iterinv_models::weights::{ShapeCheck, Weights};
+    use iterinv_models::Vae;
+
+    let name = "stable-diffusion-x4-upscaler.vae.json";
+    let (index, s) = spec_index(name);
+    assert_eq!(index.len(), 204);
+    assert_eq!(index.total_numel() as u64, s["params"].as_u64().unwrap());
+    let config = VaeConfig::from_value(s["config"].clone(), Path::new(name)).unwrap();
+    assert_eq!(config.downsamplers(), 2);
+    let gpu = common::gpu();
+    let placeholder = Tensor::zeros(gpu, &[1]).unwrap();
+    let source = ShapeCheck {
+        index: &index,
+        placeholder: placeholder.clone(),
+    };
+    Vae::from_weights(config.clone(), &Weights::new(&source)).unwrap();
+    assert_eq!(
+        index.unused_keys(),
+        Vec::<String>::new(),
+        "{name}: keys never asked for"
+    );
+
+    let old_names = [
+        ("to_q", "query"),
+        ("to_k", "key"),
+        ("to_v", "value"),
+        ("to_out.0", "proj_attn"),
+    ];
+    let entries = index.keys().map(|k| {
+        let shape = index.shape(k).unwrap().to_vec();
+        let renamed = old_names.iter().fold(k.to_string(), |k, (new, old)| {
+            k.replace(
+                &format!("attentions.0.{new}."),
+                &format!("attentions.0.{old}."),
+            )
+        });
+        (renamed, shape, FileDType::F16)
+    });
+    let old = KeyIndex::from_entries(spec_path(name), entries.collect::<Vec<_>>());
+    assert!(old.contains("encoder.mid_block.attentions.0.proj_attn.weight"));
+    let source = ShapeCheck {
+        index: &old,
+        placeholder,
+    };
+    Vae::from_weights(config, &Weights::new(&source)).unwrap();
+    assert_eq!(
+        old.unused_keys(),
+        Vec::<String>::new(),
+        "old names never asked for"
+    );
+    assert_eq!(old.used_count(), 204);
+}

@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::golden::{self, upload, Array};
+use common::golden::{self, max_diff, upload, Array};
 use common::{fixture, poisoned_gpu};
 use iterinv_models::engine::{grad, Tensor};
 use iterinv_models::{UNet, UNetInputs};
@@ -27,14 +27,7 @@ fn load_io(io: &str) -> HashMap<String, Array> {
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Array) {
-    golden::assert_close(what, got, want, TOLERANCE)
-}
-
-/// Largest |a − b|.
-fn max_diff(a: &[f32], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .fold(0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()))
+    golden::assert_close(what, got, want, TOLERANCE);
 }
 
 /// Forward and VJP of the UNet in `model_dir` (`set/name`) against the goldens

@@ -23,11 +23,14 @@ use crate::error::{invalid, shape_err, Result};
 use crate::grad;
 use crate::grad::attention::{attention_grad, AttentionSaved};
 use crate::launch::{expect_float, to_u32, Launch, Params};
+use crate::ops::attention_blocked::{attention_by_query_blocks, SCORE_BLOCK_BYTES};
 use crate::tensor::Tensor;
 
 const OP: &str = "attention";
 
-/// Largest head dimension: q and the accumulator of a row live in registers.
+/// Largest head dimension of the flash kernels: q and the accumulator of a row live in registers.
+/// Plain attention (one key segment, no bias, no mask) with wider heads runs in query blocks
+/// (`attention_blocked`).
 pub const MAX_HEAD_DIM: usize = 128;
 
 /// The operands of [`attention`]. Inputs may be stored as f32, f16 or bf16.
@@ -86,6 +89,10 @@ fn rank4(name: &str, t: &Tensor) -> Result<[usize; 4]> {
 /// whose keys are all masked by `key_mask` (or with no keys at all) is written as zeros. A bias of
 /// −inf also excludes a key on IEEE-conforming devices; a bias of −FLT_MAX on every key gives the
 /// plain mean of the values, as in PyTorch.
+///
+/// Head dims above [`MAX_HEAD_DIM`] are taken without a bias, mask or second segment, and run in
+/// blocks of queries (`attention_blocked`: a bounded block of scores at a time, never the whole
+/// matrix).
 pub fn attention(args: &AttentionArgs) -> Result<Tensor> {
     let AttentionArgs {
         q,
@@ -181,17 +188,24 @@ pub fn attention(args: &AttentionArgs) -> Result<Tensor> {
             );
         }
     }
+    if !scale.is_finite() {
+        return invalid(OP, format!("scale {scale} is not finite"));
+    }
+    let plain = k2.is_none() && bias.is_none() && key_mask.is_none();
+    if d > MAX_HEAD_DIM && plain {
+        // Wider heads than the flash kernels hold in registers (the VAE's 512): see
+        // `attention_blocked` for why they go through blocked GEMMs instead.
+        return attention_by_query_blocks(q, k, v, scale, SCORE_BLOCK_BYTES);
+    }
     if d == 0 || d > MAX_HEAD_DIM {
         return shape_err(
             OP,
             format!(
-                "head dim {d} of q {:?} must be in 1..={MAX_HEAD_DIM}",
+                "head dim {d} of q {:?} must be in 1..={MAX_HEAD_DIM} with a second key segment, \
+                 a bias or a key mask (plain attention takes any positive head dim)",
                 q.shape()
             ),
         );
-    }
-    if !scale.is_finite() {
-        return invalid(OP, format!("scale {scale} is not finite"));
     }
     let gpu = q.gpu();
     let out = Tensor::uninit(gpu, q.shape(), OP)?;

@@ -3,6 +3,7 @@
 //! f16 or bf16 (weights stay in their file's precision).
 
 pub mod attention;
+pub mod attention_blocked;
 pub mod conv;
 pub mod elementwise;
 pub mod matmul;

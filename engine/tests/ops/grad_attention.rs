@@ -186,6 +186,13 @@ fn check(what: &str, c: &Case, wrt: &[bool], seed: u64) {
 
 const ALL: [bool; 5] = [true; 5];
 
+/// Head dims past the flash kernels' 128 run in query blocks made of recorded ops (matmul,
+/// softmax, permutes): their gradients compose to attention's.
+#[test]
+fn wide_heads_through_query_blocks() {
+    check("all", &Case::new(2, 7, 2, 136, 9, 0), &ALL, 505);
+}
+
 #[test]
 fn two_segments_shared_bias_head_dim_8() {
     let mut rng = Rng::new(500);

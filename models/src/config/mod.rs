@@ -10,6 +10,7 @@ pub mod limits;
 mod t5;
 mod unet;
 mod unet_defaults;
+mod vae;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,7 @@ pub use blocks::{ClassEmbedding, DownBlockType, MidBlockType, UpBlockType};
 pub use clip::ClipTextConfig;
 pub use t5::T5Config;
 pub use unet::UNetConfig;
+pub use vae::{VaeConfig, VAE_CLASS};
 
 /// The name of a model's config file inside its folder.
 pub const CONFIG_FILE: &str = "config.json";
@@ -108,6 +110,22 @@ pub fn parse_str<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
 /// Parse a config from an already-parsed JSON value (e.g. the `config` part of a spec file).
 pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value, origin: &Path) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| parse_err(origin, e))
+}
+
+/// Read, parse and validate `dir/config.json` (or `dir/subfolder/config.json`); a validation
+/// error names the file.
+pub(crate) fn load_validated<T: DeserializeOwned>(
+    dir: &Path,
+    subfolder: Option<&str>,
+    validate: impl FnOnce(&T) -> Result<()>,
+) -> Result<T> {
+    let path = config_path(dir, subfolder);
+    let config: T = read(&path)?;
+    validate(&config).map_err(|e| Error::InFile {
+        path,
+        source: Box::new(e),
+    })?;
+    Ok(config)
 }
 
 /// Read and parse a config file.

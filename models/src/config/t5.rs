@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::check::{finite_positive, in_range};
 use super::config_err;
 use super::limits::{MAX_BUCKETS, MAX_DISTANCE, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct T5Config {
@@ -66,13 +66,7 @@ fn relu() -> String {
 impl T5Config {
     /// Read, parse and validate `dir/config.json` (or `dir/subfolder/config.json`).
     pub fn load(dir: &Path, subfolder: Option<&str>) -> Result<T5Config> {
-        let path = super::config_path(dir, subfolder);
-        let config: T5Config = super::read(&path)?;
-        config.validate().map_err(|e| Error::InFile {
-            path,
-            source: Box::new(e),
-        })?;
-        Ok(config)
+        super::load_validated(dir, subfolder, Self::validate)
     }
 
     /// Width of the attention's projections (`num_heads · d_kv`; may differ from `d_model`).

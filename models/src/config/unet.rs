@@ -15,7 +15,7 @@ use super::limits::{
     MAX_BLOCKS, MAX_CLASS_EMBEDS, MAX_LAYERS_PER_BLOCK, MAX_SAMPLE_SIZE, MAX_WIDTH,
 };
 use super::{activation, config_err, OneOrMany};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// diffusers' `UNet2DConditionModel` config. Absent fields take diffusers' defaults; fields that
 /// diffusers writes as `null` are `None`. Call [`validate`](Self::validate) before building a model.
@@ -139,13 +139,7 @@ impl UNetConfig {
 
     /// Read, parse and validate `dir/config.json` (or `dir/subfolder/config.json`).
     pub fn load(dir: &Path, subfolder: Option<&str>) -> Result<UNetConfig> {
-        let path = super::config_path(dir, subfolder);
-        let config: UNetConfig = super::read(&path)?;
-        config.validate().map_err(|e| Error::InFile {
-            path,
-            source: Box::new(e),
-        })?;
-        Ok(config)
+        super::load_validated(dir, subfolder, Self::validate)
     }
 
     /// The one square `sample_size` the IF pipelines need (an int, or `[s, s]`).

@@ -14,6 +14,13 @@ use crate::weights::Weights;
 pub use resnet::{Resample, Resnet, ResnetOptions, TimeConditioning};
 pub use tokens::check_token_batch;
 
+/// `[B, H·W, C]` → `[B, C, H, W]`: an attention's tokens back as a feature map (the inverse of
+/// [`Norm::group_norm_tokens`]'s layout).
+pub fn from_tokens(t: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let [b, _, c] = [t.dim(0), t.dim(1), t.dim(2)];
+    Ok(t.permute(&[0, 2, 1])?.reshape(&[b, c, h, w])?)
+}
+
 /// `nn.Linear`: `x · weightᵀ + bias`, weight `[out, in]`.
 pub struct Linear {
     pub weight: Tensor,
@@ -121,6 +128,14 @@ impl Norm {
             ..self.group_args(groups)
         };
         Ok(x.group_norm(&args)?)
+    }
+
+    /// `GroupNorm(groups)` of a feature map `[B, C, H, W]`, as the tokens `[B, H·W, C]` of an
+    /// attention over its pixels.
+    pub fn group_norm_tokens(&self, x: &Tensor, groups: usize) -> Result<Tensor> {
+        let [b, c, h, w] = [x.dim(0), x.dim(1), x.dim(2), x.dim(3)];
+        let n = self.group_norm(x, groups, Activation::None)?;
+        Ok(n.reshape(&[b, c, h * w])?.permute(&[0, 2, 1])?)
     }
 
     /// `LayerNorm` over the last dimension.

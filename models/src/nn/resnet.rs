@@ -1,12 +1,12 @@
 //! diffusers' `ResnetBlock2D`: the residual block of every UNet here, with its optional
 //! resampling (IF's `ResnetDownsample`/`ResnetUpsample` blocks resample inside a resnet) and
-//! time conditioning (IF: FiLM-style scale/shift; SD: an added bias).
+//! time conditioning (IF: FiLM-style scale/shift; SD: an added bias; the VAE: none).
 
 use iterinv_engine::ops::norm::GroupNormArgs;
 use iterinv_engine::{Activation, Tensor};
 
 use super::{Conv2d, Linear, Norm};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::weights::Weights;
 
 /// Resampling inside the block, applied to both branches after `norm1`.
@@ -26,6 +26,8 @@ pub enum TimeConditioning {
     Add,
     /// `"scale_shift"`: `h = norm2(h)·(1 + scale) + shift` with `(scale, shift) = proj(emb)`.
     ScaleShift,
+    /// No time embedding (`temb_channels=None`, the VAE): no `time_emb_proj` weights.
+    None,
 }
 
 /// The configuration a UNet gives all its resnets.
@@ -47,7 +49,7 @@ pub struct ResnetOptions {
 pub struct Resnet {
     norm1: Norm,
     conv1: Conv2d,
-    time_emb_proj: Linear,
+    time_emb_proj: Option<Linear>,
     norm2: Norm,
     conv2: Conv2d,
     conv_shortcut: Option<Conv2d>,
@@ -67,13 +69,16 @@ impl Resnet {
         opts: ResnetOptions,
     ) -> Result<Resnet> {
         let temb_out = match opts.time {
-            TimeConditioning::Add => outputs,
-            TimeConditioning::ScaleShift => 2 * outputs,
+            TimeConditioning::Add => Some(outputs),
+            TimeConditioning::ScaleShift => Some(2 * outputs),
+            TimeConditioning::None => None,
         };
         Ok(Resnet {
             norm1: Norm::load(&w.at("norm1"), inputs, opts.eps)?,
             conv1: Conv2d::load(&w.at("conv1"), inputs, outputs, 3)?,
-            time_emb_proj: Linear::load(&w.at("time_emb_proj"), opts.temb, temb_out)?,
+            time_emb_proj: temb_out
+                .map(|o| Linear::load(&w.at("time_emb_proj"), opts.temb, o))
+                .transpose()?,
             norm2: Norm::load(&w.at("norm2"), outputs, opts.eps)?,
             conv2: Conv2d::load(&w.at("conv2"), outputs, outputs, 3)?,
             conv_shortcut: if inputs != outputs {
@@ -89,8 +94,29 @@ impl Resnet {
 
     /// `x [B, Cin, H, W]` → `[B, Cout, H', W']`. `emb` is the time embedding `[B, T]` and
     /// `emb_act` is `act(emb)`; the block uses whichever its `skip_time_act` says (the caller
-    /// computes `act(emb)` once for all blocks).
+    /// computes `act(emb)` once for all blocks). A block without time conditioning ignores both.
     pub fn forward(&self, x: &Tensor, emb: &Tensor, emb_act: &Tensor) -> Result<Tensor> {
+        let t = self
+            .time_emb_proj
+            .as_ref()
+            .map(|proj| {
+                proj.forward(if self.opts.skip_time_act {
+                    emb
+                } else {
+                    emb_act
+                })
+            })
+            .transpose()?;
+        self.run(x, t.as_ref())
+    }
+
+    /// The block without a time embedding (built with [`TimeConditioning::None`]: the VAE's).
+    pub fn forward_plain(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, None)
+    }
+
+    /// `t`: the projected time embedding, `None` exactly when the block has no `time_emb_proj`.
+    fn run(&self, x: &Tensor, t: Option<&Tensor>) -> Result<Tensor> {
         let act = self.opts.act;
         let mut h = self.norm1.group_norm(x, self.opts.groups, act)?;
         let mut x = x.clone();
@@ -106,18 +132,13 @@ impl Resnet {
             }
         }
         let h = self.conv1.forward(&h)?;
-        let t = self.time_emb_proj.forward(if self.opts.skip_time_act {
-            emb
-        } else {
-            emb_act
-        })?;
-        let h = match self.opts.time {
-            TimeConditioning::Add => {
+        let h = match (self.opts.time, t) {
+            (TimeConditioning::Add, Some(t)) => {
                 let b = t.dim(0);
                 let h = h.add(&t.reshape(&[b, self.out_channels, 1, 1])?)?;
                 self.norm2.group_norm(&h, self.opts.groups, act)?
             }
-            TimeConditioning::ScaleShift => {
+            (TimeConditioning::ScaleShift, Some(t)) => {
                 let parts = t.chunk(2, 1)?;
                 let args = GroupNormArgs {
                     scale_shift: Some((&parts[0], &parts[1])),
@@ -125,6 +146,17 @@ impl Resnet {
                     ..self.norm2.group_args(self.opts.groups)
                 };
                 h.group_norm(&args)?
+            }
+            (TimeConditioning::None, None) => self.norm2.group_norm(&h, self.opts.groups, act)?,
+            (time, _) => {
+                let detail = format!(
+                    "given or missing for a resnet with time conditioning {time:?}: \
+                     needed by Add and ScaleShift, unused by None"
+                );
+                return Err(Error::Input {
+                    what: "time embedding".into(),
+                    detail,
+                });
             }
         };
         let h = self.conv2.forward(&h)?;

@@ -2,10 +2,10 @@
 //! attend to the projected text tokens and to themselves in one softmax, text keys first.
 
 use iterinv_engine::ops::attention::{attention, AttentionArgs};
-use iterinv_engine::{Activation, Tensor};
+use iterinv_engine::Tensor;
 
 use crate::error::Result;
-use crate::nn::{Linear, Norm};
+use crate::nn::{from_tokens, Linear, Norm};
 use crate::weights::Weights;
 
 /// Groups of `norm_cross` (diffusers' `cross_attention_norm_num_groups` default, not a UNet
@@ -65,11 +65,7 @@ impl AddedKvAttention {
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let [b, c, h, w] = [x.dim(0), x.dim(1), x.dim(2), x.dim(3)];
         let n = h * w;
-        let tokens = self
-            .group_norm
-            .group_norm(x, self.groups, Activation::None)?
-            .reshape(&[b, c, n])?
-            .permute(&[0, 2, 1])?;
+        let tokens = self.group_norm.group_norm_tokens(x, self.groups)?;
         let ctx = match &self.norm_cross {
             // GroupNorm over the context's channels, statistics over a group × all tokens.
             Some(norm) => context
@@ -91,7 +87,6 @@ impl AddedKvAttention {
             ..AttentionArgs::new(&q, &text_k, &text_v, 1.0 / (self.head_dim as f32).sqrt())
         })?;
         let out = self.to_out.forward(&out.reshape(&[b, n, c])?)?;
-        let out = out.permute(&[0, 2, 1])?.reshape(&[b, c, h, w])?;
-        Ok(x.add(&out)?)
+        Ok(x.add(&from_tokens(&out, h, w)?)?)
     }
 }

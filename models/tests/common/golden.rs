@@ -29,7 +29,7 @@ impl Array {
     }
 }
 
-/// Every array of a golden file.
+/// Every array of a golden file (F32, F64 or I64), widened to f64.
 pub fn load_io(path: &Path) -> HashMap<String, Array> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let st = SafeTensors::deserialize(&bytes).unwrap();
@@ -70,8 +70,8 @@ pub fn upload(gpu: &Gpu, a: &Array) -> Tensor {
 }
 
 /// `got` has `want`'s shape, no NaN or infinity, and differs from it by at most
-/// `tolerance × want.scale()` anywhere; prints the largest error.
-pub fn assert_close(what: &str, got: &Tensor, want: &Array, tolerance: f64) {
+/// `tolerance × want.scale()` anywhere; prints the largest error. Returns `got`'s values.
+pub fn assert_close(what: &str, got: &Tensor, want: &Array, tolerance: f64) -> Vec<f32> {
     assert_eq!(got.shape(), &want.shape[..], "{what}: shape");
     let got = got.to_vec().unwrap();
     let scale = want.scale();
@@ -91,4 +91,12 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Array, tolerance: f64) {
         got[i],
         want.data[i]
     );
+    got
+}
+
+/// Largest |a − b|.
+pub fn max_diff(a: &[f32], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .fold(0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()))
 }

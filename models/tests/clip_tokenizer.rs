@@ -5,18 +5,17 @@
 //! (make_clip_tokenizer_fixtures.py): with SD 2's config (pad "!"), OpenAI's (pad EOS) and none.
 //! The same ids must come from vocab.json + merges.txt and from transformers' tokenizer.json.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{read_json, strings, tokens_json, u32s};
 use iterinv_models::text::tokenizer::{AnyTokenizer, ClipTokenizer, Pipeline, MAX_TOKENS};
 use iterinv_models::Error;
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures")).to_path_buf()
-}
-
 fn fixture() -> PathBuf {
-    fixtures().join("clip_tokenizer")
+    common::fixture("clip_tokenizer")
 }
 
 struct Prompt {
@@ -38,41 +37,23 @@ enum Config {
     None = 2,
 }
 
-fn u32s(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 fn golden() -> (Vec<Prompt>, usize, usize) {
-    let text = std::fs::read_to_string(fixture().join("tokens.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let (prompts, max_length, vocab) = tokens_json(&fixture().join("tokens.json"));
     let pair = |p: &Value, suffix: &str| {
         (
             u32s(&p[format!("input_ids{suffix}")]),
             u32s(&p[format!("attention_mask{suffix}")]),
         )
     };
-    let prompts = v["prompts"]
-        .as_array()
-        .unwrap()
+    let prompts = prompts
         .iter()
         .map(|p| Prompt {
             text: p["text"].as_str().unwrap().to_string(),
             padded: [pair(p, ""), pair(p, "_eos_pad"), pair(p, "_no_config")],
             ids_unpadded: u32s(&p["ids_unpadded"]),
-            tokens: p["tokens"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s.as_str().unwrap().to_string())
-                .collect(),
+            tokens: strings(&p["tokens"]),
         })
         .collect();
-    let max_length = v["max_length"].as_u64().unwrap() as usize;
-    let vocab = v["vocab_size"].as_u64().unwrap() as usize;
     (prompts, max_length, vocab)
 }
 
@@ -197,8 +178,7 @@ fn without_config_files_the_defaults_match_transformers() {
 
 /// The pad id transformers gave for a config case of tokens.json's `pad_ids`.
 fn golden_pad_id(case: &str) -> u32 {
-    let text = std::fs::read_to_string(fixture().join("tokens.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v = read_json(&fixture().join("tokens.json"));
     v["pad_ids"][case].as_u64().unwrap() as u32
 }
 
@@ -252,7 +232,7 @@ fn pipeline_folder_and_file_paths_load() {
 
 #[test]
 fn any_tokenizer_tells_clip_from_t5() {
-    let t5 = fixtures().join("t5");
+    let t5 = common::fixture("t5");
     for path in [t5.clone(), t5.join("tokenizer_json")] {
         let tok = AnyTokenizer::load(&path).unwrap();
         assert!(matches!(tok, AnyTokenizer::T5(_)), "{}", path.display());
@@ -282,18 +262,9 @@ fn short_max_lengths_truncate_and_keep_bos_and_eos() {
     let (prompts, _, _) = golden();
     let p = &prompts[0]; // "a photo of a cat": BOS, 5 tokens, EOS
     assert_eq!(p.ids_unpadded.len(), 7);
-    for max_length in [2, 3, 6, 7, 9] {
-        let e = tok.encode(&[&p.text], max_length).unwrap();
-        let n = p.ids_unpadded.len().min(max_length);
-        let mut want = p.ids_unpadded[..n - 1].to_vec();
-        want.push(49407);
-        let mut mask = vec![1; n];
-        want.resize(max_length, 0);
-        mask.resize(max_length, 0);
-        assert_eq!(e.input_ids[0], want, "max_length {max_length}");
-        assert_eq!(e.attention_mask[0], mask, "max_length {max_length}");
-    }
-    for bad in [0, 1, MAX_TOKENS + 1] {
+    common::check_truncation(&tok, &p.text, &p.ids_unpadded, &[2, 3, 6, 7, 9]);
+    // Room for BOS and EOS at least, and no more than MAX_TOKENS.
+    for bad in [1, MAX_TOKENS + 1] {
         let e = tok.encode(&[&p.text], bad).unwrap_err();
         assert!(
             matches!(e, Error::Input { .. }) && e.to_string().contains("max_length"),
@@ -387,7 +358,7 @@ fn corrupt_config_files_are_errors() {
 
 #[test]
 fn a_unigram_tokenizer_json_is_not_clip() {
-    let t5 = fixtures().join("t5/tokenizer_json/tokenizer.json");
+    let t5 = common::fixture("t5").join("tokenizer_json/tokenizer.json");
     let e = ClipTokenizer::load(&t5).unwrap_err().to_string();
     assert!(e.contains("tokenizer.json") && e.contains("BPE"), "{e}");
     let json = tokenizer_json_folder();
@@ -403,7 +374,7 @@ fn a_unigram_tokenizer_json_is_not_clip() {
 
 #[test]
 fn a_folder_without_a_tokenizer_says_what_it_holds() {
-    let msg = load_err(&fixtures().join("t5/text_encoder"), "text_encoder");
+    let msg = load_err(&common::fixture("t5").join("text_encoder"), "text_encoder");
     assert!(
         msg.contains("merges.txt") && msg.contains("config.json"),
         "{msg}"

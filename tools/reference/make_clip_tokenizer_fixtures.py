@@ -12,6 +12,8 @@ tokenizer folder a Stable Diffusion 2 / x4-upscaler pipeline holds, and the ids 
   tokenizer/tokenizer_config.json, tokenizer/special_tokens_map.json
       as SD 2's: the config's pad_token is <|endoftext|> but special_tokens_map.json's is "!" (id 0),
       and transformers lets the map win (a config without added_tokens_decoder is "legacy").
+      (Written here from the published files' known content, not downloaded: the Hugging Face Hub
+      was out of reach when this was written.)
   openai_config/tokenizer_config.json, openai_config/special_tokens_map.json
       as OpenAI CLIP's (openai/clip-vit-large-patch14): pad = <|endoftext|>.
   tokenizer_json/tokenizer.template.json, tokenizer_json/tokenizer_config.json

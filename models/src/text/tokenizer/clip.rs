@@ -21,6 +21,9 @@
 //! when the config has no `added_tokens_decoder` (transformers' legacy rule). SD 2's (and the x4
 //! upscaler's) config says `<|endoftext|>` but its map says `!`: padding is `!`, id 0, as
 //! OpenCLIP pads with 0. OpenAI CLIP's folders pad with `<|endoftext|>` (49407), the default.
+//! (The fixture's copy of SD 2's two config files was written from the published files' known
+//! content, not downloaded: the Hub was out of reach. Whichever they say, the precedence rule
+//! above is transformers', checked by the tests on all its cases.)
 //!
 //! Where other CLIP tokenizers give other ids (tokens.json's `references` lists each prompt):
 //! - transformers 4.57's `CLIPTokenizerFast`: identical to 5.24 on the whole corpus (in 5.24
@@ -28,11 +31,13 @@
 //! - transformers 4.57's slow `CLIPTokenizer` with ftfy installed, and open_clip's
 //!   `SimpleTokenizer` (what OpenCLIP, and so the upscaler's text tower, was trained with): both
 //!   clean text with ftfy + `html.unescape` and lower-case with Python's `str.lower`, so they
-//!   differ on ligatures and full-width letters (ftfy applies NFKC: `ﬁ` → `fi`), HTML entities
-//!   (`&amp;` → `&`), curly quotes (→ straight), control characters (removed), Greek final sigma
-//!   (`ς`, where the tokenizers crate lower-cases `Σ` to `σ` always) and `ǅ`. The slow class
-//!   without ftfy falls back to BERT's BasicTokenizer, which splits CJK ideographs apart and
-//!   drops zero-width/format characters, so it differs on CJK, emoji ZWJ sequences and U+200B.
+//!   differ on ligatures, full-width letters and `ǅ` (ftfy applies NFKC: `ﬁ` → `fi`), HTML
+//!   entities (`&amp;` → `&`), curly quotes (→ straight), C0 control characters (removed), U+0085
+//!   (ftfy reads it as Windows-1252: `…`) and Greek final sigma (`ς`, where the tokenizers crate
+//!   lower-cases `Σ` to `σ` always).
+//! - The slow class without ftfy falls back to BERT's BasicTokenizer, which splits CJK
+//!   ideographs apart and drops control and format characters (the ZWJ of emoji sequences,
+//!   U+200B, U+00AD, U+0085, vertical tab, form feed), so it differs there, and on final sigma.
 //! - open_clip alone: it knows no `<|startoftext|>` / `<|endoftext|>` strings (its specials are
 //!   `<start_of_text>`, `<end_of_text>`), so typed special tokens are tokenized as text there; and
 //!   it has no pad token among its specials, so `!` is BPE-merged like any punctuation (`!!` is

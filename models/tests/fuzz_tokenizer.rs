@@ -232,3 +232,43 @@ fn a_huge_max_length_is_refused_before_padding_allocates_it() {
     });
     assert!(msg.contains("max_length"), "{msg}");
 }
+
+/// Load a tokenizer.json holding `json` with `load`; the error, which must name the file.
+fn tokenizer_json_error<T: std::fmt::Debug>(
+    load: fn(&Path) -> iterinv_models::Result<T>,
+    json: &serde_json::Value,
+) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(
+        &path,
+        clip_tokenizer_json(&serde_json::to_vec(json).unwrap()),
+    )
+    .unwrap();
+    let msg = load(&path).unwrap_err().to_string();
+    assert_names_file(&msg, &path);
+    msg
+}
+
+#[test]
+fn a_replace_pattern_matching_nothing_is_refused() {
+    // Found by mutated_clip_tokenizer_jsons: with the pattern {"Regex": ""} the tokenizers crate
+    // indexed past its alignments while encoding (a panic, caught, but not a clear error).
+    let template = fixture_bytes("clip_tokenizer/tokenizer_json/tokenizer.template.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&template).unwrap();
+    v["normalizer"]["normalizers"][1]["pattern"] = serde_json::json!({"Regex": ""});
+    let msg = tokenizer_json_error(ClipTokenizer::load, &v);
+    assert!(msg.contains("Replace"), "{msg}");
+}
+
+#[test]
+fn a_precompiled_normalizer_without_its_charsmap_is_refused() {
+    // Found by mutated_tokenizer_jsons: the tokenizers crate panics (`expect`) reading it.
+    let bytes = fixture_bytes("t5/tokenizer_json/tokenizer.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    for bad in [serde_json::json!(3), serde_json::json!("AAF=")] {
+        v["normalizer"]["precompiled_charsmap"] = bad;
+        let msg = tokenizer_json_error(T5Tokenizer::load, &v);
+        assert!(msg.contains("precompiled_charsmap"), "{msg}");
+    }
+}

@@ -10,7 +10,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{read_json, strings, tokens_json, u32s};
-use iterinv_models::text::tokenizer::{AnyTokenizer, ClipTokenizer, Pipeline, MAX_TOKENS};
+use iterinv_models::text::tokenizer::{
+    AnyTokenizer, ClipTokenizer, Pipeline, T5Tokenizer, MAX_TOKENS,
+};
 use iterinv_models::Error;
 use serde_json::Value;
 
@@ -357,11 +359,13 @@ fn corrupt_config_files_are_errors() {
 }
 
 #[test]
-fn a_unigram_tokenizer_json_is_not_clip() {
+fn a_tokenizer_json_of_the_other_model_is_refused() {
     let t5 = common::fixture("t5").join("tokenizer_json/tokenizer.json");
     let e = ClipTokenizer::load(&t5).unwrap_err().to_string();
     assert!(e.contains("tokenizer.json") && e.contains("BPE"), "{e}");
     let json = tokenizer_json_folder();
+    let e = T5Tokenizer::load(json.path()).unwrap_err().to_string();
+    assert!(e.contains("tokenizer.json") && e.contains("Unigram"), "{e}");
     let file = json.path().join("tokenizer.json");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, &text[..text.len() / 3]).unwrap();

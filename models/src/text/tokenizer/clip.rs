@@ -118,17 +118,10 @@ impl ClipTokenizer {
     /// Load a tokenizers `tokenizer.json` (as transformers saves it); the pad token comes from
     /// the config files beside it.
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
-        let loaded = load_tokenizer_json(path)?;
-        let model = loaded.json.pointer("/model/type").and_then(|t| t.as_str());
-        if model != Some("BPE") {
-            return Err(tokenizer_error(
-                path,
-                format!("its model is {model:?}; CLIP's tokenizer is a BPE model"),
-            ));
-        }
+        let tokenizer = load_tokenizer_json(path)?.expect_model(path, "BPE", "CLIP's")?;
         let specials = specials(path.parent().unwrap_or(Path::new(".")))?;
         Ok(ClipTokenizer {
-            pipeline: Pipeline::new(loaded.tokenizer, path, &specials.pad.content)?,
+            pipeline: Pipeline::new(tokenizer, path, &specials.pad.content)?,
             model_max_length: specials.model_max_length,
         })
     }

@@ -202,10 +202,25 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// A `tokenizer.json` as transformers saves it: its text, parsed JSON, and the pipeline.
+/// A `tokenizer.json` as transformers saves it: its parsed JSON, and the pipeline.
 pub(crate) struct TokenizerJson {
     pub json: serde_json::Value,
     pub tokenizer: Tokenizer,
+}
+
+impl TokenizerJson {
+    /// The pipeline, if its `model.type` is `model` (`Unigram` for T5, `BPE` for CLIP); `what`
+    /// names the tokenizer for the error.
+    pub fn expect_model(self, path: &Path, model: &str, what: &str) -> Result<Tokenizer> {
+        let found = self.json.pointer("/model/type").and_then(|t| t.as_str());
+        if found != Some(model) {
+            return Err(tokenizer_error(
+                path,
+                format!("its model is {found:?}; {what} tokenizer is a {model} model"),
+            ));
+        }
+        Ok(self.tokenizer)
+    }
 }
 
 /// Load a tokenizers `tokenizer.json`, checking first what the tokenizers crate would index

@@ -54,8 +54,8 @@ impl T5Tokenizer {
 
     /// Load a tokenizers `tokenizer.json` (as transformers saves it).
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
-        let loaded = load_tokenizer_json(path)?;
-        Self::new(loaded.tokenizer, path)
+        let tokenizer = load_tokenizer_json(path)?.expect_model(path, "Unigram", "T5's")?;
+        Self::new(tokenizer, path)
     }
 
     /// Convert a SentencePiece `spiece.model` as transformers' T5Tokenizer does, with the number

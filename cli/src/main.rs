@@ -47,7 +47,7 @@ enum Command {
     /// Run one network on arrays from a safetensors file (to compare with PyTorch).
     #[command(subcommand)]
     Module(module::Module),
-    /// Print T5's token ids and attention masks for texts, as JSON (no GPU needed).
+    /// Print T5's or CLIP's token ids and attention masks for texts, as JSON (no GPU needed).
     Tokenize(tokenize::TokenizeArgs),
 }
 

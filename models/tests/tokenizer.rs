@@ -3,14 +3,17 @@
 //! prompt past 77 tokens), the ids transformers' T5Tokenizer gives (make_t5_fixtures.py). The
 //! same ids must come from spiece.model (converted here) and from tokenizer.json.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{strings, tokens_json, u32s};
 use iterinv_models::text::tokenizer::{T5Tokenizer, DEFAULT_MAX_LENGTH};
 use iterinv_models::Error;
 use serde_json::Value;
 
 fn t5_fixture() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/t5")).to_path_buf()
+    common::fixture("t5")
 }
 
 struct Prompt {
@@ -21,36 +24,18 @@ struct Prompt {
     pieces: Vec<String>,
 }
 
-fn u32s(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 fn golden() -> (Vec<Prompt>, usize, usize) {
-    let text = std::fs::read_to_string(t5_fixture().join("tokens.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    let prompts = v["prompts"]
-        .as_array()
-        .unwrap()
+    let (prompts, max_length, vocab) = tokens_json(&t5_fixture().join("tokens.json"));
+    let prompts = prompts
         .iter()
         .map(|p| Prompt {
             text: p["text"].as_str().unwrap().to_string(),
             input_ids: u32s(&p["input_ids"]),
             attention_mask: u32s(&p["attention_mask"]),
             ids_unpadded: u32s(&p["ids_unpadded"]),
-            pieces: p["pieces"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s.as_str().unwrap().to_string())
-                .collect(),
+            pieces: strings(&p["pieces"]),
         })
         .collect();
-    let max_length = v["max_length"].as_u64().unwrap() as usize;
-    let vocab = v["vocab_size"].as_u64().unwrap() as usize;
     (prompts, max_length, vocab)
 }
 
@@ -130,22 +115,7 @@ fn short_max_lengths_truncate_and_keep_eos() {
     let tok = T5Tokenizer::load(&t5_fixture().join("tokenizer")).unwrap();
     let (prompts, _, _) = golden();
     let p = &prompts[0]; // "a photo of a cat": 5 tokens and </s>
-    for max_length in [1, 2, 3, 6, 7] {
-        let e = tok.encode(&[&p.text], max_length).unwrap();
-        let n = p.ids_unpadded.len().min(max_length);
-        let mut want = p.ids_unpadded[..n - 1].to_vec();
-        want.push(1);
-        let mut mask = vec![1; n];
-        want.resize(max_length, 0);
-        mask.resize(max_length, 0);
-        assert_eq!(e.input_ids[0], want, "max_length {max_length}");
-        assert_eq!(e.attention_mask[0], mask, "max_length {max_length}");
-    }
-    let e = tok.encode(&[&p.text], 0).unwrap_err();
-    assert!(
-        matches!(e, Error::Input { .. }) && e.to_string().contains("max_length"),
-        "{e}"
-    );
+    common::check_truncation(&tok, &p.text, &p.ids_unpadded, &[1, 2, 3, 6, 7]);
     assert_eq!(
         tok.encode(&[], 77).unwrap().input_ids,
         Vec::<Vec<u32>>::new()

@@ -3,4 +3,4 @@
 pub mod caption;
 pub mod tokenizer;
 
-pub use tokenizer::{Encoded, T5Tokenizer, DEFAULT_MAX_LENGTH};
+pub use tokenizer::{AnyTokenizer, ClipTokenizer, Encoded, T5Tokenizer, DEFAULT_MAX_LENGTH};

@@ -164,3 +164,64 @@ pub fn write_index(path: &Path, shards: &[(&str, &[&Raw])]) {
     });
     std::fs::write(path, serde_json::to_string_pretty(&index).unwrap()).unwrap();
 }
+
+/// A JSON fixture file (a tokens.json of make_*_fixtures.py), parsed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// A JSON array of token ids or mask values.
+pub fn u32s(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of ids")
+        .iter()
+        .map(|x| u32::try_from(x.as_u64().expect("an id")).expect("a u32 id"))
+        .collect()
+}
+
+/// A JSON array of strings (tokens, pieces).
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .expect("an array of strings")
+        .iter()
+        .map(|s| s.as_str().expect("a string").to_string())
+        .collect()
+}
+
+/// `text` encoded at each of `max_lengths` must be its (golden) `unpadded` ids cut to fit with
+/// the last one (EOS) kept, then padded with the pad id (mask 0); max_length 0 is an input error.
+pub fn check_truncation(
+    tok: &iterinv_models::text::tokenizer::Pipeline,
+    text: &str,
+    unpadded: &[u32],
+    max_lengths: &[usize],
+) {
+    let eos = *unpadded.last().expect("at least EOS");
+    for &max_length in max_lengths {
+        let e = tok.encode(&[text], max_length).unwrap();
+        let n = unpadded.len().min(max_length);
+        let mut want = unpadded[..n - 1].to_vec();
+        want.push(eos);
+        let mut mask = vec![1; n];
+        want.resize(max_length, tok.pad_id());
+        mask.resize(max_length, 0);
+        assert_eq!(e.input_ids[0], want, "max_length {max_length}");
+        assert_eq!(e.attention_mask[0], mask, "max_length {max_length}");
+    }
+    let e = tok.encode(&[text], 0).unwrap_err();
+    assert!(
+        matches!(e, iterinv_models::Error::Input { .. }) && e.to_string().contains("max_length"),
+        "{e}"
+    );
+}
+
+/// A tokenizer fixture's tokens.json (make_t5_fixtures.py, make_clip_tokenizer_fixtures.py):
+/// its prompts, `max_length` and `vocab_size`.
+pub fn tokens_json(path: &Path) -> (Vec<serde_json::Value>, usize, usize) {
+    let v = read_json(path);
+    let count = |key: &str| v[key].as_u64().expect(key) as usize;
+    let prompts = v["prompts"].as_array().expect("prompts").clone();
+    (prompts, count("max_length"), count("vocab_size"))
+}

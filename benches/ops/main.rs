@@ -233,6 +233,8 @@ fn main() -> BenchResult<()> {
     println!("|---|---:|---:|---:|---:|---:|");
     let mut all = workloads(&gpu)?;
     all.extend(unet::tiny_if_unet(&gpu)?);
+    all.extend(unet::tiny_sd_unet(&gpu)?);
+    all.push(unet::tiny_vae_decode(&gpu)?);
     all.push(t5::tiny_t5(&gpu)?);
     all.extend(invert::workloads(&gpu)?);
     let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");

@@ -1,13 +1,14 @@
-//! UNet workloads of the bench: the tiny IF UNet of the test fixtures (forward, and forward plus
-//! the VJPs with respect to sample and text), and with `ITERINV_BENCH_IF_M=1` an IF-I-M-shaped
-//! UNet (block_out_channels 192/384/576/768, batch 2, 64 px) with random f16 weights.
+//! UNet and VAE workloads of the bench: the tiny IF UNet and the tiny x4-upscaler-like UNet of the
+//! test fixtures (forward, and forward plus the VJPs with respect to sample and text), the tiny
+//! VAE's decode, and with `ITERINV_BENCH_IF_M=1` an IF-I-M-shaped UNet (block_out_channels
+//! 192/384/576/768, batch 2, 64 px) with random f16 weights.
 
 use std::path::Path;
 
 use iterinv::grad::grad;
 use iterinv::models::config::UNetConfig;
 use iterinv::models::weights::Weights;
-use iterinv::models::{UNet, UNetInputs};
+use iterinv::models::{UNet, UNetInputs, Vae};
 use iterinv::Gpu;
 
 use crate::random_weights::RandomF16;
@@ -15,30 +16,34 @@ use crate::{randn, BenchResult, Workload};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-/// Forward and forward+VJP workloads of `unet` on `sample [B,C,H,W]` and `text [B,77,D]`.
+/// What the UNet workloads run on: `sample [B,C,H,W]`, 77 tokens of `text_dim`, and the noise
+/// levels as class labels for UNets that take them.
+struct UNetShape {
+    sample: [usize; 4],
+    text_dim: usize,
+    class_labels: Option<[f32; 2]>,
+}
+
+/// Forward and forward+VJP workloads of `unet`.
 fn unet_workloads(
     gpu: &Gpu,
     unet: UNet,
     names: [&'static str; 2],
-    sample_shape: [usize; 4],
-    text_dim: usize,
+    shape: UNetShape,
 ) -> BenchResult<Vec<Workload>> {
-    let b = sample_shape[0];
-    let sample = randn(gpu, &sample_shape, 30)?;
-    let text = randn(gpu, &[b, 77, text_dim], 31)?;
-    let cot = randn(
-        gpu,
-        &[b, 2 * sample_shape[1], sample_shape[2], sample_shape[3]],
-        32,
-    )?;
+    let [b, _, h, w] = shape.sample;
+    let sample = randn(gpu, &shape.sample, 30)?;
+    let text = randn(gpu, &[b, 77, shape.text_dim], 31)?;
+    let cot = randn(gpu, &[b, unet.config().out_channels, h, w], 32)?;
     let unet = std::rc::Rc::new(unet);
-    let (u1, s1, t1) = (unet.clone(), sample.clone(), text.clone());
+    let labels = shape.class_labels.map(|l| l[..b.min(2)].to_vec());
+    let (u1, s1, t1, l1) = (unet.clone(), sample.clone(), text.clone(), labels.clone());
     let forward = move || {
         Ok(u1.forward(&UNetInputs {
             sample: &s1,
             timesteps: &[981.0, 47.0][..b.min(2)],
             encoder_hidden_states: &t1,
-            class_labels: None,
+            class_labels: l1.as_deref(),
         })?)
     };
     let with_vjp = move || {
@@ -47,7 +52,7 @@ fn unet_workloads(
             sample: &s,
             timesteps: &[981.0, 47.0][..b.min(2)],
             encoder_hidden_states: &t,
-            class_labels: None,
+            class_labels: labels.as_deref(),
         })?;
         Ok(grad(&[&out], &[&cot], &[&s, &t])?.remove(0))
     };
@@ -70,7 +75,38 @@ pub fn tiny_if_unet(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
     let dir = Path::new(FIXTURES).join("if_unet/stage1");
     let unet = UNet::load(gpu, &dir, None)?;
     let names = ["if_unet_tiny_fwd_b2_64", "if_unet_tiny_fwd_vjp_b2_64"];
-    unet_workloads(gpu, unet, names, [2, 3, 64, 64], 48)
+    let shape = UNetShape {
+        sample: [2, 3, 64, 64],
+        text_dim: 48,
+        class_labels: None,
+    };
+    unet_workloads(gpu, unet, names, shape)
+}
+
+/// The x4-upscaler-like test fixture (SD's blocks: 8/16/24 channels, transformer layers, a
+/// class-embedding table; text width 20) at B2 on a 64×64 latent (4 latent + 3 image channels),
+/// noise levels 7 and 42.
+pub fn tiny_sd_unet(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
+    let dir = Path::new(FIXTURES).join("sd_unet/upscaler");
+    let unet = UNet::load(gpu, &dir, None)?;
+    let names = ["sd_unet_tiny_fwd_b2_64", "sd_unet_tiny_fwd_vjp_b2_64"];
+    let shape = UNetShape {
+        sample: [2, 7, 64, 64],
+        text_dim: 20,
+        class_labels: Some([7.0, 42.0]),
+    };
+    unet_workloads(gpu, unet, names, shape)
+}
+
+/// The VAE test fixture (8/16/24 channels) decoding a B2 64×64 latent to 256×256 pixels.
+pub fn tiny_vae_decode(gpu: &Gpu) -> BenchResult<Workload> {
+    let vae = Vae::load(gpu, &Path::new(FIXTURES).join("vae/vae"), None)?;
+    let latent = randn(gpu, &[2, 4, 64, 64], 33)?;
+    Ok(Workload {
+        name: "vae_tiny_decode_b2_64",
+        flops: 0.0,
+        run: Box::new(move || Ok(vae.decode(&latent)?)),
+    })
 }
 
 /// IF-I-XL's config with IF-I-M's widths, random f16 weights.
@@ -84,5 +120,10 @@ pub fn if_m_unet(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
     let source = RandomF16 { gpu };
     let unet = UNet::from_weights(gpu, config, &Weights::new(&source))?;
     let names = ["if_unet_m_fwd_b2_64", "if_unet_m_fwd_vjp_b2_64"];
-    unet_workloads(gpu, unet, names, [2, 3, 64, 64], 4096)
+    let shape = UNetShape {
+        sample: [2, 3, 64, 64],
+        text_dim: 4096,
+        class_labels: None,
+    };
+    unet_workloads(gpu, unet, names, shape)
 }

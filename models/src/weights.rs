@@ -272,6 +272,36 @@ impl Checkpoint {
     }
 }
 
+/// Where a network lives in a folder and how its weight files are named.
+#[derive(Clone, Copy, Debug)]
+pub struct NetworkFiles {
+    /// The subfolder a pipeline folder keeps it in (`unet`, `text_encoder`, `vae`).
+    pub subfolder: &'static str,
+    /// [`DIFFUSERS_STEM`] or [`TRANSFORMERS_STEM`].
+    pub stem: &'static str,
+    /// How errors and warnings name it ("the UNet").
+    pub name: &'static str,
+}
+
+/// Load a network from its own folder (`config.json` + `<stem>[.variant].safetensors`, single or
+/// sharded) or from a pipeline folder holding it in `files.subfolder`: its config with `config`,
+/// then the network with `build`, which uploads each weight it asks for. Unused checkpoint keys
+/// are logged once as a warning.
+pub fn load_network<C, T>(
+    gpu: &Gpu,
+    dir: &Path,
+    variant: Option<&str>,
+    files: NetworkFiles,
+    config: impl FnOnce(&Path, Option<&str>) -> Result<C>,
+    build: impl FnOnce(C, &Weights) -> Result<T>,
+) -> Result<T> {
+    let subfolder = crate::config::model_subfolder(dir, files.subfolder);
+    let config = config(dir, subfolder)?;
+    build_from_checkpoint(gpu, dir, subfolder, variant, files.stem, files.name, |w| {
+        build(config, w)
+    })
+}
+
 /// Build a network from the checkpoint in `dir` (or `dir/subfolder`) with `build`, uploading each
 /// weight it asks for; then log once, as a warning, the checkpoint keys it did not use.
 /// `network` names it in that warning ("the IF UNet").

@@ -74,6 +74,45 @@ def unet_times(dev, if_m):
     return out
 
 
+def upscaler_times(dev):
+    """The bench's x4-upscaler rows (benches/ops/unet.rs): the tiny SD-block UNet fixture at B2 on a
+    64x64 latent (7 input channels, noise levels 7 and 42 as class labels, 77 tokens of width 20),
+    forward and forward + VJP; the tiny VAE fixture decoding a B2 64x64 latent. Skipped without
+    diffusers."""
+    try:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+    except ImportError:
+        return {}
+    fixtures = os.path.join(REPO, "tests", "fixtures")
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(fixtures, "sd_unet", "upscaler")).to(dev)
+    sample = torch.randn(2, 7, 64, 64, device=dev)
+    text = torch.randn(2, 77, 20, device=dev)
+    cot = torch.randn(2, 4, 64, 64, device=dev)
+    t = torch.tensor([981, 47], device=dev)
+    labels = torch.tensor([7, 42], device=dev)
+
+    def fwd():
+        with torch.no_grad():
+            return unet(sample, t, text, class_labels=labels).sample
+
+    def fwd_vjp():
+        s, e = sample.clone().requires_grad_(), text.clone().requires_grad_()
+        return torch.autograd.grad(unet(s, t, e, class_labels=labels).sample, [s, e], cot)
+
+    vae = AutoencoderKL.from_pretrained(os.path.join(fixtures, "vae", "vae")).to(dev)
+    latent = torch.randn(2, 4, 64, 64, device=dev)
+
+    def decode():
+        with torch.no_grad():
+            return vae.decode(latent).sample
+
+    return {
+        "sd_unet_tiny_fwd_b2_64": timed(fwd, dev),
+        "sd_unet_tiny_fwd_vjp_b2_64": timed(fwd_vjp, dev),
+        "vae_tiny_decode_b2_64": timed(decode, dev),
+    }
+
+
 def t5_times(dev, xxl):
     """The bench's T5 rows (benches/ops/t5.rs): 2 prompts of 12 and 30 tokens padded to 77."""
     try:
@@ -210,6 +249,7 @@ def main():
 
     out["attention_block_fwd_bwd_b2_1024_c512"] = timed(attention_block, dev)
     out.update(unet_times(dev, args.if_m))
+    out.update(upscaler_times(dev))
     out.update(t5_times(dev, args.t5_xxl))
     out.update(inversion_times(dev))
     out["_machine"] = f"torch {torch.__version__}, {dev}, {torch.get_num_threads()} threads"

@@ -233,10 +233,11 @@ pub fn iterinv(
     Ok((target, reports))
 }
 
-/// Forward-only inversion: at each timestep, `passes` rounds of
-/// `z_t ← √ᾱ_t·(z_p − √(1−ᾱ_p)·ε)/√ᾱ_p + √(1−ᾱ_t)·ε` with ε = ε(z_t, t) — the DDIM step
-/// (epsilon prediction, no thresholding) solved for z_t. The first round, from z_t = z_p, is
-/// plain DDIM inversion.
+/// Forward-only inversion: at each timestep, `passes` rounds of solving the DDIM step (no
+/// thresholding) for z_t with the model output evaluated at the current estimate. With epsilon
+/// prediction that is `z_t ← √ᾱ_t·(z_p − √(1−ᾱ_p)·ε)/√ᾱ_p + √(1−ᾱ_t)·ε`; with v or x₀
+/// prediction the step is `z_p = a·z_t + b·m` in the output m, solved as `z_t ← (z_p − b·m)/a`.
+/// The first round, from z_t = z_p, is plain DDIM inversion.
 pub fn fixed_point(
     denoiser: &dyn Denoiser,
     scheduler: &Scheduler,
@@ -272,12 +273,6 @@ fn solve_step(
     t: usize,
     passes: usize,
 ) -> Result<Tensor> {
-    if scheduler.config().prediction_type != "epsilon" {
-        return invalid(
-            "fixed-point inversion",
-            "it solves the epsilon-prediction DDIM step",
-        );
-    }
     if passes == 0 {
         return invalid(
             "fixed-point inversion",
@@ -293,11 +288,34 @@ fn solve_step(
     let (sap, sbp) = ((ap as f32).sqrt(), ((1.0 - ap) as f32).sqrt());
     let (sat, sbt) = ((at as f32).sqrt(), ((1.0 - at) as f32).sqrt());
     let channels = target.dim(1);
+    let prediction = scheduler.config().prediction_type.as_str();
+    // z_p = a·z_t + b·m for the model output m (epsilon keeps the reference's own formula below).
+    let (a, b) = match prediction {
+        "epsilon" => (sap / sat, sbp - sap * sbt / sat),
+        "v_prediction" => (sap * sat + sbp * sbt, sbp * sat - sap * sbt),
+        "sample" => (sbp / sbt, sap - sbp * sat / sbt),
+        other => {
+            return invalid(
+                "fixed-point inversion",
+                format!("prediction type {other:?} is not supported"),
+            )
+        }
+    };
+    if !(a.is_finite() && b.is_finite() && a != 0.0) {
+        return invalid(
+            "fixed-point inversion",
+            format!("the step at timestep {t} cannot be solved for its input (ᾱ_t = {at})"),
+        );
+    }
     let mut z = target.clone();
     for _ in 0..passes {
-        let eps = guidance.predict(denoiser, &z, t)?.slice(1, 0, channels)?;
-        let x0 = target.sub(&eps.mul_scalar(sbp)?)?.div_scalar(sap)?;
-        z = x0.mul_scalar(sat)?.add(&eps.mul_scalar(sbt)?)?;
+        let m = guidance.predict(denoiser, &z, t)?.slice(1, 0, channels)?;
+        z = if prediction == "epsilon" {
+            let x0 = target.sub(&m.mul_scalar(sbp)?)?.div_scalar(sap)?;
+            x0.mul_scalar(sat)?.add(&m.mul_scalar(sbt)?)?
+        } else {
+            target.sub(&m.mul_scalar(b)?)?.div_scalar(a)?
+        };
     }
     Ok(z)
 }

@@ -14,10 +14,15 @@ use crate::config::clip::LEGACY_EOS_TOKEN_ID;
 use crate::config::ClipTextConfig;
 use crate::error::{Error, Result};
 use crate::nn::{check_token_batch, Linear, Norm};
-use crate::weights::{build_from_checkpoint, Weights, TRANSFORMERS_STEM};
+use crate::weights::{load_network, NetworkFiles, Weights, TRANSFORMERS_STEM};
 
 /// A pipeline folder keeps the encoder in this subfolder.
 pub const SUBFOLDER: &str = "text_encoder";
+const FILES: NetworkFiles = NetworkFiles {
+    subfolder: SUBFOLDER,
+    stem: TRANSFORMERS_STEM,
+    name: "the CLIP text encoder",
+};
 /// Checkpoints saved by transformers before 5.0 nest every key under this module.
 const LEGACY_PREFIX: &str = "text_model";
 /// The causal mask's value above the diagonal: finite, as transformers' `finfo.min`, so that no
@@ -55,19 +60,11 @@ pub struct ClipTextEncoder {
 
 impl ClipTextEncoder {
     /// Load from a model folder (`config.json` + `model[.variant].safetensors`, single or
-    /// sharded) or a pipeline folder with `text_encoder/`. Unused keys are logged once.
+    /// sharded) or a pipeline folder with `text_encoder/`. Unused checkpoint keys are logged once.
     pub fn load(gpu: &Gpu, dir: &Path, variant: Option<&str>) -> Result<ClipTextEncoder> {
-        let subfolder = crate::config::model_subfolder(dir, SUBFOLDER);
-        let config = ClipTextConfig::load(dir, subfolder)?;
-        build_from_checkpoint(
-            gpu,
-            dir,
-            subfolder,
-            variant,
-            TRANSFORMERS_STEM,
-            "the CLIP text encoder",
-            |w| ClipTextEncoder::from_weights(gpu, config, w),
-        )
+        load_network(gpu, dir, variant, FILES, ClipTextConfig::load, |c, w| {
+            ClipTextEncoder::from_weights(gpu, c, w)
+        })
     }
 
     /// Build from a config, taking each weight from `w`: keys as transformers 5 names them

@@ -14,8 +14,14 @@ use crate::weights::Weights;
 pub use resnet::{Resample, Resnet, ResnetOptions, TimeConditioning};
 pub use tokens::check_token_batch;
 
+/// `[B, C, H, W]` → `[B, H·W, C]`: a feature map as the tokens of an attention over its pixels.
+pub fn to_tokens(x: &Tensor) -> Result<Tensor> {
+    let [b, c, h, w] = [x.dim(0), x.dim(1), x.dim(2), x.dim(3)];
+    Ok(x.reshape(&[b, c, h * w])?.permute(&[0, 2, 1])?)
+}
+
 /// `[B, H·W, C]` → `[B, C, H, W]`: an attention's tokens back as a feature map (the inverse of
-/// [`Norm::group_norm_tokens`]'s layout).
+/// [`to_tokens`]).
 pub fn from_tokens(t: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     let [b, _, c] = [t.dim(0), t.dim(1), t.dim(2)];
     Ok(t.permute(&[0, 2, 1])?.reshape(&[b, c, h, w])?)
@@ -133,9 +139,7 @@ impl Norm {
     /// `GroupNorm(groups)` of a feature map `[B, C, H, W]`, as the tokens `[B, H·W, C]` of an
     /// attention over its pixels.
     pub fn group_norm_tokens(&self, x: &Tensor, groups: usize) -> Result<Tensor> {
-        let [b, c, h, w] = [x.dim(0), x.dim(1), x.dim(2), x.dim(3)];
-        let n = self.group_norm(x, groups, Activation::None)?;
-        Ok(n.reshape(&[b, c, h * w])?.permute(&[0, 2, 1])?)
+        to_tokens(&self.group_norm(x, groups, Activation::None)?)
     }
 
     /// `LayerNorm` over the last dimension.

@@ -15,12 +15,17 @@ use iterinv_engine::{grad, Activation, Gpu, Tensor};
 use crate::config::T5Config;
 use crate::error::{Error, Result};
 use crate::nn::{check_token_batch, Linear};
-use crate::weights::{build_from_checkpoint, Weights, TRANSFORMERS_STEM};
+use crate::weights::{load_network, NetworkFiles, Weights, TRANSFORMERS_STEM};
 
 pub use position::{bucket, bucket_table};
 
 /// A pipeline folder keeps the encoder in this subfolder.
 pub const SUBFOLDER: &str = "text_encoder";
+const FILES: NetworkFiles = NetworkFiles {
+    subfolder: SUBFOLDER,
+    stem: TRANSFORMERS_STEM,
+    name: "the T5 encoder",
+};
 
 struct Block {
     attn_norm: Tensor,
@@ -48,20 +53,11 @@ pub struct T5Encoder {
 
 impl T5Encoder {
     /// Load from a model folder (`config.json` + `model[.variant].safetensors`, single or
-    /// sharded) or a pipeline folder with `text_encoder/`. Unused keys are logged once.
+    /// sharded) or a pipeline folder with `text_encoder/`. Unused checkpoint keys are logged once.
     pub fn load(gpu: &Gpu, dir: &Path, variant: Option<&str>) -> Result<T5Encoder> {
-        let subfolder = crate::config::model_subfolder(dir, SUBFOLDER);
-        let config = T5Config::load(dir, subfolder)?;
-        let network = "the T5 encoder";
-        build_from_checkpoint(
-            gpu,
-            dir,
-            subfolder,
-            variant,
-            TRANSFORMERS_STEM,
-            network,
-            |w| T5Encoder::from_weights(gpu, config, w),
-        )
+        load_network(gpu, dir, variant, FILES, T5Config::load, |c, w| {
+            T5Encoder::from_weights(gpu, c, w)
+        })
     }
 
     /// Build from a config, taking each weight from `w`. The embedding is `shared.weight` or,

@@ -20,7 +20,7 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::nn::{Conv2d, Linear, Norm, ResnetOptions, TimeConditioning};
-use crate::weights::{build_from_checkpoint, Weights, DIFFUSERS_STEM};
+use crate::weights::{load_network, NetworkFiles, Weights, DIFFUSERS_STEM};
 use attention::AttentionShape;
 use blocks::{AttentionKind, BlockSpec, DownBlock, Emb, MidBlock, ResamplerKind, UpBlock};
 use embeddings::{sinusoid_tensor, TextPooling, TimestepMlp};
@@ -30,6 +30,11 @@ pub use embeddings::timestep_sinusoid;
 
 /// A pipeline folder keeps the UNet in this subfolder.
 pub const SUBFOLDER: &str = "unet";
+const FILES: NetworkFiles = NetworkFiles {
+    subfolder: SUBFOLDER,
+    stem: DIFFUSERS_STEM,
+    name: "the UNet",
+};
 
 /// One evaluation's inputs.
 #[derive(Clone, Copy, Debug)]
@@ -76,15 +81,11 @@ pub struct UNet {
 }
 
 impl UNet {
-    /// Load from a model folder (`config.json` + `diffusion_pytorch_model[.variant].safetensors`,
-    /// single or sharded) or a pipeline folder with `unet/`. Unused checkpoint keys are logged
-    /// once as a warning.
+    /// Load from a model folder (`config.json` + `diffusion_pytorch_model[.variant].safetensors`, single or
+    /// sharded) or a pipeline folder with `unet/`. Unused checkpoint keys are logged once.
     pub fn load(gpu: &Gpu, dir: &Path, variant: Option<&str>) -> Result<UNet> {
-        let subfolder = crate::config::model_subfolder(dir, SUBFOLDER);
-        let config = UNetConfig::load(dir, subfolder)?;
-        let network = "the UNet";
-        build_from_checkpoint(gpu, dir, subfolder, variant, DIFFUSERS_STEM, network, |w| {
-            UNet::from_weights(gpu, config, w)
+        load_network(gpu, dir, variant, FILES, UNetConfig::load, |c, w| {
+            UNet::from_weights(gpu, c, w)
         })
     }
 

@@ -7,7 +7,7 @@ use iterinv_engine::ops::attention::{attention, AttentionArgs};
 use iterinv_engine::{Activation, Tensor};
 
 use crate::error::Result;
-use crate::nn::{Conv2d, Linear, Norm};
+use crate::nn::{from_tokens, to_tokens, Conv2d, Linear, Norm};
 use crate::weights::Weights;
 
 /// `Transformer2DModel`'s GroupNorm eps (fixed in diffusers, not a config field).
@@ -124,13 +124,13 @@ impl Transformer2D {
 
     /// `x [B, C, H, W]`, `context [B, L, cross]` → `x + transformer(x)`.
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let [b, c, h, w] = [x.dim(0), x.dim(1), x.dim(2), x.dim(3)];
-        let n = h * w;
-        let to_tokens = |t: Tensor| t.reshape(&[b, c, n])?.permute(&[0, 2, 1]);
-        let normed = self.norm.group_norm(x, self.groups, Activation::None)?;
+        let (h, w) = (x.dim(2), x.dim(3));
         let mut t = match &self.proj_in {
-            Projection::Linear(p) => p.forward(&to_tokens(normed)?)?,
-            Projection::Conv(p) => to_tokens(p.forward(&normed)?)?,
+            Projection::Linear(p) => p.forward(&self.norm.group_norm_tokens(x, self.groups)?)?,
+            Projection::Conv(p) => {
+                let normed = self.norm.group_norm(x, self.groups, Activation::None)?;
+                to_tokens(&p.forward(&normed)?)?
+            }
         };
 
         let n1 = self.norm1.layer_norm(&t)?;
@@ -148,10 +148,9 @@ impl Transformer2D {
         let geglu = parts[0].mul(&parts[1].gelu()?)?;
         t = t.add(&self.ff_out.forward(&geglu)?)?;
 
-        let from_tokens = |t: Tensor| t.permute(&[0, 2, 1])?.reshape(&[b, c, h, w]);
         let out = match &self.proj_out {
-            Projection::Linear(p) => from_tokens(p.forward(&t)?)?,
-            Projection::Conv(p) => p.forward(&from_tokens(t)?)?,
+            Projection::Linear(p) => from_tokens(&p.forward(&t)?, h, w)?,
+            Projection::Conv(p) => p.forward(&from_tokens(&t, h, w)?)?,
         };
         Ok(x.add(&out)?)
     }

@@ -17,11 +17,16 @@ use iterinv_engine::{grad, Gpu, Tensor};
 use crate::config::VaeConfig;
 use crate::error::{Error, Result};
 use crate::nn::Conv2d;
-use crate::weights::{build_from_checkpoint, Weights, DIFFUSERS_STEM};
+use crate::weights::{load_network, NetworkFiles, Weights, DIFFUSERS_STEM};
 use coder::{Decoder, Encoder};
 
 /// A pipeline folder keeps the VAE in this subfolder.
 pub const SUBFOLDER: &str = "vae";
+const FILES: NetworkFiles = NetworkFiles {
+    subfolder: SUBFOLDER,
+    stem: DIFFUSERS_STEM,
+    name: "the VAE",
+};
 
 /// diffusers clamps the log-variance to this range before taking `std = exp(logvar / 2)`.
 const LOGVAR_RANGE: (f32, f32) = (-30.0, 20.0);
@@ -43,15 +48,11 @@ pub struct Vae {
 }
 
 impl Vae {
-    /// Load from a model folder (`config.json` + `diffusion_pytorch_model[.variant].safetensors`,
-    /// single or sharded) or a pipeline folder with `vae/`. Unused checkpoint keys are logged once
-    /// as a warning.
+    /// Load from a model folder (`config.json` + `diffusion_pytorch_model[.variant].safetensors`, single or
+    /// sharded) or a pipeline folder with `vae/`. Unused checkpoint keys are logged once.
     pub fn load(gpu: &Gpu, dir: &Path, variant: Option<&str>) -> Result<Vae> {
-        let subfolder = crate::config::model_subfolder(dir, SUBFOLDER);
-        let config = VaeConfig::load(dir, subfolder)?;
-        let network = "the VAE";
-        build_from_checkpoint(gpu, dir, subfolder, variant, DIFFUSERS_STEM, network, |w| {
-            Vae::from_weights(config, w)
+        load_network(gpu, dir, variant, FILES, VaeConfig::load, |c, w| {
+            Vae::from_weights(c, w)
         })
     }
 

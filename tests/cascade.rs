@@ -75,6 +75,7 @@ fn options(kind: SchedulerKind) -> CascadeOptions {
         },
         noise_level: 250,
         sampler: Some(kind),
+        ..CascadeOptions::default()
     }
 }
 

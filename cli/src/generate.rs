@@ -1,4 +1,5 @@
-//! `iterinv generate`: text to image with the IF cascade.
+//! `iterinv generate`: text to image with the IF cascade, optionally followed by the SD x4
+//! upscaler as stage III.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +23,8 @@ Without --stage1, the tiny cascade built into iterinv runs (16 px, then 32 px; t
 CPU minutes on six sample photos: it shows the flow, its images are blurry textures). For real
 images give DeepFloyd-IF's diffusers folders, e.g.
   --stage1 IF-I-XL-v1.0 --stage2 IF-II-L-v1.0 --variant fp16
-(IF-I-M/L work the same way; stage I needs its text_encoder/ and tokenizer/, which IF-I ships).")]
+(IF-I-M/L work the same way; stage I needs its text_encoder/ and tokenizer/, which IF-I ships).
+Add --stage3 stable-diffusion-x4-upscaler for IF's stage III (256 -> 1024 px).")]
 pub struct GenerateArgs {
     /// The text to draw.
     #[arg(long)]
@@ -37,11 +39,16 @@ pub struct GenerateArgs {
     /// only stage I runs.
     #[arg(long, value_name = "DIR")]
     stage2: Option<PathBuf>,
+    /// Stage III: the SD x4 upscaler's pipeline folder (StableDiffusionUpscalePipeline: unet/,
+    /// vae/, text_encoder/, tokenizer/, scheduler/, low_res_scheduler/). It upscales the last
+    /// IF stage's image ×4 with its own CLIP encoding of the prompt.
+    #[arg(long, value_name = "DIR")]
+    stage3: Option<PathBuf>,
     /// Weight variant of every component (e.g. fp16).
     #[arg(long)]
     variant: Option<String>,
     /// Where to write the final image (PNG); each stage is also written as <stem>-stage1.png,
-    /// <stem>-stage2.png beside it.
+    /// <stem>-stage2.png (and <stem>-stage3.png) beside it.
     #[arg(long, value_name = "IMG.png")]
     out: PathBuf,
     /// Seed of every random draw: the same seed gives the same image on every run and device.
@@ -62,6 +69,16 @@ pub struct GenerateArgs {
     /// Noise added to the upscaled stage-I image (a timestep, 0..1000).
     #[arg(long, default_value_t = 250)]
     noise_level: usize,
+    /// Stage III sampling steps (the upscaler's DDIM).
+    #[arg(long, default_value_t = 75)]
+    pub(crate) steps3: usize,
+    /// Stage III guidance scale.
+    #[arg(long, default_value_t = 9.0)]
+    pub(crate) guidance3: f32,
+    /// Noise added to stage II's image before stage III (the upscaler's class label, 0..1000;
+    /// DeepFloyd-IF uses 100, the upscaler pipeline alone 20).
+    #[arg(long, default_value_t = 100)]
+    noise_level3: usize,
     /// Sampler for both stages (default: each folder's scheduler, DDPM for IF).
     #[arg(long, value_enum)]
     sampler: Option<Sampler>,
@@ -79,8 +96,10 @@ impl GenerateArgs {
         use crate::numbers::{finite, finite_non_negative, steps};
         steps("steps1", self.steps1)?;
         steps("steps2", self.steps2)?;
+        steps("steps3", self.steps3)?;
         finite("guidance1", self.guidance1.into())?;
         finite("guidance2", self.guidance2.into())?;
+        finite("guidance3", self.guidance3.into())?;
         finite_non_negative("eta", self.eta.into())
     }
 }
@@ -106,6 +125,9 @@ pub fn run(gpu: &Gpu, args: GenerateArgs) -> Result<()> {
             Sampler::Ddpm => SchedulerKind::Ddpm,
             Sampler::Ddim => SchedulerKind::Ddim,
         }),
+        stage3: args.stage3.clone(),
+        stage3_settings: settings(args.steps3, args.guidance3),
+        stage3_noise_level: args.noise_level3,
     };
     let mut noise = SeededNoise::new(gpu, args.seed);
     let mut bar: Option<(Stage, ProgressBar)> = None;
@@ -132,14 +154,14 @@ pub fn run(gpu: &Gpu, args: GenerateArgs) -> Result<()> {
     let written = |stage: &str| sibling(&args.out, stage);
     save_png(&out.stage1, 0, &written("stage1"))?;
     eprintln!("wrote {}", written("stage1").display());
-    let last = match &out.stage2 {
-        Some(img) => {
-            save_png(img, 0, &written("stage2"))?;
-            eprintln!("wrote {}", written("stage2").display());
-            img
+    let mut last = &out.stage1;
+    for (name, image) in [("stage2", &out.stage2), ("stage3", &out.stage3)] {
+        if let Some(img) = image {
+            save_png(img, 0, &written(name))?;
+            eprintln!("wrote {}", written(name).display());
+            last = img;
         }
-        None => &out.stage1,
-    };
+    }
     save_png(last, 0, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())

@@ -100,12 +100,15 @@ mod tests {
         "--seed",
         "--stage2-inner-steps",
     ];
-    const GENERATE_FLAGS: [&str; 7] = [
+    const GENERATE_FLAGS: [&str; 10] = [
         "--steps1",
         "--steps2",
+        "--steps3",
         "--guidance1",
         "--guidance2",
+        "--guidance3",
         "--noise-level",
+        "--noise-level3",
         "--eta",
         "--seed",
     ];
@@ -134,8 +137,9 @@ mod tests {
             let set = format!("{flag}={value}");
             let args = ["iterinv", "generate", "--prompt", "a cat", "--out", "o.png", &set];
             if let Some(Command::Generate(a)) = check(&args, flag) {
-                prop_assert!(a.steps1 >= 1 && a.steps2 >= 1);
+                prop_assert!(a.steps1 >= 1 && a.steps2 >= 1 && a.steps3 >= 1);
                 prop_assert!(a.guidance1.is_finite() && a.guidance2.is_finite());
+                prop_assert!(a.guidance3.is_finite());
                 prop_assert!(a.eta.is_finite() && a.eta >= 0.0);
             }
         }

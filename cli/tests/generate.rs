@@ -1,5 +1,6 @@
 //! `iterinv generate` end to end on the built-in tiny cascade: both stages' PNGs, determinism
-//! from the seed, and clear errors.
+//! from the seed, the SD x4 upscaler as stage III (assembled from the test fixtures), and clear
+//! errors.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -65,18 +66,96 @@ fn the_builtin_cascade_writes_both_stages_deterministically() {
     );
 }
 
+/// The x4 upscaler's pipeline folder assembled from the fixtures its components come from (as
+/// tests/upscaler.rs does).
+fn upscaler_folder(into: &Path) -> std::path::PathBuf {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let fixtures = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"));
+    let dir = into.join("upscaler");
+    for (from, to) in [
+        ("upscaler", ""),
+        ("sd_unet/upscaler", "unet"),
+        ("vae/vae", "vae"),
+        ("clip_tokenizer/tokenizer", "tokenizer"),
+    ] {
+        copy_dir(&fixtures.join(from), &dir.join(to));
+    }
+    dir
+}
+
+#[test]
+fn stage3_upscales_the_last_stage_four_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stage3 = upscaler_folder(tmp.path());
+    let run = |name: &str| {
+        let out = tmp.path().join(name);
+        let o = generate(
+            tmp.path(),
+            &[
+                "--prompt",
+                "a photo of a cat",
+                "--out",
+                out.to_str().unwrap(),
+                "--steps1",
+                "2",
+                "--steps2",
+                "2",
+                "--stage3",
+                stage3.to_str().unwrap(),
+                "--steps3",
+                "2",
+                // The tiny upscaler's class table has 50 noise levels.
+                "--noise-level3",
+                "20",
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let a = run("a.png");
+    assert_eq!(png_size(&a.with_file_name("a-stage2.png")), (32, 32));
+    assert_eq!(png_size(&a.with_file_name("a-stage3.png")), (128, 128));
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(a.with_file_name("a-stage3.png")).unwrap()
+    );
+    let b = run("b.png");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
 #[test]
 fn errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x.png");
     let out = out.to_str().unwrap();
     let nowhere = tmp.path().join("nowhere");
-    let cases: [(Vec<&str>, &str); 2] = [
+    let if_stage2 = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/cascade/stage2"
+    ));
+    let cases: [(Vec<&str>, &str); 4] = [
         (
             vec!["--stage1", nowhere.to_str().unwrap()],
             "does not exist",
         ),
         (vec!["--steps1", "0"], "--steps1 is 0; it must be between 1"),
+        (vec!["--steps3", "0"], "--steps3 is 0; it must be between 1"),
+        // An IF folder given as the upscaler.
+        (
+            vec!["--stage3", if_stage2.to_str().unwrap()],
+            "StableDiffusionUpscalePipeline",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["--prompt", "a cat", "--out", out];

@@ -1,5 +1,7 @@
 //! The IF cascade, text to image: T5 encodes the prompt, stage I samples a 64 px image (the
-//! fixture: 16 px), stage II upscales it ×4, each stage exactly as diffusers' pipelines do it.
+//! fixture: 16 px), stage II upscales it ×4, and an optional stage III — the SD x4 upscaler, as
+//! DeepFloyd-IF's documentation chains it — upscales that ×4 again (256 → 1024 px), each stage
+//! exactly as diffusers' pipelines do it.
 //!
 //! Components are loaded when a stage starts and dropped (their GPU memory returned with
 //! `trim_pool`) when it ends, so peak GPU memory is the largest stage, not the sum.
@@ -16,6 +18,7 @@ use super::folder::{PipelineFolder, Stage};
 use super::guidance::TextCondition;
 use super::noise::NoiseSource;
 use super::sampling::{denoise, LowResCondition, StageSettings};
+use super::upscaler::{self, UpscalerOptions};
 use crate::{Gpu, Tensor};
 
 /// Everything a text-to-image run needs; `Default` gives diffusers' IF defaults.
@@ -28,6 +31,13 @@ pub struct CascadeOptions {
     pub stage1: PathBuf,
     /// Without it, the run stops after stage I.
     pub stage2: Option<PathBuf>,
+    /// The SD x4 upscaler's folder (`StableDiffusionUpscalePipeline`); it upscales the last IF
+    /// stage's image with its own CLIP text encoding of the prompt (given as is, no caption
+    /// cleaning).
+    pub stage3: Option<PathBuf>,
+    /// Stage III's steps, guidance and noise level (the folder's `variant` is `variant`).
+    pub stage3_settings: StageSettings,
+    pub stage3_noise_level: usize,
     /// Weight file variant (`fp16`) for every component.
     pub variant: Option<String>,
     pub stage1_settings: StageSettings,
@@ -59,6 +69,15 @@ impl Default for CascadeOptions {
             },
             noise_level: 250,
             sampler: None,
+            stage3: None,
+            // The upscaler pipeline's own defaults are 75 steps, guidance 9 and noise level 20;
+            // DeepFloyd-IF chains it with noise level 100.
+            stage3_settings: StageSettings {
+                steps: 75,
+                guidance: 9.0,
+                eta: 0.0,
+            },
+            stage3_noise_level: 100,
         }
     }
 }
@@ -70,6 +89,7 @@ pub type CascadeProgress<'a> = &'a mut dyn FnMut(Stage, usize, usize);
 pub struct CascadeOutput {
     pub stage1: Tensor,
     pub stage2: Option<Tensor>,
+    pub stage3: Option<Tensor>,
 }
 
 /// IF's text length: 77 tokens (76 pieces and `</s>`).
@@ -185,6 +205,11 @@ pub fn generate(
         .as_deref()
         .map(|d| PipelineFolder::open(d, Stage::Two))
         .transpose()?;
+    let stage3 = opts
+        .stage3
+        .as_deref()
+        .map(|d| PipelineFolder::open(d, Stage::Upscaler))
+        .transpose()?;
     let text = encode_text(
         gpu,
         &stage1,
@@ -200,8 +225,33 @@ pub fn generate(
         )?),
         None => None,
     };
+    let image3 = match &stage3 {
+        Some(folder) => {
+            let variant = opts.variant.as_deref();
+            let text =
+                upscaler::encode_text(gpu, folder, &opts.prompt, &opts.negative_prompt, variant)?;
+            let upscaler_opts = UpscalerOptions {
+                settings: opts.stage3_settings,
+                noise_level: opts.stage3_noise_level,
+                variant: opts.variant.clone(),
+            };
+            let low_res = image2.as_ref().unwrap_or(&image1);
+            let out = upscaler::upscale(
+                gpu,
+                folder,
+                low_res,
+                &text,
+                &upscaler_opts,
+                noise,
+                &mut |i, n| progress(Stage::Upscaler, i, n),
+            )?;
+            Some(out.image)
+        }
+        None => None,
+    };
     Ok(CascadeOutput {
         stage1: image1,
         stage2: image2,
+        stage3: image3,
     })
 }

@@ -1,6 +1,8 @@
-//! A diffusers pipeline folder (`model_index.json` and one subfolder per component), as IF ships
-//! them: `IFPipeline` (stage I: unet/, scheduler/, text_encoder/, tokenizer/) and
-//! `IFSuperResolutionPipeline` (stage II: unet/, scheduler/, image_noising_scheduler/).
+//! A diffusers pipeline folder (`model_index.json` and one subfolder per component), as IF and
+//! Stable Diffusion ship them: `IFPipeline` (stage I: unet/, scheduler/, text_encoder/,
+//! tokenizer/), `IFSuperResolutionPipeline` (stage II: unet/, scheduler/,
+//! image_noising_scheduler/) and `StableDiffusionUpscalePipeline` (the x4 upscaler: unet/, vae/,
+//! text_encoder/, tokenizer/, scheduler/, low_res_scheduler/).
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,8 @@ use iterinv_models::{Error, Result};
 pub enum Stage {
     One,
     Two,
+    /// The Stable Diffusion x4 upscaler (a latent super-resolution stage).
+    Upscaler,
 }
 
 impl Stage {
@@ -20,6 +24,7 @@ impl Stage {
         match self {
             Stage::One => "IFPipeline",
             Stage::Two => "IFSuperResolutionPipeline",
+            Stage::Upscaler => "StableDiffusionUpscalePipeline",
         }
     }
 
@@ -28,6 +33,7 @@ impl Stage {
         match self {
             Stage::One => "stage1",
             Stage::Two => "stage2",
+            Stage::Upscaler => "upscaler",
         }
     }
 }
@@ -70,12 +76,13 @@ impl PipelineFolder {
                     "IFImg2ImgSuperResolutionPipeline",
                     "IFInpaintingSuperResolutionPipeline",
                 ],
+                Stage::Upscaler => &["StableDiffusionUpscalePipeline"],
             };
             if !accepted.contains(&class) {
                 return Err(Error::Input {
                     what: format!("{} folder {}", stage.name(), dir.display()),
                     detail: format!(
-                        "is a {class:?} pipeline (model_index.json); {} needs an {}",
+                        "is a {class:?} pipeline (model_index.json); {} needs a diffusers {} folder",
                         stage.name(),
                         stage.class_name()
                     ),
@@ -114,7 +121,8 @@ impl PipelineFolder {
         }
     }
 
-    /// The scheduler in the component `name` (`scheduler` or `image_noising_scheduler`): its
+    /// The scheduler in the component `name` (`scheduler`, `image_noising_scheduler`,
+    /// `low_res_scheduler`): its
     /// config, and its kind from the config's `_class_name` unless `kind` overrides it.
     pub fn scheduler(&self, name: &str, kind: Option<SchedulerKind>) -> Result<Scheduler> {
         let path = self.component(name)?.join("scheduler_config.json");

@@ -1,5 +1,5 @@
-//! Text-to-image with the DeepFloyd-IF cascade, built from diffusers pipeline folders, and the
-//! IF UNets as the inversion algorithms' denoiser.
+//! Text-to-image with the DeepFloyd-IF cascade and the SD x4 upscaler, built from diffusers
+//! pipeline folders, and the IF UNets as the inversion algorithms' denoiser.
 
 pub mod cascade;
 pub mod denoiser;
@@ -8,6 +8,7 @@ pub mod guidance;
 pub mod inversion;
 pub mod noise;
 pub mod sampling;
+pub mod upscaler;
 
 pub use cascade::{generate, CascadeOptions, CascadeOutput};
 pub use denoiser::IfDenoiser;
@@ -16,3 +17,4 @@ pub use guidance::TextCondition;
 pub use inversion::{invert, reconstruct, InvertOptions, SrMethod, Stage1Method};
 pub use noise::{InjectedNoise, NoiseSource, SeededNoise};
 pub use sampling::StageSettings;
+pub use upscaler::{upscale, UpscalerOptions, UpscalerOutput};

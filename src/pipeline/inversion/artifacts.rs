@@ -297,6 +297,13 @@ pub fn fingerprint(folder: &PipelineFolder) -> Result<String> {
     let components: &[&str] = match folder.stage() {
         super::super::folder::Stage::One => &["unet", "scheduler"],
         super::super::folder::Stage::Two => &["unet", "scheduler", "image_noising_scheduler"],
+        super::super::folder::Stage::Upscaler => &[
+            "unet",
+            "vae",
+            "text_encoder",
+            "scheduler",
+            "low_res_scheduler",
+        ],
     };
     for component in components {
         let dir = folder.component(component)?;

@@ -1,0 +1,142 @@
+//! The SD x4 upscaler as a pipeline against diffusers' `StableDiffusionUpscalePipeline` in float64
+//! (tools/reference/make_upscaler_fixtures.py): CLIP tokenizer (the real vocabulary) and text
+//! encoder, the tiny x4-like UNet (v-prediction DDIM, 4 steps, guidance 9), the low-res noising at
+//! noise level 20 and the VAE decode, with the pipeline's two random draws injected.
+//!
+//! The pipeline folder is assembled in a temporary folder from the fixtures its components come
+//! from (unet/ = sd_unet/upscaler, vae/ = vae/vae, tokenizer/ = clip_tokenizer/tokenizer) and
+//! tests/fixtures/upscaler (model_index.json, the schedulers, the text encoder).
+//!
+//! Tolerance 1e-4 of the golden's largest magnitude for the text embeddings, the latents and the
+//! decoded image: f32 against float64; lavapipe lands at 2e-7 (text) and 2e-6 (4 guided steps at
+//! guidance 9, then the VAE), so 1e-4 leaves room for other drivers' transcendental functions
+//! while a wrong scale, label or step moves the outputs by 1e-2 or more.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_close, fixtures, gpu, read_golden, upload, Golden};
+use iterinv::pipeline::upscaler::{encode_text, upscale, UpscalerOptions};
+use iterinv::pipeline::{InjectedNoise, PipelineFolder, Stage, StageSettings, TextCondition};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The upscaler's pipeline folder, assembled in a temporary folder.
+fn pipeline_folder() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    for (from, to) in [
+        ("upscaler", ""),
+        ("sd_unet/upscaler", "unet"),
+        ("vae/vae", "vae"),
+        ("clip_tokenizer/tokenizer", "tokenizer"),
+    ] {
+        copy_dir(&f.join(from), &tmp.path().join(to));
+    }
+    tmp
+}
+
+fn golden() -> Golden {
+    read_golden(&fixtures().join("upscaler/upscaler_io.safetensors"))
+}
+
+fn options() -> UpscalerOptions {
+    UpscalerOptions {
+        settings: StageSettings {
+            steps: 4,
+            guidance: 9.0,
+            eta: 0.0,
+        },
+        noise_level: 20,
+        variant: None,
+    }
+}
+
+#[test]
+fn clip_text_encoding_matches_the_pipeline() {
+    let tmp = pipeline_folder();
+    let folder = PipelineFolder::open(tmp.path(), Stage::Upscaler).unwrap();
+    let g = golden();
+    let text = encode_text(gpu(), &folder, "a photo of a cat, 4k", "", None).unwrap();
+    assert_close("prompt embeddings", &text.cond, &g["cond"], 1e-4);
+    assert_close(
+        "negative prompt embeddings",
+        text.uncond.as_ref().unwrap(),
+        &g["uncond"],
+        1e-4,
+    );
+}
+
+#[test]
+fn upscaling_matches_the_pipeline() {
+    let tmp = pipeline_folder();
+    let folder = PipelineFolder::open(tmp.path(), Stage::Upscaler).unwrap();
+    let g = golden();
+    let mut noise = InjectedNoise::new();
+    for name in ["upscaler_condition", "upscaler_initial"] {
+        noise.insert(name, upload(&g[name]));
+    }
+    // The golden's text embeddings, so that this test checks the denoising and decoding alone.
+    let text = TextCondition {
+        cond: upload(&g["cond"]),
+        uncond: Some(upload(&g["uncond"])),
+    };
+    let mut steps = Vec::new();
+    let out = upscale(
+        gpu(),
+        &folder,
+        &upload(&g["image"]),
+        &text,
+        &options(),
+        &mut noise,
+        &mut |i, n| steps.push((i, n)),
+    )
+    .unwrap();
+    assert_eq!(steps, [(1, 4), (2, 4), (3, 4), (4, 4)]);
+    assert_close("latents", &out.latents, &g["latents"], 1e-4);
+    assert_close("decoded image", &out.image, &g["decoded"], 1e-4);
+}
+
+#[test]
+fn wrong_folders_and_images_are_refused() {
+    // An IF stage-II folder is not an upscaler.
+    let e = PipelineFolder::open(&fixtures().join("cascade/stage2"), Stage::Upscaler)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("StableDiffusionUpscalePipeline"), "{e}");
+
+    let tmp = pipeline_folder();
+    let folder = PipelineFolder::open(tmp.path(), Stage::Upscaler).unwrap();
+    let g = golden();
+    let text = TextCondition {
+        cond: upload(&g["cond"]),
+        uncond: Some(upload(&g["uncond"])),
+    };
+    let gray = iterinv::Tensor::zeros(gpu(), &[1, 1, 12, 16]).unwrap();
+    let e = upscale(
+        gpu(),
+        &folder,
+        &gray,
+        &text,
+        &options(),
+        &mut InjectedNoise::new(),
+        &mut |_, _| {},
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("1 channels") && e.contains("7 in all"), "{e}");
+}

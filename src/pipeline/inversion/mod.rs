@@ -7,6 +7,7 @@
 //! the same device: both run the same code on the same tensors).
 
 pub mod artifacts;
+pub mod latent;
 mod replay;
 mod report;
 pub mod stage1;
@@ -393,10 +394,17 @@ pub fn invert(
         let condition = model.condition(&rec1, &noise, s2.noise_level)?;
         let mut run = StageRun::new(Stage::Two, &mut *progress);
         let start = Instant::now();
-        let x_t = stage2::invert(&model, &condition, &input2, &text.cond, &s2, &mut run)?;
+        let x_t = stage2::invert(
+            model.denoising(),
+            &condition,
+            &input2,
+            &text.cond,
+            &s2,
+            &mut run,
+        )?;
         let seconds = start.elapsed().as_secs_f64();
         run.event(Event::phase("reconstruction", 0))?;
-        let rec2 = stage2::reconstruct(&model, &condition, &x_t, &text.cond)?;
+        let rec2 = stage2::reconstruct(model.denoising(), &condition, &x_t, &text.cond)?;
         let report = StageReport::new(
             "stage2",
             s2.method.name(),

@@ -103,7 +103,12 @@ pub fn reconstruct(
             ..Event::phase("reconstruction", 0)
         })?;
         let condition = model.condition(&rec1, &noise, level)?;
-        images.push(stage2::reconstruct(&model, &condition, &x_t, &cond)?);
+        images.push(stage2::reconstruct(
+            model.denoising(),
+            &condition,
+            &x_t,
+            &cond,
+        )?);
         drop(model);
         gpu.trim_pool();
     }

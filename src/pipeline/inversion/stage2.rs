@@ -83,6 +83,34 @@ impl Stage2Settings {
     }
 }
 
+/// A super-resolution stage's UNet and DDIM scheduler: what its inversion and reconstruction run,
+/// on pixels (IF stage II) or on a latent (the x4 upscaler, see `latent.rs`).
+#[derive(Clone, Copy)]
+pub struct SrDenoising<'a> {
+    pub unet: &'a UNet,
+    pub scheduler: &'a Scheduler,
+}
+
+impl<'a> SrDenoising<'a> {
+    /// The UNet under `condition` and the text, unguided (super-resolution inverts at guidance 1).
+    fn conditioned(
+        self,
+        condition: &'a LowResCondition,
+        cond: &'a Tensor,
+    ) -> (IfDenoiser<'a>, Guidance<'a>) {
+        let denoiser = IfDenoiser {
+            unet: self.unet,
+            low_res: Some(condition),
+        };
+        let g = Guidance {
+            cond,
+            uncond: None,
+            scale: 1.0,
+        };
+        (denoiser, g)
+    }
+}
+
 /// Stage II's model and schedulers, loaded once for inversion and reconstruction.
 pub struct Stage2Model {
     pub unet: UNet,
@@ -108,22 +136,12 @@ impl Stage2Model {
         })
     }
 
-    /// The UNet under `condition` and the text, unguided (stage II inverts at guidance 1).
-    fn conditioned<'a>(
-        &'a self,
-        condition: &'a LowResCondition,
-        cond: &'a Tensor,
-    ) -> (IfDenoiser<'a>, Guidance<'a>) {
-        let denoiser = IfDenoiser {
+    /// What the inversion and the reconstruction run.
+    pub fn denoising(&self) -> SrDenoising<'_> {
+        SrDenoising {
             unet: &self.unet,
-            low_res: Some(condition),
-        };
-        let g = Guidance {
-            cond,
-            uncond: None,
-            scale: 1.0,
-        };
-        (denoiser, g)
+            scheduler: &self.scheduler,
+        }
     }
 
     /// The condition: `low_res` upscaled (bilinear, align_corners, as diffusers) to the UNet's
@@ -144,9 +162,10 @@ impl Stage2Model {
     }
 }
 
-/// Invert `image` (`[1, 3, S, S]`) under `condition`; returns x_T.
+/// Invert `image` (`[1, C, H, W]`: stage II's pixels, or the upscaler's latent) under
+/// `condition`; returns x_T.
 pub fn invert(
-    model: &Stage2Model,
+    model: SrDenoising,
     condition: &LowResCondition,
     image: &Tensor,
     cond: &Tensor,
@@ -154,7 +173,7 @@ pub fn invert(
     run: &mut StageRun,
 ) -> Result<Tensor> {
     let (denoiser, g) = model.conditioned(condition, cond);
-    let scheduler = &model.scheduler;
+    let scheduler = model.scheduler;
     let total = scheduler.timesteps().len();
     let (x_t, reports) = match settings.method {
         SrMethod::Ddim => {
@@ -187,11 +206,11 @@ pub fn invert(
 
 /// Plain DDIM from x_T under the same condition and text, guidance 1.
 pub fn reconstruct(
-    model: &Stage2Model,
+    model: SrDenoising,
     condition: &LowResCondition,
     x_t: &Tensor,
     cond: &Tensor,
 ) -> Result<Tensor> {
     let (denoiser, g) = model.conditioned(condition, cond);
-    Ok(ddim::reconstruct(&denoiser, &model.scheduler, x_t, g)?)
+    Ok(ddim::reconstruct(&denoiser, model.scheduler, x_t, g)?)
 }

@@ -4,8 +4,7 @@
 //! noise level 20 and the VAE decode, with the pipeline's two random draws injected.
 //!
 //! The pipeline folder is assembled in a temporary folder from the fixtures its components come
-//! from (unet/ = sd_unet/upscaler, vae/ = vae/vae, tokenizer/ = clip_tokenizer/tokenizer) and
-//! tests/fixtures/upscaler (model_index.json, the schedulers, the text encoder).
+//! from (tests/common/upscaler_folder.rs).
 //!
 //! Tolerance 1e-4 of the golden's largest magnitude for the text embeddings, the latents and the
 //! decoded image: f32 against float64; lavapipe lands at 2e-7 (text) and 2e-6 (4 guided steps at
@@ -14,38 +13,18 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::PathBuf;
 
+use common::upscaler_folder::upscaler_folder;
 use common::{assert_close, fixtures, gpu, read_golden, upload, Golden};
 use iterinv::pipeline::upscaler::{encode_text, upscale, UpscalerOptions};
 use iterinv::pipeline::{InjectedNoise, PipelineFolder, Stage, StageSettings, TextCondition};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// The upscaler's pipeline folder, assembled in a temporary folder.
-fn pipeline_folder() -> tempfile::TempDir {
+fn pipeline_folder() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let f = fixtures();
-    for (from, to) in [
-        ("upscaler", ""),
-        ("sd_unet/upscaler", "unet"),
-        ("vae/vae", "vae"),
-        ("clip_tokenizer/tokenizer", "tokenizer"),
-    ] {
-        copy_dir(&f.join(from), &tmp.path().join(to));
-    }
-    tmp
+    let dir = upscaler_folder(&fixtures(), tmp.path());
+    (tmp, dir)
 }
 
 fn golden() -> Golden {
@@ -66,8 +45,8 @@ fn options() -> UpscalerOptions {
 
 #[test]
 fn clip_text_encoding_matches_the_pipeline() {
-    let tmp = pipeline_folder();
-    let folder = PipelineFolder::open(tmp.path(), Stage::Upscaler).unwrap();
+    let (_tmp, dir) = pipeline_folder();
+    let folder = PipelineFolder::open(&dir, Stage::Upscaler).unwrap();
     let g = golden();
     let text = encode_text(gpu(), &folder, "a photo of a cat, 4k", "", None).unwrap();
     assert_close("prompt embeddings", &text.cond, &g["cond"], 1e-4);
@@ -81,8 +60,8 @@ fn clip_text_encoding_matches_the_pipeline() {
 
 #[test]
 fn upscaling_matches_the_pipeline() {
-    let tmp = pipeline_folder();
-    let folder = PipelineFolder::open(tmp.path(), Stage::Upscaler).unwrap();
+    let (_tmp, dir) = pipeline_folder();
+    let folder = PipelineFolder::open(&dir, Stage::Upscaler).unwrap();
     let g = golden();
     let mut noise = InjectedNoise::new();
     for name in ["upscaler_condition", "upscaler_initial"] {
@@ -118,8 +97,8 @@ fn wrong_folders_and_images_are_refused() {
         .to_string();
     assert!(e.contains("StableDiffusionUpscalePipeline"), "{e}");
 
-    let tmp = pipeline_folder();
-    let folder = PipelineFolder::open(tmp.path(), Stage::Upscaler).unwrap();
+    let (_tmp, dir) = pipeline_folder();
+    let folder = PipelineFolder::open(&dir, Stage::Upscaler).unwrap();
     let g = golden();
     let text = TextCondition {
         cond: upload(&g["cond"]),
@@ -165,8 +144,8 @@ fn latent_iterinv_beats_ddim_inversion() {
     use iterinv::pipeline::inversion::Stage2Settings;
     use iterinv::pipeline::SrMethod;
 
-    let tmp = pipeline_folder();
-    let folder = PipelineFolder::open(tmp.path(), Stage::Upscaler).unwrap();
+    let (_tmp, dir) = pipeline_folder();
+    let folder = PipelineFolder::open(&dir, Stage::Upscaler).unwrap();
     let g = golden();
     let model = LatentModel::load(gpu(), &folder, 5, None).unwrap();
     let condition = model

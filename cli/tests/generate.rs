@@ -2,8 +2,13 @@
 //! from the seed, the SD x4 upscaler as stage III (assembled from the test fixtures), and clear
 //! errors.
 
+#[path = "../../tests/common/upscaler_folder.rs"]
+mod upscaler_folder;
+
 use std::path::Path;
 use std::process::{Command, Output};
+
+use upscaler_folder::upscaler_folder;
 
 fn generate(cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_iterinv"))
@@ -66,38 +71,11 @@ fn the_builtin_cascade_writes_both_stages_deterministically() {
     );
 }
 
-/// The x4 upscaler's pipeline folder assembled from the fixtures its components come from (as
-/// tests/upscaler.rs does).
-fn upscaler_folder(into: &Path) -> std::path::PathBuf {
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    let fixtures = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"));
-    let dir = into.join("upscaler");
-    for (from, to) in [
-        ("upscaler", ""),
-        ("sd_unet/upscaler", "unet"),
-        ("vae/vae", "vae"),
-        ("clip_tokenizer/tokenizer", "tokenizer"),
-    ] {
-        copy_dir(&fixtures.join(from), &dir.join(to));
-    }
-    dir
-}
-
 #[test]
 fn stage3_upscales_the_last_stage_four_times() {
     let tmp = tempfile::tempdir().unwrap();
-    let stage3 = upscaler_folder(tmp.path());
+    let fixtures = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"));
+    let stage3 = upscaler_folder(fixtures, tmp.path());
     let run = |name: &str| {
         let out = tmp.path().join(name);
         let o = generate(

@@ -3,6 +3,8 @@
 // Each test binary compiles this module and uses a subset of it.
 #![allow(dead_code)]
 
+pub mod upscaler_folder;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

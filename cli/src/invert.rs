@@ -54,7 +54,8 @@ Writes into --out: inversion.safetensors + inversion.json (the artifacts: x_T pe
 null embeddings, stage II's condition noise, the text embeddings, every setting and the models'
 fingerprints), stage1.png / stage2.png (the reconstructions), input-stage1.png / input-stage2.png
 (the photo as each stage sees it) and report.json (per stage: psnr, ssim, mse against that input,
-seconds, inner iterations and final losses per timestep).
+seconds, inner iterations and final losses per timestep; the latent stage also latent_psnr and
+round_trip_psnr, the VAE round trip's PSNR: the most a latent inversion can reach).
 
 Without --stage1 the tiny cascade built into iterinv runs (16 px, then 32 px; trained for a few CPU
 minutes on public sample photos). For real photos give DeepFloyd-IF's diffusers folders:
@@ -72,6 +73,10 @@ pub struct InvertArgs {
     /// Stage II pipeline folder (IFSuperResolutionPipeline); without it only stage I runs.
     #[arg(long, value_name = "DIR")]
     stage2: Option<PathBuf>,
+    /// The SD x4 upscaler's folder (StableDiffusionUpscalePipeline): a latent stage after the
+    /// last IF stage, its image 4× larger, inverted with --sr-method on the VAE's latent.
+    #[arg(long, value_name = "DIR")]
+    stage3: Option<PathBuf>,
     /// Weight variant of every component (e.g. fp16).
     #[arg(long)]
     variant: Option<String>,
@@ -107,6 +112,9 @@ pub struct InvertArgs {
     /// Noise level of stage II's low-resolution condition (a timestep, 0..1000).
     #[arg(long, default_value_t = 250)]
     noise_level: usize,
+    /// Noise level of the latent stage's condition (the upscaler's class label; IF uses 100).
+    #[arg(long, default_value_t = 100)]
+    noise_level3: usize,
     /// Seed of stage II's condition noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -128,9 +136,10 @@ pub struct InvertArgs {
 
 #[derive(Args)]
 #[command(after_help = "\
-Regenerates stage1.png (and stage2.png) from inversion.safetensors + inversion.json alone: the
-text embeddings are stored, so no text encoder runs. The models must be the ones the inversion
-used (their fingerprints are checked); give --stage1 / --stage2 if they moved.")]
+Regenerates stage1.png (and stage2.png, stage3.png) from inversion.safetensors + inversion.json
+alone: the text embeddings are stored, so no text encoder runs. The models must be the ones the
+inversion used (their fingerprints are checked); give --stage1 / --stage2 / --stage3 if they
+moved.")]
 pub struct ReconstructArgs {
     /// A folder `iterinv invert --out` wrote.
     dir: PathBuf,
@@ -143,6 +152,9 @@ pub struct ReconstructArgs {
     /// Stage II pipeline folder, if not where the inversion found it.
     #[arg(long, value_name = "DIR")]
     stage2: Option<PathBuf>,
+    /// The upscaler's folder (the latent stage), if not where the inversion found it.
+    #[arg(long, value_name = "DIR")]
+    stage3: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -204,6 +216,13 @@ pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {
     s2.tolerance = args.tolerance;
     s2.noise_level = args.noise_level;
     s2.thresholding = args.stage2_thresholding;
+    // The latent stage inverts with stage II's method and inner-loop settings.
+    opts.stage3 = args.stage3.clone();
+    opts.stage3_settings = iterinv::pipeline::inversion::Stage2Settings {
+        noise_level: args.noise_level3,
+        thresholding: false,
+        ..opts.stage2_settings
+    };
 
     let mut bars = Bars::default();
     let result = inversion::invert(gpu, &args.image, &opts, &mut |e| bars.update(e));
@@ -250,6 +269,7 @@ pub fn reconstruct(gpu: &Gpu, args: ReconstructArgs) -> Result<()> {
     let folders = FolderOverrides {
         stage1: args.stage1.clone(),
         stage2: args.stage2.clone(),
+        stage3: args.stage3.clone(),
     };
     stop_on_ctrl_c();
     let mut bars = Bars::default();

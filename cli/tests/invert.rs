@@ -7,10 +7,14 @@
 //! DDIM inversion when both reconstruct at guidance 3; and `reconstruct` replays the artifacts
 //! into the very same PNGs.
 
+#[path = "../../tests/common/upscaler_folder.rs"]
+mod upscaler_folder;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use upscaler_folder::upscaler_folder;
 
 fn iterinv(cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_iterinv"))
@@ -130,6 +134,84 @@ fn inversion_quality_and_exact_reconstruction() {
     assert_eq!(meta["stage1"]["settings"]["inner_steps"], 5);
     assert_eq!(meta["stage2"]["noise_level"], 250);
     assert!(!best.join(".inversion.safetensors.partial").exists());
+}
+
+/// The SD x4 upscaler as a third, latent stage (the tiny random one of the fixtures, after the
+/// built-in IF stages, 16 → 32 → 128 px), end to end: the report has the latent stage's PSNRs, the
+/// sidecar its noise level and size, and `reconstruct` replays all three PNGs byte for byte. (The
+/// latent stage's quality claims, at more steps, are tests/upscaler.rs's.)
+#[test]
+fn a_latent_third_stage_inverts_and_replays_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stage3 = upscaler_folder(&fixture(""), tmp.path());
+    let out = tmp.path().join("three");
+    // The fixture photos are under 128 px: chelsea, doubled (nearest) to 288×192.
+    let big = image::open(photo())
+        .unwrap()
+        .resize_exact(288, 192, image::imageops::Nearest);
+    let image = tmp.path().join("chelsea-2x.png");
+    big.save(&image).unwrap();
+    let image = image.to_str().unwrap().to_string();
+    let o = iterinv(
+        tmp.path(),
+        &[
+            "invert",
+            &image,
+            "--prompt",
+            "a photo of a cat",
+            "--out",
+            out.to_str().unwrap(),
+            // Few steps and the forward-only fixed point, to fit CI (tests/upscaler.rs runs
+            // IterInv through the latent stage).
+            "--steps",
+            "3",
+            "--stage1-method",
+            "ddim",
+            "--sr-method",
+            "fixed-point",
+            "--passes",
+            "5",
+            "--stage3",
+            stage3.to_str().unwrap(),
+            // The tiny upscaler's class table has 50 noise levels.
+            "--noise-level3",
+            "20",
+        ],
+    );
+    ok(&o);
+    eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&out);
+    let s3 = &r["stages"][2];
+    assert_eq!(s3["name"], "stage3");
+    assert_eq!(s3["method"], "fixed-point");
+    for field in ["psnr", "latent_psnr", "round_trip_psnr"] {
+        assert!(
+            s3[field].as_f64().is_some_and(f64::is_finite),
+            "{field}: {s3}"
+        );
+    }
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(out.join("inversion.json")).unwrap()).unwrap();
+    assert_eq!(meta["stage3"]["noise_level"], 20);
+    assert_eq!(meta["stage3"]["size"], 128);
+
+    let again = tmp.path().join("again");
+    ok(&iterinv(
+        tmp.path(),
+        &[
+            "reconstruct",
+            out.to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    ));
+    for png in ["stage1.png", "stage2.png", "stage3.png"] {
+        assert_eq!(
+            std::fs::read(out.join(png)).unwrap(),
+            std::fs::read(again.join(png)).unwrap(),
+            "{png} differs after reconstruct"
+        );
+    }
 }
 
 fn fails_with(o: &Output, expected: &str) {

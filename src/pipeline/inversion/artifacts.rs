@@ -32,7 +32,7 @@ pub struct StageMeta {
     pub folder: PathBuf,
     /// [`fingerprint`] of that folder's UNet and schedulers.
     pub fingerprint: String,
-    /// The stage's resolution (the UNet's `sample_size`).
+    /// The stage's resolution (the UNet's `sample_size`; the latent stage: its image's side).
     pub size: usize,
     /// `nti`, `npi`, `ddim`, `nti-p2p` (stage I); `iterinv`, `iterinv-faithful`, `fixed-point`,
     /// `ddim` (stage II).
@@ -42,7 +42,7 @@ pub struct StageMeta {
     pub guidance: f32,
     /// Whether the DDIM steps threshold/clip x₀ as the scheduler config says (else neither).
     pub thresholding: bool,
-    /// Stage II: the noise level of the low-resolution condition.
+    /// The super-resolution stages: the noise level of the low-resolution condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise_level: Option<usize>,
     /// The method's own settings (inner steps, learning rate, tolerance, ...), for the record.
@@ -65,6 +65,9 @@ pub struct ArtifactsMeta {
     pub seed: u64,
     pub stage1: StageMeta,
     pub stage2: Option<StageMeta>,
+    /// The x4 upscaler's latent stage, when one was inverted (absent from earlier files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage3: Option<StageMeta>,
 }
 
 impl ArtifactsMeta {
@@ -81,6 +84,7 @@ impl ArtifactsMeta {
             seed: 0,
             stage1: StageMeta::placeholder(),
             stage2: None,
+            stage3: None,
         }
     }
 }

@@ -114,13 +114,17 @@ pub struct InvertOptions {
     pub stage1: PathBuf,
     /// Without it only stage I is inverted.
     pub stage2: Option<PathBuf>,
+    /// The x4 upscaler's folder: a latent stage after the last IF stage (its image 4× larger).
+    pub stage3: Option<PathBuf>,
     pub variant: Option<String>,
     pub fit: Fit,
     /// DDIM steps of both stages (the reference: 50).
     pub steps: usize,
     pub stage1_settings: Stage1Settings,
     pub stage2_settings: Stage2Settings,
-    /// Seed of stage II's condition noise.
+    /// The latent stage's method and noise level (the same methods as stage II's).
+    pub stage3_settings: Stage2Settings,
+    /// Seed of the super-resolution stages' condition noise.
     pub seed: u64,
 }
 
@@ -141,6 +145,12 @@ impl Default for InvertOptions {
                 thresholding: true,
             },
             stage2_settings: Stage2Settings::default(),
+            stage3: None,
+            // IF chains the upscaler at noise level 100 (the paper's code too).
+            stage3_settings: Stage2Settings {
+                noise_level: 100,
+                ..Stage2Settings::default()
+            },
             seed: 0,
         }
     }
@@ -297,6 +307,11 @@ pub fn invert(
         });
     }
     let (folder1, folder2) = open_stages(&opts.stage1, opts.stage2.as_deref())?;
+    let folder3 = opts
+        .stage3
+        .as_deref()
+        .map(|d| PipelineFolder::open(d, Stage::Upscaler))
+        .transpose()?;
     let mut meta = ArtifactsMeta::new(
         image.to_path_buf(),
         fit_name(opts.fit),
@@ -311,6 +326,11 @@ pub fn invert(
     let mut needed = unet_size(&folder1)?;
     if let Some(f) = &folder2 {
         needed = needed.max(unet_size(f)?);
+    }
+    if let Some(f) = &folder3 {
+        // The latent stage's image is the last IF stage's, times the VAE's factor.
+        let vae = iterinv_models::config::VaeConfig::load(&f.component("vae")?, None)?;
+        needed *= vae.size_multiple();
     }
     if photo.height.min(photo.width) < needed {
         return Err(Error::Input {
@@ -434,6 +454,71 @@ pub fn invert(
         stages.push(StageOutput {
             input: input2,
             reconstruction: rec2,
+            report,
+        });
+    }
+
+    // The latent stage (the x4 upscaler), conditioned on the last stage's reconstruction.
+    if let Some(folder3) = &folder3 {
+        let s3 = opts.stage3_settings;
+        let low_res = stages.last().expect("stage I ran").reconstruction.clone();
+        let text3 = super::upscaler::encode_text(gpu, folder3, &opts.prompt, "", variant)?;
+        let model = latent::LatentModel::load(gpu, folder3, opts.steps, variant)?;
+        let size3 = low_res.dim(2) * model.vae.downscale();
+        let input3 = load_for_stage(gpu, image, size3, opts.fit)?;
+        let noise = SeededNoise::new(gpu, opts.seed).noise("stage3_condition", low_res.shape())?;
+        let condition = model.condition(&low_res, &noise, s3.noise_level)?;
+        let start = Instant::now();
+        let out = latent::invert_image(
+            &model,
+            &condition,
+            &input3,
+            &text3.cond,
+            &s3,
+            &mut *progress,
+        )?;
+        let seconds = start.elapsed().as_secs_f64();
+        // Named by position, as the written images are (stage3 after stage II, else stage2).
+        let name = format!("stage{}", stages.len() + 1);
+        let report = StageReport::new(
+            &name,
+            s3.method.name(),
+            &input3,
+            &out.reconstruction,
+            seconds,
+            &out.steps,
+        )?
+        .with_latent(
+            &out.latent,
+            &out.reconstructed_latent,
+            &input3,
+            &out.round_trip,
+        )?;
+        tensors.insert("stage3.x_t".to_string(), HostTensor::read(&out.x_t)?);
+        tensors.insert(
+            "stage3.condition_noise".to_string(),
+            HostTensor::read(&noise)?,
+        );
+        tensors.insert(
+            "stage3.text.cond".to_string(),
+            HostTensor::read(&text3.cond)?,
+        );
+        meta.stage3 = Some(StageMeta {
+            folder: folder3.dir().to_path_buf(),
+            fingerprint: artifacts::fingerprint(folder3)?,
+            size: size3,
+            method: s3.method.name().into(),
+            steps: opts.steps,
+            guidance: 1.0,
+            thresholding: false,
+            noise_level: Some(s3.noise_level),
+            settings: s3.record(),
+        });
+        drop(model);
+        gpu.trim_pool();
+        stages.push(StageOutput {
+            input: input3,
+            reconstruction: out.reconstruction,
             report,
         });
     }

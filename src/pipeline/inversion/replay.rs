@@ -7,7 +7,8 @@ use iterinv_models::{Error, Result, UNet};
 
 use super::artifacts::{self, Artifacts, StageMeta};
 use super::{
-    inversion_scheduler, open_stages, parse_method, stage1, stage2, Event, Progress, Stage1Method,
+    inversion_scheduler, latent, open_stages, parse_method, stage1, stage2, Event, Progress,
+    Stage1Method,
 };
 use crate::pipeline::folder::{PipelineFolder, Stage};
 use crate::{Gpu, Tensor};
@@ -18,6 +19,7 @@ use crate::{Gpu, Tensor};
 pub struct FolderOverrides {
     pub stage1: Option<PathBuf>,
     pub stage2: Option<PathBuf>,
+    pub stage3: Option<PathBuf>,
 }
 
 /// Regenerate each stage's image from the artifacts alone.
@@ -109,6 +111,37 @@ pub fn reconstruct(
             &x_t,
             &cond,
         )?);
+        drop(model);
+        gpu.trim_pool();
+    }
+
+    if let Some(m3) = &meta.stage3 {
+        let dir3 = folders.stage3.clone().unwrap_or_else(|| m3.folder.clone());
+        let folder3 = PipelineFolder::open(&dir3, Stage::Upscaler)?;
+        check_fingerprint(&folder3, m3)?;
+        let model = latent::LatentModel::load(gpu, &folder3, m3.steps, variant)?;
+        let low_res = images.last().expect("stage I ran").clone();
+        let (h, w) = (low_res.dim(2), low_res.dim(3));
+        let c = model.vae.config().latent_channels;
+        let x_t = artifacts
+            .tensor("stage3.x_t", &[Some(1), Some(c), Some(h), Some(w)])?
+            .upload(gpu)?;
+        let noise = artifacts
+            .tensor(
+                "stage3.condition_noise",
+                &[Some(1), Some(3), Some(h), Some(w)],
+            )?
+            .upload(gpu)?;
+        let text = artifacts
+            .tensor("stage3.text.cond", &[Some(1), None, None])?
+            .upload(gpu)?;
+        (progress)(&Event {
+            stage: Stage::Upscaler,
+            ..Event::phase("reconstruction", 0)
+        })?;
+        let condition = model.condition(&low_res, &noise, m3.noise_level.unwrap_or(100))?;
+        let regenerated = stage2::reconstruct(model.denoising(), &condition, &x_t, &text)?;
+        images.push(model.decode(&regenerated)?);
         drop(model);
         gpu.trim_pool();
     }

@@ -29,6 +29,12 @@ pub struct StageReport {
     /// Sum of squared differences between each step's result and its target, after the step's
     /// inner loop (NTI-p2p: mean).
     pub final_losses: Vec<f64>,
+    /// The latent stage: PSNR of the regenerated latent against the image's (data range 2),
+    /// and the VAE round trip's PSNR in pixels — the most any latent inversion can reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent_psnr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_trip_psnr: Option<f64>,
 }
 
 impl StageReport {
@@ -59,6 +65,28 @@ impl StageReport {
             timesteps: steps.iter().map(|s| s.timestep).collect(),
             iterations_per_step: steps.iter().map(|s| s.iterations).collect(),
             final_losses: steps.iter().map(|s| s.final_loss).collect(),
+            latent_psnr: None,
+            round_trip_psnr: None,
         })
+    }
+
+    /// A latent stage's two extra measures: the regenerated latent against the image's, and the
+    /// VAE round trip against the input (clamped as the reconstruction is).
+    pub fn with_latent(
+        mut self,
+        latent: &Tensor,
+        regenerated: &Tensor,
+        input: &Tensor,
+        round_trip: &Tensor,
+    ) -> Result<StageReport> {
+        let finite = |p: f64| p.is_finite().then_some(p);
+        self.latent_psnr = finite(metrics::psnr(&latent.to_vec()?, &regenerated.to_vec()?));
+        let rt: Vec<f32> = round_trip
+            .to_vec()?
+            .into_iter()
+            .map(|v| v.clamp(-1.0, 1.0))
+            .collect();
+        self.round_trip_psnr = finite(metrics::psnr(&input.to_vec()?, &rt));
+        Ok(self)
     }
 }

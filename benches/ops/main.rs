@@ -4,7 +4,8 @@
 //! `ITERINV_BENCH_SECONDS` sets the minimum time per workload (default 2),
 //! `ITERINV_BENCH_ONLY` keeps the workloads whose name contains it, `ITERINV_BENCH_IF_M=1` adds
 //! the IF-I-M-shaped UNet (meant for a real GPU: about 0.8 GB of weights) and
-//! `ITERINV_BENCH_T5_XXL=1` the T5-XXL-shaped encoder (9.5 GB); `ITERINV_BENCH_INVERT=1` adds a
+//! `ITERINV_BENCH_T5_XXL=1` the T5-XXL-shaped encoder (9.5 GB), `ITERINV_BENCH_X4=1` the real SD
+//! x4 upscaler's UNet and VAE at a 64×64 latent; `ITERINV_BENCH_INVERT=1` adds a
 //! table of whole-image inversions on the tiny trained cascade (invert_image.rs). The work column
 //! is the most pooled GPU memory a run uses on top of what is resident (weights, inputs).
 
@@ -243,6 +244,9 @@ fn main() -> BenchResult<()> {
     }
     if flag("ITERINV_BENCH_T5_XXL") {
         all.push(t5::t5_xxl(&gpu)?);
+    }
+    if flag("ITERINV_BENCH_X4") {
+        all.extend(unet::x4_upscaler(&gpu)?);
     }
     let only = std::env::var("ITERINV_BENCH_ONLY").unwrap_or_default();
     let mut profiles = Vec::new();

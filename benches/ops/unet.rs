@@ -1,12 +1,13 @@
 //! UNet and VAE workloads of the bench: the tiny IF UNet and the tiny x4-upscaler-like UNet of the
 //! test fixtures (forward, and forward plus the VJPs with respect to sample and text), the tiny
-//! VAE's decode, and with `ITERINV_BENCH_IF_M=1` an IF-I-M-shaped UNet (block_out_channels
-//! 192/384/576/768, batch 2, 64 px) with random f16 weights.
+//! VAE's decode, with `ITERINV_BENCH_IF_M=1` an IF-I-M-shaped UNet (block_out_channels
+//! 192/384/576/768, batch 2, 64 px) and with `ITERINV_BENCH_X4=1` the real SD x4 upscaler's UNet
+//! and VAE (a 64×64 latent: the 256-px stage), all with random f16 weights.
 
 use std::path::Path;
 
 use iterinv::grad::grad;
-use iterinv::models::config::UNetConfig;
+use iterinv::models::config::{UNetConfig, VaeConfig};
 use iterinv::models::weights::Weights;
 use iterinv::models::{UNet, UNetInputs, Vae};
 use iterinv::Gpu;
@@ -126,4 +127,43 @@ pub fn if_m_unet(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
         class_labels: None,
     };
     unet_workloads(gpu, unet, names, shape)
+}
+
+/// A real checkpoint's config from its spec file in the fixtures.
+fn spec_config(name: &str) -> BenchResult<(std::path::PathBuf, serde_json::Value)> {
+    let path = Path::new(FIXTURES).join("checkpoints").join(name);
+    let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    Ok((path, spec["config"].clone()))
+}
+
+/// The SD x4 upscaler's UNet (real config, ~470 M random f16 weights) at batch 1 on a 64×64
+/// latent (7 input channels, 77 tokens of 1024, noise level 100), forward and forward+VJP; and
+/// its VAE (real config) decoding that latent to 256×256.
+pub fn x4_upscaler(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
+    let source = RandomF16 { gpu };
+    let (path, config) = spec_config("stable-diffusion-x4-upscaler.unet.json")?;
+    let unet = UNet::from_weights(
+        gpu,
+        UNetConfig::from_value(config, &path)?,
+        &Weights::new(&source),
+    )?;
+    let names = ["x4_unet_fwd_b1_64", "x4_unet_fwd_vjp_b1_64"];
+    let shape = UNetShape {
+        sample: [1, 7, 64, 64],
+        text_dim: 1024,
+        class_labels: Some([100.0, 100.0]),
+    };
+    let mut rows = unet_workloads(gpu, unet, names, shape)?;
+    let (path, config) = spec_config("stable-diffusion-x4-upscaler.vae.json")?;
+    let vae = Vae::from_weights(
+        VaeConfig::from_value(config, &path)?,
+        &Weights::new(&source),
+    )?;
+    let latent = randn(gpu, &[1, 4, 64, 64], 34)?;
+    rows.push(Workload {
+        name: "x4_vae_decode_b1_64",
+        flops: 0.0,
+        run: Box::new(move || Ok(vae.decode(&latent)?)),
+    });
+    Ok(rows)
 }

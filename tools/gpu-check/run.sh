@@ -35,19 +35,21 @@ timeout 90 .gpu-check/bin/engine-op-tests --test-threads 8 >"$out/op-tests.txt" 
 code=$?
 say "op tests against f64 references: exit $code, $(grep -c ' \.\.\. ok$' "$out/op-tests.txt") passed, $(grep -c ' \.\.\. FAILED$' "$out/op-tests.txt") failed (op-tests.txt) at $(elapsed)"
 
-timeout 150 python3 tools/reference/bench_ops.py --device cuda --if-m --t5-xxl >"$out/torch_cuda.json" 2>"$out/torch.err"
+timeout 150 python3 tools/reference/bench_ops.py --device cuda --if-m --t5-xxl --x4 >"$out/torch_cuda.json" 2>"$out/torch.err"
 say "PyTorch (CUDA): exit $? at $(elapsed)"
 say ""
 
-# The large rows are on by default; ITERINV_BENCH_IF_M=0 ITERINV_BENCH_T5_XXL=0 for a dry run here.
+# The large rows are on by default; ITERINV_BENCH_IF_M=0 ITERINV_BENCH_T5_XXL=0 ITERINV_BENCH_X4=0
+# for a dry run here.
 export ITERINV_BENCH_IF_M=${ITERINV_BENCH_IF_M:-1} ITERINV_BENCH_T5_XXL=${ITERINV_BENCH_T5_XXL:-1}
+export ITERINV_BENCH_X4=${ITERINV_BENCH_X4:-1}
 ITERINV_TORCH_TIMES=$out/torch_cuda.json ITERINV_BENCH_SECONDS=1 timeout 180 .gpu-check/bin/bench >"$out/bench.md" 2>&1
 code=$?
 cat "$out/bench.md" >>"$summary"
 say ""
 say "bench: exit $code at $(elapsed)"
 
-ITERINV_PROFILE=1 ITERINV_BENCH_T5_XXL=0 ITERINV_BENCH_ONLY=unet ITERINV_BENCH_SECONDS=0 \
+ITERINV_PROFILE=1 ITERINV_BENCH_T5_XXL=0 ITERINV_BENCH_X4=0 ITERINV_BENCH_ONLY=unet ITERINV_BENCH_SECONDS=0 \
     timeout 90 .gpu-check/bin/bench >"$out/profile.md" 2>&1
 say "profile of the UNet rows (profile.md): exit $? at $(elapsed)"
 cat "$summary"

@@ -113,6 +113,43 @@ def upscaler_times(dev):
     }
 
 
+def x4_times(dev):
+    """The bench's real-shape x4 upscaler rows (ITERINV_BENCH_X4=1): the real UNet config with random
+    weights at batch 1 on a 64x64 latent (noise level 100, 77 tokens of 1024), forward and forward +
+    VJP, and the real VAE config decoding a 64x64 latent; fp32, and fp16 as *_fp16 on CUDA."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    specs = os.path.join(REPO, "tests", "fixtures", "checkpoints")
+    load = lambda name: json.load(open(os.path.join(specs, name)))["config"]
+    unet = UNet2DConditionModel.from_config(load("stable-diffusion-x4-upscaler.unet.json"))
+    vae = AutoencoderKL.from_config(load("stable-diffusion-x4-upscaler.vae.json"))
+    out = {}
+    for dtype in [torch.float32] + ([torch.float16] if dev == "cuda" else []):
+        suffix = "" if dtype == torch.float32 else "_fp16"
+        unet, vae = unet.to(dev, dtype), vae.to(dev, dtype)
+        sample = torch.randn(1, 7, 64, 64, device=dev, dtype=dtype)
+        text = torch.randn(1, 77, 1024, device=dev, dtype=dtype)
+        cot = torch.randn(1, 4, 64, 64, device=dev, dtype=dtype)
+        latent = torch.randn(1, 4, 64, 64, device=dev, dtype=dtype)
+        t, labels = torch.tensor([981], device=dev), torch.tensor([100], device=dev)
+
+        def fwd():
+            with torch.no_grad():
+                return unet(sample, t, text, class_labels=labels).sample
+
+        def fwd_vjp():
+            s, e = sample.clone().requires_grad_(), text.clone().requires_grad_()
+            return torch.autograd.grad(unet(s, t, e, class_labels=labels).sample, [s, e], cot)
+
+        def decode():
+            with torch.no_grad():
+                return vae.decode(latent).sample
+
+        out[f"x4_unet_fwd_b1_64{suffix}"] = timed(fwd, dev)
+        out[f"x4_unet_fwd_vjp_b1_64{suffix}"] = timed(fwd_vjp, dev)
+        out[f"x4_vae_decode_b1_64{suffix}"] = timed(decode, dev)
+    return out
+
+
 def t5_times(dev, xxl):
     """The bench's T5 rows (benches/ops/t5.rs): 2 prompts of 12 and 30 tokens padded to 77."""
     try:
@@ -204,6 +241,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--if-m", action="store_true",
                     help="also time the IF-I-M-shaped UNet (fp32, and fp16 as *_fp16)")
+    ap.add_argument("--x4", action="store_true",
+                    help="also time the real SD x4 upscaler's UNet and VAE (random weights, 64x64 latent)")
     ap.add_argument("--t5-xxl", action="store_true",
                     help="also time the T5-XXL-shaped encoder (fp32, and fp16 as *_fp16)")
     args = ap.parse_args()
@@ -250,6 +289,8 @@ def main():
     out["attention_block_fwd_bwd_b2_1024_c512"] = timed(attention_block, dev)
     out.update(unet_times(dev, args.if_m))
     out.update(upscaler_times(dev))
+    if args.x4:
+        out.update(x4_times(dev))
     out.update(t5_times(dev, args.t5_xxl))
     out.update(inversion_times(dev))
     out["_machine"] = f"torch {torch.__version__}, {dev}, {torch.get_num_threads()} threads"

@@ -187,3 +187,68 @@ fn latent_iterinv_beats_ddim_inversion() {
         );
     }
 }
+
+/// The latent loops against PyTorch float64 (tools/reference/make_latent_inversion_fixtures.py):
+/// the VAE-mean latent, the condition, v-prediction DDIM inversion, faithful IterInv (4 steps a
+/// timestep) and the fixed point (3 passes), 5 steps. Tolerances as the IF stage-II goldens'
+/// (tests/inversion_goldens.rs): 1e-5 of the largest magnitude for latents (f32 against float64),
+/// residuals within 2e-7 RMS per element for the per-step losses.
+#[test]
+fn latent_loops_match_pytorch() {
+    use iterinv::engine::invert::iterinv::{fixed_point, iterinv, IterInvMode, IterInvOptions};
+    use iterinv::engine::invert::{ddim, Guidance};
+    use iterinv::pipeline::inversion::latent::LatentModel;
+    use iterinv::pipeline::IfDenoiser;
+
+    let (_tmp, dir) = pipeline_folder();
+    let folder = PipelineFolder::open(&dir, Stage::Upscaler).unwrap();
+    let g = read_golden(&fixtures().join("upscaler/latent_inversion.safetensors"));
+    let model = LatentModel::load(gpu(), &folder, 5, None).unwrap();
+    let latent = model.encode(&upload(&g["image"])).unwrap();
+    assert_close("latent (VAE mean, scaled)", &latent, &g["latent"], 1e-5);
+    let condition = model
+        .condition(&upload(&g["low_res"]), &upload(&g["condition_noise"]), 20)
+        .unwrap();
+    assert_close("condition", &condition.upscaled, &g["condition"], 1e-5);
+    // Both sides from the same inputs from here on.
+    let latent = upload(&g["latent"]);
+    let cond = upload(&g["cond"]);
+    let denoiser = IfDenoiser {
+        unet: &model.unet,
+        low_res: Some(&condition),
+    };
+    let plain = Guidance {
+        cond: &cond,
+        uncond: None,
+        scale: 1.0,
+    };
+    let s = &model.scheduler;
+    let trace = ddim::invert(&denoiser, s, &latent, plain).unwrap();
+    assert_close("DDIM z_T", trace.last().unwrap(), &g["ddim_z_t"], 1e-5);
+
+    let losses_match = |what: &str, reports: &[iterinv::engine::invert::StepReport], want: &str| {
+        let want = &g[want].1;
+        assert_eq!(reports.len(), want.len(), "{what}");
+        let n = latent.numel() as f64;
+        for (r, &b) in reports.iter().zip(want) {
+            let d = (r.final_loss.sqrt() - b.sqrt()).abs() / n.sqrt();
+            eprintln!(
+                "{what} t = {}: {:.6e} vs {b:.6e}, RMS {d:.2e}",
+                r.timestep, r.final_loss
+            );
+            assert!(d <= 2e-7, "{what} at t = {}: {d:.2e}", r.timestep);
+        }
+    };
+    let faithful = IterInvOptions {
+        inner_steps: 4,
+        step_size: 0.3,
+        mode: IterInvMode::Faithful,
+        warm_start: 0,
+    };
+    let (z_t, reports) = iterinv(&denoiser, s, &latent, plain, faithful, &mut |_| Ok(())).unwrap();
+    losses_match("IterInv loss", &reports, "iterinv_losses");
+    assert_close("IterInv z_T", &z_t, &g["iterinv_z_t"], 1e-5);
+    let (z_t, reports) = fixed_point(&denoiser, s, &latent, plain, 3, &mut |_| Ok(())).unwrap();
+    losses_match("fixed-point loss", &reports, "fixed_point_losses");
+    assert_close("fixed-point z_T", &z_t, &g["fixed_point_z_t"], 1e-5);
+}

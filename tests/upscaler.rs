@@ -120,16 +120,9 @@ fn wrong_folders_and_images_are_refused() {
     assert!(e.contains("1 channels") && e.contains("7 in all"), "{e}");
 }
 
-/// PSNR (dB) of `a` against `b` over a data range of 2 ([−1, 1] images; latents alike).
+/// iterinv's PSNR (data range 2) of two tensors.
 fn psnr(a: &iterinv::Tensor, b: &iterinv::Tensor) -> f64 {
-    let (a, b) = (a.to_vec().unwrap(), b.to_vec().unwrap());
-    let mse = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| ((x - y) as f64).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    10.0 * (4.0 / mse).log10()
+    iterinv::metrics::psnr(&a.to_vec().unwrap(), &b.to_vec().unwrap())
 }
 
 /// Inverting through the latent stage (5 v-prediction DDIM steps on the tiny random upscaler): the

@@ -75,7 +75,7 @@ fn missing_foreign_and_damaged_artifacts_are_clear_errors() {
     assert!(err.contains("not an iterinv inversion record"), "{err}");
     std::fs::write(
         &meta_path,
-        original.replace("\"format_version\": 1", "\"format_version\": 99"),
+        original.replace("\"format_version\": 2", "\"format_version\": 99"),
     )
     .unwrap();
     let err = Artifacts::load(dir.path()).unwrap_err().to_string();
@@ -134,4 +134,83 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&p, &dest).unwrap();
         }
     }
+}
+
+/// A three-stage record: stage I, IF stage II, an upscaler.
+fn three_stages() -> Artifacts {
+    let mut a = sample();
+    let mut s2 = a.meta.stage1.clone();
+    s2.kind = Stage::Two;
+    s2.method = "iterinv".into();
+    s2.noise_level = Some(250);
+    let mut s3 = s2.clone();
+    s3.kind = Stage::Upscaler;
+    s3.noise_level = Some(100);
+    a.meta.super_resolution = vec![s2, s3];
+    let t = a.tensors["stage1.x_t"].clone();
+    for name in ["stage2.x_t", "stage3.x_t", "stage3.text.cond"] {
+        a.tensors.insert(name.into(), t.clone());
+    }
+    a
+}
+
+/// The sidecar as format version 1 wrote it: `stage2` (IF stage II) and `stage3` (the upscaler)
+/// fields, no kinds; `keep` picks which of the two to keep.
+fn as_version1(meta: &ArtifactsMeta, keep: [bool; 2]) -> String {
+    let mut v = serde_json::to_value(meta).unwrap();
+    let o = v.as_object_mut().unwrap();
+    let mut upper = o.remove("super_resolution").unwrap();
+    for stage in upper.as_array_mut().unwrap() {
+        stage.as_object_mut().unwrap().remove("kind");
+    }
+    o["stage1"].as_object_mut().unwrap().remove("kind");
+    for (i, field) in ["stage2", "stage3"].into_iter().enumerate() {
+        if keep[i] {
+            o.insert(field.into(), upper[i].take());
+        }
+    }
+    o.insert("format_version".into(), 1.into());
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+/// Records of format version 1 still load, as the version-2 record they stand for; one whose
+/// upscaler ran right after stage I had its tensors named `stage3.`, now `stage2.`.
+#[test]
+fn version_1_records_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = three_stages();
+    a.save(dir.path()).unwrap();
+    let meta_path = dir.path().join(META_FILE);
+    std::fs::write(&meta_path, as_version1(&a.meta, [true, true])).unwrap();
+    let b = Artifacts::load(dir.path()).unwrap();
+    assert_eq!(a.meta, b.meta);
+    let names = |a: &Artifacts| a.tensors.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+
+    // Only the upscaler after stage I: version 1 called it stage3.
+    std::fs::write(&meta_path, as_version1(&a.meta, [false, true])).unwrap();
+    let c = Artifacts::load(dir.path()).unwrap();
+    assert_eq!(c.meta.super_resolution, a.meta.super_resolution[1..]);
+    assert!(
+        c.tensors.contains_key("stage2.text.cond"),
+        "{:?}",
+        names(&c)
+    );
+    assert!(!c.tensors.keys().any(|k| k.starts_with("stage3.")));
+    assert_eq!(
+        c.tensors["stage2.text.cond"].data,
+        a.tensors["stage3.text.cond"].data
+    );
+}
+
+/// A record whose stage kinds are out of place (a super-resolution stage of kind stage I) is
+/// refused at load, before replay could run it as the wrong network.
+#[test]
+fn misplaced_stage_kinds_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = three_stages();
+    a.meta.super_resolution[0].kind = Stage::One;
+    a.save(dir.path()).unwrap();
+    let err = Artifacts::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("if-stage1"), "{err}");
 }

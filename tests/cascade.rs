@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use iterinv::engine::sched::SchedulerKind;
 use iterinv::models::Error;
-use iterinv::pipeline::cascade::{encode_text, run_stage1, run_stage2};
+use iterinv::pipeline::cascade::{encode_text, run_if_super_resolution, run_stage1, CascadeStage};
 use iterinv::pipeline::{CascadeOptions, InjectedNoise, PipelineFolder, Stage, StageSettings};
 use iterinv::{Gpu, Tensor};
 use safetensors::SafeTensors;
@@ -61,21 +61,22 @@ fn options(kind: SchedulerKind) -> CascadeOptions {
         negative_prompt: String::new(),
         clean_caption: false,
         stage1: cascade().join("stage1"),
-        stage2: Some(cascade().join("stage2")),
         variant: None,
         stage1_settings: StageSettings {
             steps: 5,
             guidance: 7.0,
             eta: 0.0,
         },
-        stage2_settings: StageSettings {
-            steps: 4,
-            guidance: 4.0,
-            eta: 0.0,
-        },
-        noise_level: 250,
+        super_resolution: vec![CascadeStage {
+            folder: cascade().join("stage2"),
+            settings: StageSettings {
+                steps: 4,
+                guidance: 4.0,
+                eta: 0.0,
+            },
+            noise_level: 250,
+        }],
         sampler: Some(kind),
-        ..CascadeOptions::default()
     }
 }
 
@@ -98,7 +99,7 @@ fn check(kind: SchedulerKind, file: &str) {
     let text_golden = golden("ddpm.safetensors");
     let opts = options(kind);
     let stage1 = PipelineFolder::open(&opts.stage1, Stage::One).unwrap();
-    let stage2 = PipelineFolder::open(opts.stage2.as_deref().unwrap(), Stage::Two).unwrap();
+    let stage2 = PipelineFolder::open(&opts.super_resolution[0].folder, Stage::Two).unwrap();
     let text = encode_text(gpu, &stage1, &opts.prompt, "", false, None).unwrap();
     assert_close("prompt_embeds", &text.cond, &text_golden["prompt_embeds"]);
     assert_close(
@@ -116,9 +117,11 @@ fn check(kind: SchedulerKind, file: &str) {
     assert_close("stage1_output", &image1, &g["stage1_output"]);
     // Stage II from diffusers' stage-I output, so its check does not inherit stage I's error.
     let low_res = upload(&g["stage1_output"]);
-    let image2 = run_stage2(
+    let image2 = run_if_super_resolution(
         gpu,
         &stage2,
+        &opts.super_resolution[0],
+        2,
         &low_res,
         &text,
         &opts,
@@ -128,7 +131,7 @@ fn check(kind: SchedulerKind, file: &str) {
     .unwrap();
     assert_close("stage2_output", &image2, &g["stage2_output"]);
     assert_eq!(steps.len(), 9, "one progress call per step");
-    assert_eq!(steps.last(), Some(&(Stage::Two, 4, 4)));
+    assert_eq!(steps.last(), Some(&(2, 4, 4)));
 }
 
 #[test]
@@ -150,7 +153,7 @@ fn stages_free_their_models() {
     let gpu = Gpu::new().unwrap();
     let opts = options(SchedulerKind::Ddpm);
     let stage1 = PipelineFolder::open(&opts.stage1, Stage::One).unwrap();
-    let stage2 = PipelineFolder::open(opts.stage2.as_deref().unwrap(), Stage::Two).unwrap();
+    let stage2 = PipelineFolder::open(&opts.super_resolution[0].folder, Stage::Two).unwrap();
     let in_use = || gpu.pool_stats().bytes_in_use;
     let peak = || gpu.pool_stats().peak_bytes_in_use;
     let mut noise = iterinv::pipeline::SeededNoise::new(&gpu, 1);
@@ -173,9 +176,11 @@ fn stages_free_their_models() {
     let peak1 = peak();
 
     gpu.reset_peak();
-    let image2 = run_stage2(
+    let image2 = run_if_super_resolution(
         &gpu,
         &stage2,
+        &opts.super_resolution[0],
+        2,
         &image1,
         &text,
         &opts,

@@ -1,5 +1,5 @@
 //! Fuzzing the inversion artifacts reader (src/pipeline/inversion/artifacts.rs): a complete
-//! two-stage record with its sidecar JSON edited (fields removed, mistyped, absurd) or mutated,
+//! three-stage record (stage I, IF stage II, an upscaler) with its sidecar JSON edited (fields removed, mistyped, absurd) or mutated,
 //! or its safetensors file mutated or its header edited. Each must load or fail with an error
 //! naming inversion.json or inversion.safetensors; what loads must be safe for replay to size
 //! its work by (every tensor non-empty and as long as its shape says, the guidance finite, the
@@ -13,10 +13,12 @@ use std::path::Path;
 use fuzz_support::{assert_names_file, budget, guarded, json, mutate};
 use iterinv::pipeline::inversion::artifacts::{META_FILE, TENSORS_FILE};
 use iterinv::pipeline::inversion::{Artifacts, ArtifactsMeta, HostTensor};
+use iterinv::pipeline::Stage;
 use proptest::prelude::*;
 use serde_json::Value;
 
-/// A record as `invert` writes it: stage I by NTI (3 steps, 4 tokens of width 8), stage II.
+/// A record as `invert` writes it: stage I by NTI (3 steps, 4 tokens of width 8), IF stage II,
+/// an upscaler stage.
 fn sample() -> Artifacts {
     let mut meta = ArtifactsMeta::new("photo.png".into(), "crop-center", "a cat", false);
     meta.stage1.method = "nti".into();
@@ -27,7 +29,12 @@ fn sample() -> Artifacts {
     s2.method = "iterinv".into();
     s2.size = 8;
     s2.noise_level = Some(250);
-    meta.stage2 = Some(s2);
+    s2.kind = Stage::Two;
+    let mut s3 = s2.clone();
+    s3.kind = Stage::Upscaler;
+    s3.size = 32;
+    s3.noise_level = Some(100);
+    meta.super_resolution = vec![s2, s3];
     let t = |shape: &[usize]| HostTensor {
         shape: shape.to_vec(),
         data: (0..shape.iter().product::<usize>())
@@ -41,6 +48,9 @@ fn sample() -> Artifacts {
         ("stage1.nulls".to_string(), t(&[3, 4, 8])),
         ("stage2.x_t".to_string(), t(&[1, 3, 8, 8])),
         ("stage2.condition_noise".to_string(), t(&[1, 3, 8, 8])),
+        ("stage3.x_t".to_string(), t(&[1, 4, 8, 8])),
+        ("stage3.condition_noise".to_string(), t(&[1, 3, 8, 8])),
+        ("stage3.text.cond".to_string(), t(&[1, 4, 8])),
     ]);
     Artifacts { meta, tensors }
 }
@@ -83,7 +93,8 @@ fn strategy() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
 
 /// What replay relies on in a loaded record.
 fn assert_replayable(a: &Artifacts) {
-    for stage in std::iter::once(&a.meta.stage1).chain(a.meta.stage2.as_ref()) {
+    assert_eq!(a.meta.stage1.kind, Stage::One);
+    for stage in std::iter::once(&a.meta.stage1).chain(&a.meta.super_resolution) {
         assert!(stage.guidance.is_finite());
     }
     for (name, t) in &a.tensors {

@@ -53,6 +53,21 @@ proptest! {
     }
 
     #[test]
+    fn mutated_model_indexes_open_as_super_resolution_or_name_the_file(index in strategy(INDEX)) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model_index.json"), &index).unwrap();
+        let d = dir.path().to_path_buf();
+        let opened = guarded("pipeline folder", budget(index.len(), 64), move || {
+            PipelineFolder::open_super_resolution(&d)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        if let Err(msg) = opened {
+            assert_names_file(&msg, &dir.path().join("model_index.json"));
+        }
+    }
+
+    #[test]
     fn mutated_scheduler_configs_build_or_name_the_file(config in strategy(SCHEDULER)) {
         let dir = tempfile::tempdir().unwrap();
         if let Err(msg) = open(dir.path(), &fixture_bytes(INDEX), &config) {

@@ -79,6 +79,7 @@ fn upscaling_matches_the_pipeline() {
         &upload(&g["image"]),
         &text,
         &options(),
+        "upscaler",
         &mut noise,
         &mut |i, n| steps.push((i, n)),
     )
@@ -111,6 +112,7 @@ fn wrong_folders_and_images_are_refused() {
         &gray,
         &text,
         &options(),
+        "upscaler",
         &mut InjectedNoise::new(),
         &mut |_, _| {},
     )
@@ -134,7 +136,7 @@ fn psnr(a: &iterinv::Tensor, b: &iterinv::Tensor) -> f64 {
 #[test]
 fn latent_iterinv_beats_ddim_inversion() {
     use iterinv::pipeline::inversion::latent::{invert_image, LatentModel};
-    use iterinv::pipeline::inversion::Stage2Settings;
+    use iterinv::pipeline::inversion::SrSettings;
     use iterinv::pipeline::SrMethod;
 
     let (_tmp, dir) = pipeline_folder();
@@ -148,19 +150,14 @@ fn latent_iterinv_beats_ddim_inversion() {
     let cond = upload(&g["cond"]);
     let mut results = Vec::new();
     for method in [SrMethod::Ddim, SrMethod::FixedPoint, SrMethod::IterInv] {
-        let settings = Stage2Settings {
+        let settings = SrSettings {
             method,
             noise_level: 20,
             ..Default::default()
         };
-        let r = invert_image(
-            &model,
-            &condition,
-            &image,
-            &cond,
-            &settings,
-            &mut |_| Ok(()),
-        )
+        let r = invert_image(&model, &condition, &image, &cond, &settings, 2, &mut |_| {
+            Ok(())
+        })
         .unwrap();
         let latent = psnr(&r.reconstructed_latent, &r.latent);
         let pixels = psnr(&r.reconstruction, &image);

@@ -16,8 +16,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use iterinv::pipeline::inversion::{invert, Event, InvertOptions, SrMethod, Stage1Method};
-use iterinv::pipeline::Stage;
+use iterinv::pipeline::inversion::{
+    invert, Event, InvertOptions, SrMethod, SrSettings, SrStage, Stage1Method,
+};
 use iterinv::Gpu;
 
 use crate::BenchResult;
@@ -45,15 +46,21 @@ fn runs() -> Vec<Run> {
         let mut o = InvertOptions {
             prompt: "a photo of a cat".into(),
             stage1: PathBuf::from(CASCADE).join("stage1"),
-            stage2: Some(PathBuf::from(CASCADE).join("stage2")),
+            super_resolution: vec![SrStage {
+                folder: PathBuf::from(CASCADE).join("stage2"),
+                // Spelled out rather than left to the defaults, so the rows mean what they say.
+                settings: SrSettings {
+                    method: sr,
+                    inner_steps: 21,
+                    noise_level: 250,
+                    ..SrSettings::default()
+                },
+            }],
             steps: 50,
             ..InvertOptions::default()
         };
-        // Spelled out rather than left to the defaults, so the rows mean what they say.
         o.stage1_settings.method = Stage1Method::Nti;
         o.stage1_settings.inner_steps = Some(51);
-        o.stage2_settings.method = sr;
-        o.stage2_settings.inner_steps = 21;
         o
     };
     vec![
@@ -84,7 +91,7 @@ struct Peaks {
 
 impl Peaks {
     fn on_event(&mut self, gpu: &Gpu, e: &Event) {
-        let index = usize::from(e.stage == Stage::Two);
+        let index = usize::from(e.stage == 2);
         let peak = gpu.pool_stats().peak_bytes_in_use;
         self.overall = self.overall.max(peak);
         if e.phase == "reconstruction" {

@@ -39,21 +39,42 @@ pub fn cascade_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The stage folders the user gave, or (without `--stage1`) the built-in cascade's.
+/// The stage folders the user gave — stage I and the super-resolution stages after it, in order —
+/// or (without `--stage1`) the built-in cascade's, each given upper stage replacing the built-in
+/// one at its place.
 pub fn stages_or_builtin(
     stage1: &Option<PathBuf>,
     stage2: &Option<PathBuf>,
-) -> Result<(PathBuf, Option<PathBuf>)> {
-    Ok(match stage1 {
-        Some(dir) => (dir.clone(), stage2.clone()),
+    stage3: &Option<PathBuf>,
+) -> Result<(PathBuf, Vec<PathBuf>)> {
+    match stage1 {
+        Some(dir) => {
+            if stage2.is_none() && stage3.is_some() {
+                bail!(
+                    "--stage3 needs --stage2: the stages run in order (to run the upscaler right \
+                     after stage I, give it as --stage2)"
+                );
+            }
+            Ok((
+                dir.clone(),
+                [stage2, stage3].into_iter().flatten().cloned().collect(),
+            ))
+        }
         None => {
             let dir = cascade_dir()?;
             eprintln!(
                 "no --stage1 given: running the tiny built-in cascade ({})",
                 dir.display()
             );
-            let stage2 = stage2.clone().unwrap_or(dir.join("stage2"));
-            (dir.join("stage1"), Some(stage2))
+            let mut upper = Vec::new();
+            for (given, builtin) in [(stage2, "stage2"), (stage3, "stage3")] {
+                match given {
+                    Some(d) => upper.push(d.clone()),
+                    None if dir.join(builtin).is_dir() => upper.push(dir.join(builtin)),
+                    None => {}
+                }
+            }
+            Ok((dir.join("stage1"), upper))
         }
-    })
+    }
 }

@@ -1,5 +1,5 @@
-//! `iterinv generate`: text to image with the IF cascade, optionally followed by the SD x4
-//! upscaler as stage III.
+//! `iterinv generate`: text to image with the cascade: IF stage I, then up to two
+//! super-resolution stages (IF stage II or the SD x4 upscaler).
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +8,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use iterinv::engine::sched::SchedulerKind;
 use iterinv::image_io::save_png;
-use iterinv::pipeline::{generate, CascadeOptions, SeededNoise, Stage, StageSettings};
+use iterinv::pipeline::cascade::CascadeStage;
+use iterinv::pipeline::{generate, CascadeOptions, SeededNoise, StageSettings};
 use iterinv::Gpu;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -24,7 +25,11 @@ CPU minutes on six sample photos: it shows the flow, its images are blurry textu
 images give DeepFloyd-IF's diffusers folders, e.g.
   --stage1 IF-I-XL-v1.0 --stage2 IF-II-L-v1.0 --variant fp16
 (IF-I-M/L work the same way; stage I needs its text_encoder/ and tokenizer/, which IF-I ships).
-Add --stage3 stable-diffusion-x4-upscaler for IF's stage III (256 -> 1024 px).")]
+Add --stage3 stable-diffusion-x4-upscaler for IF's stage III (256 -> 1024 px). --stage2 and
+--stage3 each take an IF stage-II folder or the x4 upscaler's (told apart by model_index.json);
+the IterInv paper's cascade is --stage2 and --stage3 both the upscaler (64 -> 256 -> 1024 px).
+Each stage's steps, guidance and noise level default to its kind's: IF stage II 50, 4, 250; the
+upscaler 75, 9, 100 (as DeepFloyd-IF chains it; the upscaler pipeline alone uses noise level 20).")]
 pub struct GenerateArgs {
     /// The text to draw.
     #[arg(long)]
@@ -35,13 +40,14 @@ pub struct GenerateArgs {
     /// Stage I pipeline folder (IFPipeline: unet/, scheduler/, text_encoder/, tokenizer/).
     #[arg(long, value_name = "DIR")]
     stage1: Option<PathBuf>,
-    /// Stage II pipeline folder (IFSuperResolutionPipeline). Without it (and with --stage1),
-    /// only stage I runs.
+    /// Stage II: an IF stage-II pipeline folder (IFSuperResolutionPipeline) or the SD x4
+    /// upscaler's (StableDiffusionUpscalePipeline). Without it (and with --stage1), only stage I
+    /// runs.
     #[arg(long, value_name = "DIR")]
     stage2: Option<PathBuf>,
-    /// Stage III: the SD x4 upscaler's pipeline folder (StableDiffusionUpscalePipeline: unet/,
-    /// vae/, text_encoder/, tokenizer/, scheduler/, low_res_scheduler/). It upscales the last
-    /// IF stage's image ×4 with its own CLIP encoding of the prompt.
+    /// Stage III, after stage II: the SD x4 upscaler's pipeline folder (unet/, vae/,
+    /// text_encoder/, tokenizer/, scheduler/, low_res_scheduler/) or an IF stage-II folder. The
+    /// upscaler upscales the previous image ×4 with its own CLIP encoding of the prompt.
     #[arg(long, value_name = "DIR")]
     stage3: Option<PathBuf>,
     /// Weight variant of every component (e.g. fp16).
@@ -57,29 +63,29 @@ pub struct GenerateArgs {
     /// Stage I sampling steps.
     #[arg(long, default_value_t = 100)]
     pub(crate) steps1: usize,
-    /// Stage II sampling steps.
-    #[arg(long, default_value_t = 50)]
-    pub(crate) steps2: usize,
+    /// Stage II sampling steps (default: its kind's).
+    #[arg(long)]
+    pub(crate) steps2: Option<usize>,
     /// Stage I guidance scale (1 disables guidance).
     #[arg(long, default_value_t = 7.0)]
     pub(crate) guidance1: f32,
-    /// Stage II guidance scale.
-    #[arg(long, default_value_t = 4.0)]
-    pub(crate) guidance2: f32,
-    /// Noise added to the upscaled stage-I image (a timestep, 0..1000).
-    #[arg(long, default_value_t = 250)]
-    noise_level: usize,
-    /// Stage III sampling steps (the upscaler's DDIM).
-    #[arg(long, default_value_t = 75)]
-    pub(crate) steps3: usize,
-    /// Stage III guidance scale.
-    #[arg(long, default_value_t = 9.0)]
-    pub(crate) guidance3: f32,
-    /// Noise added to stage II's image before stage III (the upscaler's class label, 0..1000;
-    /// DeepFloyd-IF uses 100, the upscaler pipeline alone 20).
-    #[arg(long, default_value_t = 100)]
-    noise_level3: usize,
-    /// Sampler for both stages (default: each folder's scheduler, DDPM for IF).
+    /// Stage II guidance scale (default: its kind's).
+    #[arg(long)]
+    pub(crate) guidance2: Option<f32>,
+    /// Noise added to stage I's image before it conditions stage II (a timestep, 0..1000; for
+    /// the upscaler also its class label; default: its kind's).
+    #[arg(long)]
+    noise_level: Option<usize>,
+    /// Stage III sampling steps (default: its kind's).
+    #[arg(long)]
+    pub(crate) steps3: Option<usize>,
+    /// Stage III guidance scale (default: its kind's).
+    #[arg(long)]
+    pub(crate) guidance3: Option<f32>,
+    /// Noise added to stage II's image before it conditions stage III (default: its kind's).
+    #[arg(long)]
+    noise_level3: Option<usize>,
+    /// Sampler for the IF stages (default: each folder's scheduler, DDPM for IF).
     #[arg(long, value_enum)]
     sampler: Option<Sampler>,
     /// DDIM's eta (0: deterministic).
@@ -95,52 +101,62 @@ impl GenerateArgs {
     pub fn check_numbers(&self) -> Result<()> {
         use crate::numbers::{finite, finite_non_negative, steps};
         steps("steps1", self.steps1)?;
-        steps("steps2", self.steps2)?;
-        steps("steps3", self.steps3)?;
+        for (flag, v) in [("steps2", self.steps2), ("steps3", self.steps3)] {
+            v.map_or(Ok(()), |v| steps(flag, v))?;
+        }
         finite("guidance1", self.guidance1.into())?;
-        finite("guidance2", self.guidance2.into())?;
-        finite("guidance3", self.guidance3.into())?;
+        for (flag, v) in [("guidance2", self.guidance2), ("guidance3", self.guidance3)] {
+            v.map_or(Ok(()), |v| finite(flag, v.into()))?;
+        }
         finite_non_negative("eta", self.eta.into())
     }
 }
 
 pub fn run(gpu: &Gpu, args: GenerateArgs) -> Result<()> {
-    let (stage1, stage2) = crate::embedded::stages_or_builtin(&args.stage1, &args.stage2)?;
-    let settings = |steps, guidance| StageSettings {
-        steps,
-        guidance,
-        eta: args.eta,
-    };
+    let (stage1, upper) =
+        crate::embedded::stages_or_builtin(&args.stage1, &args.stage2, &args.stage3)?;
+    let flags = [
+        (args.steps2, args.guidance2, args.noise_level),
+        (args.steps3, args.guidance3, args.noise_level3),
+    ];
+    let mut super_resolution = Vec::new();
+    for (folder, (steps, guidance, noise_level)) in upper.iter().zip(flags) {
+        let mut stage = CascadeStage::with_defaults(folder)?;
+        stage.settings.steps = steps.unwrap_or(stage.settings.steps);
+        stage.settings.guidance = guidance.unwrap_or(stage.settings.guidance);
+        stage.settings.eta = args.eta;
+        stage.noise_level = noise_level.unwrap_or(stage.noise_level);
+        super_resolution.push(stage);
+    }
     let opts = CascadeOptions {
         prompt: args.prompt.clone(),
         negative_prompt: args.negative_prompt.clone(),
         clean_caption: !args.no_clean_caption,
         stage1,
-        stage2,
+        stage1_settings: StageSettings {
+            steps: args.steps1,
+            guidance: args.guidance1,
+            eta: args.eta,
+        },
+        super_resolution,
         variant: args.variant.clone(),
-        stage1_settings: settings(args.steps1, args.guidance1),
-        stage2_settings: settings(args.steps2, args.guidance2),
-        noise_level: args.noise_level,
         sampler: args.sampler.map(|s| match s {
             Sampler::Ddpm => SchedulerKind::Ddpm,
             Sampler::Ddim => SchedulerKind::Ddim,
         }),
-        stage3: args.stage3.clone(),
-        stage3_settings: settings(args.steps3, args.guidance3),
-        stage3_noise_level: args.noise_level3,
     };
     let mut noise = SeededNoise::new(gpu, args.seed);
-    let mut bar: Option<(Stage, ProgressBar)> = None;
+    let mut bar: Option<(usize, ProgressBar)> = None;
     let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {elapsed}")
         .expect("a valid template")
         .progress_chars("=> ");
-    let mut progress = |stage: Stage, done: usize, total: usize| {
+    let mut progress = |stage: usize, done: usize, total: usize| {
         if bar.as_ref().map(|(s, _)| *s) != Some(stage) {
             if let Some((_, b)) = bar.take() {
                 b.finish();
             }
             let b = ProgressBar::new(total as u64).with_style(style.clone());
-            b.set_prefix(stage.name());
+            b.set_prefix(format!("stage{stage}"));
             bar = Some((stage, b));
         }
         if let Some((_, b)) = &bar {
@@ -151,17 +167,12 @@ pub fn run(gpu: &Gpu, args: GenerateArgs) -> Result<()> {
     if let Some((_, b)) = bar.take() {
         b.finish();
     }
-    let written = |stage: &str| sibling(&args.out, stage);
-    save_png(&out.stage1, 0, &written("stage1"))?;
-    eprintln!("wrote {}", written("stage1").display());
-    let mut last = &out.stage1;
-    for (name, image) in [("stage2", &out.stage2), ("stage3", &out.stage3)] {
-        if let Some(img) = image {
-            save_png(img, 0, &written(name))?;
-            eprintln!("wrote {}", written(name).display());
-            last = img;
-        }
+    for (i, image) in out.images.iter().enumerate() {
+        let path = sibling(&args.out, &format!("stage{}", i + 1));
+        save_png(image, 0, &path)?;
+        eprintln!("wrote {}", path.display());
     }
+    let last = out.images.last().expect("stage I ran");
     save_png(last, 0, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())

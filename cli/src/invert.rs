@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use iterinv::image_io::{save_png, Fit};
 use iterinv::pipeline::inversion::{
-    self, artifacts::write_atomic, Artifacts, FolderOverrides, InvertOptions, SrMethod,
+    self, artifacts::write_atomic, Artifacts, FolderOverrides, InvertOptions, SrMethod, SrStage,
     Stage1Method, StageReport,
 };
 use iterinv::Gpu;
@@ -51,15 +51,19 @@ enum ResizeArg {
 #[derive(Args)]
 #[command(after_help = "\
 Writes into --out: inversion.safetensors + inversion.json (the artifacts: x_T per stage, NTI's
-null embeddings, stage II's condition noise, the text embeddings, every setting and the models'
-fingerprints), stage1.png / stage2.png (the reconstructions), input-stage1.png / input-stage2.png
-(the photo as each stage sees it) and report.json (per stage: psnr, ssim, mse against that input,
-seconds, inner iterations and final losses per timestep; the latent stage also latent_psnr and
-round_trip_psnr, the VAE round trip's PSNR: the most a latent inversion can reach).
+null embeddings, the super-resolution stages' condition noise, the text embeddings, every setting
+and the models' fingerprints), stage1.png, stage2.png, ... (the reconstructions),
+input-stage1.png, ... (the photo as each stage sees it) and report.json (per stage: psnr, ssim,
+mse against that input, seconds, inner iterations and final losses per timestep; a latent stage
+also latent_psnr and round_trip_psnr, the VAE round trip's PSNR: the most a latent inversion can
+reach).
 
 Without --stage1 the tiny cascade built into iterinv runs (16 px, then 32 px; trained for a few CPU
 minutes on public sample photos). For real photos give DeepFloyd-IF's diffusers folders:
   --stage1 IF-I-XL-v1.0 --stage2 IF-II-L-v1.0 --variant fp16
+and --stage3 stable-diffusion-x4-upscaler for 1024 px. --stage2 and --stage3 each take an IF
+stage-II folder (inverted on pixels) or the x4 upscaler's (inverted on its VAE's latent), told
+apart by model_index.json; the IterInv paper's cascade is IF-I-XL with the upscaler as both.
 Ctrl-C stops after the current timestep and writes nothing.")]
 pub struct InvertArgs {
     /// The photo (PNG or JPEG; RGB, RGBA, grey or 16-bit); at least stage II's size on each side.
@@ -70,11 +74,12 @@ pub struct InvertArgs {
     /// Stage I pipeline folder (IFPipeline: unet/, scheduler/, text_encoder/, tokenizer/).
     #[arg(long, value_name = "DIR")]
     stage1: Option<PathBuf>,
-    /// Stage II pipeline folder (IFSuperResolutionPipeline); without it only stage I runs.
+    /// Stage II: an IF stage-II folder (IFSuperResolutionPipeline) or the SD x4 upscaler's
+    /// (StableDiffusionUpscalePipeline: a latent stage, its image 4× stage I's, inverted on the
+    /// VAE's latent); without it only stage I runs.
     #[arg(long, value_name = "DIR")]
     stage2: Option<PathBuf>,
-    /// The SD x4 upscaler's folder (StableDiffusionUpscalePipeline): a latent stage after the
-    /// last IF stage, its image 4× larger, inverted with --sr-method on the VAE's latent.
+    /// Stage III, after stage II: the x4 upscaler's folder or an IF stage-II folder.
     #[arg(long, value_name = "DIR")]
     stage3: Option<PathBuf>,
     /// Weight variant of every component (e.g. fp16).
@@ -97,7 +102,7 @@ pub struct InvertArgs {
     /// Stage I's inner steps (overrides --inner-steps).
     #[arg(long)]
     stage1_inner_steps: Option<usize>,
-    /// Stage II's inner steps (overrides --inner-steps).
+    /// The super-resolution stages' inner steps (overrides --inner-steps).
     #[arg(long)]
     stage2_inner_steps: Option<usize>,
     /// Fixed-point passes per timestep (fixed-point), or of IterInv's warm start (0: none).
@@ -109,13 +114,15 @@ pub struct InvertArgs {
     /// Stage I's guidance scale for the reconstruction (and NTI).
     #[arg(long, default_value_t = 3.0)]
     pub(crate) guidance: f32,
-    /// Noise level of stage II's low-resolution condition (a timestep, 0..1000).
-    #[arg(long, default_value_t = 250)]
-    noise_level: usize,
-    /// Noise level of the latent stage's condition (the upscaler's class label; IF uses 100).
-    #[arg(long, default_value_t = 100)]
-    noise_level3: usize,
-    /// Seed of stage II's condition noise.
+    /// Noise level of stage II's condition, stage I's reconstruction (a timestep, 0..1000; for
+    /// the upscaler also its class label). Default: IF stage II 250, the upscaler 100.
+    #[arg(long)]
+    noise_level: Option<usize>,
+    /// Noise level of stage III's condition, stage II's reconstruction (default as
+    /// --noise-level's).
+    #[arg(long)]
+    noise_level3: Option<usize>,
+    /// Seed of the super-resolution stages' condition noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// How a non-square photo becomes square.
@@ -125,8 +132,8 @@ pub struct InvertArgs {
     /// the IterInv code does).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     stage1_thresholding: bool,
-    /// Keep stage II's x₀ thresholding. Off by default: a clamp cannot be inverted where it
-    /// binds, so with it no super-resolution inversion is exact.
+    /// Keep the IF super-resolution stages' x₀ thresholding. Off by default: a clamp cannot be
+    /// inverted where it binds, so with it no super-resolution inversion is exact.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     stage2_thresholding: bool,
     /// Apply IF's caption cleaning to the prompt (the IterInv code only lower-cases and trims).
@@ -152,7 +159,7 @@ pub struct ReconstructArgs {
     /// Stage II pipeline folder, if not where the inversion found it.
     #[arg(long, value_name = "DIR")]
     stage2: Option<PathBuf>,
-    /// The upscaler's folder (the latent stage), if not where the inversion found it.
+    /// Stage III's pipeline folder, if not where the inversion found it.
     #[arg(long, value_name = "DIR")]
     stage3: Option<PathBuf>,
 }
@@ -178,12 +185,12 @@ impl InvertArgs {
 
 pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {
     stop_on_ctrl_c();
-    let (stage1, stage2) = crate::embedded::stages_or_builtin(&args.stage1, &args.stage2)?;
+    let (stage1, upper) =
+        crate::embedded::stages_or_builtin(&args.stage1, &args.stage2, &args.stage3)?;
     let mut opts = InvertOptions {
         prompt: args.prompt.clone(),
         clean_caption: args.clean_caption,
         stage1,
-        stage2,
         variant: args.variant.clone(),
         fit: match args.resize {
             ResizeArg::Crop => Fit::CropCenter,
@@ -202,27 +209,25 @@ pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {
     opts.stage1_settings.guidance = args.guidance;
     opts.stage1_settings.thresholding = args.stage1_thresholding;
     opts.stage1_settings.inner_steps = args.stage1_inner_steps.or(args.inner_steps);
-    let s2 = &mut opts.stage2_settings;
-    s2.method = match args.sr_method {
-        SrArg::Iterinv => SrMethod::IterInv,
-        SrArg::IterinvFaithful => SrMethod::IterInvFaithful,
-        SrArg::FixedPoint => SrMethod::FixedPoint,
-        SrArg::Ddim => SrMethod::Ddim,
-    };
-    if let Some(k) = args.stage2_inner_steps.or(args.inner_steps) {
-        s2.inner_steps = k;
+    // Every super-resolution stage inverts with the same method and inner-loop settings.
+    for (folder, noise_level) in upper.iter().zip([args.noise_level, args.noise_level3]) {
+        let mut stage = SrStage::with_defaults(folder)?;
+        let s = &mut stage.settings;
+        s.method = match args.sr_method {
+            SrArg::Iterinv => SrMethod::IterInv,
+            SrArg::IterinvFaithful => SrMethod::IterInvFaithful,
+            SrArg::FixedPoint => SrMethod::FixedPoint,
+            SrArg::Ddim => SrMethod::Ddim,
+        };
+        if let Some(k) = args.stage2_inner_steps.or(args.inner_steps) {
+            s.inner_steps = k;
+        }
+        s.passes = args.passes;
+        s.tolerance = args.tolerance;
+        s.noise_level = noise_level.unwrap_or(s.noise_level);
+        s.thresholding = args.stage2_thresholding;
+        opts.super_resolution.push(stage);
     }
-    s2.passes = args.passes;
-    s2.tolerance = args.tolerance;
-    s2.noise_level = args.noise_level;
-    s2.thresholding = args.stage2_thresholding;
-    // The latent stage inverts with stage II's method and inner-loop settings.
-    opts.stage3 = args.stage3.clone();
-    opts.stage3_settings = iterinv::pipeline::inversion::Stage2Settings {
-        noise_level: args.noise_level3,
-        thresholding: false,
-        ..opts.stage2_settings
-    };
 
     let mut bars = Bars::default();
     let result = inversion::invert(gpu, &args.image, &opts, &mut |e| bars.update(e));
@@ -268,8 +273,7 @@ pub fn reconstruct(gpu: &Gpu, args: ReconstructArgs) -> Result<()> {
     let artifacts = Artifacts::load(&args.dir)?;
     let folders = FolderOverrides {
         stage1: args.stage1.clone(),
-        stage2: args.stage2.clone(),
-        stage3: args.stage3.clone(),
+        super_resolution: vec![args.stage2.clone(), args.stage3.clone()],
     };
     stop_on_ctrl_c();
     let mut bars = Bars::default();

@@ -90,13 +90,14 @@ mod tests {
         }
     }
 
-    const INVERT_FLAGS: [&str; 8] = [
+    const INVERT_FLAGS: [&str; 9] = [
         "--steps",
         "--inner-steps",
         "--passes",
         "--tolerance",
         "--guidance",
         "--noise-level",
+        "--noise-level3",
         "--seed",
         "--stage2-inner-steps",
     ];
@@ -137,9 +138,10 @@ mod tests {
             let set = format!("{flag}={value}");
             let args = ["iterinv", "generate", "--prompt", "a cat", "--out", "o.png", &set];
             if let Some(Command::Generate(a)) = check(&args, flag) {
-                prop_assert!(a.steps1 >= 1 && a.steps2 >= 1 && a.steps3 >= 1);
-                prop_assert!(a.guidance1.is_finite() && a.guidance2.is_finite());
-                prop_assert!(a.guidance3.is_finite());
+                prop_assert!(a.steps1 >= 1);
+                prop_assert!([a.steps2, a.steps3].iter().flatten().all(|&s| s >= 1));
+                prop_assert!(a.guidance1.is_finite());
+                prop_assert!([a.guidance2, a.guidance3].iter().flatten().all(|g| g.is_finite()));
                 prop_assert!(a.eta.is_finite() && a.eta >= 0.0);
             }
         }

@@ -34,7 +34,7 @@ impl Bars {
             self.finish();
             return Err(iterinv::Error::Interrupted("Ctrl-C".into()));
         }
-        let key = format!("{} {}", e.stage.name(), e.phase);
+        let key = format!("stage{} {}", e.stage, e.phase);
         if self.current.as_ref().map(|(k, _)| k) != Some(&key) {
             self.finish();
             let bar = if e.total == 0 {

@@ -1,6 +1,6 @@
 //! `iterinv generate` end to end on the built-in tiny cascade: both stages' PNGs, determinism
-//! from the seed, the SD x4 upscaler as stage III (assembled from the test fixtures), and clear
-//! errors.
+//! from the seed, the SD x4 upscaler as stage III or stage II (assembled from the test
+//! fixtures), and clear errors.
 
 #[path = "../../tests/common/upscaler_folder.rs"]
 mod upscaler_folder;
@@ -112,27 +112,77 @@ fn stage3_upscales_the_last_stage_four_times() {
     );
 }
 
+/// `--stage2` takes the x4 upscaler too (IF-I → upscaler, the IterInv paper's first two stages):
+/// stage 2 is 4× stage I through the latent, and its noise level defaults to the upscaler's (100,
+/// which the tiny upscaler's 50-row class table refuses by name), not IF stage II's 250.
+#[test]
+fn the_upscaler_can_be_stage_two() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"));
+    let upscaler = upscaler_folder(fixtures, tmp.path());
+    let stage1 = fixtures.join("trained_cascade/stage1");
+    let out = tmp.path().join("a.png");
+    let mut args = vec![
+        "--prompt",
+        "a photo of a cat",
+        "--out",
+        out.to_str().unwrap(),
+        "--stage1",
+        stage1.to_str().unwrap(),
+        "--stage2",
+        upscaler.to_str().unwrap(),
+        "--steps1",
+        "2",
+        "--steps2",
+        "2",
+    ];
+    let o = generate(tmp.path(), &args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("100") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+
+    args.extend(["--noise-level", "20"]);
+    let o = generate(tmp.path(), &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(png_size(&out.with_file_name("a-stage1.png")), (16, 16));
+    assert_eq!(png_size(&out.with_file_name("a-stage2.png")), (64, 64));
+    assert!(!out.with_file_name("a-stage3.png").exists());
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(out.with_file_name("a-stage2.png")).unwrap()
+    );
+}
+
 #[test]
 fn errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x.png");
     let out = out.to_str().unwrap();
     let nowhere = tmp.path().join("nowhere");
-    let if_stage2 = Path::new(concat!(
+    let cascade = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/cascade/stage2"
+        "/../tests/fixtures/cascade"
     ));
-    let cases: [(Vec<&str>, &str); 4] = [
+    let if_stage1 = cascade.join("stage1");
+    let if_stage1 = if_stage1.to_str().unwrap();
+    let cases: [(Vec<&str>, &str); 5] = [
         (
             vec!["--stage1", nowhere.to_str().unwrap()],
             "does not exist",
         ),
         (vec!["--steps1", "0"], "--steps1 is 0; it must be between 1"),
         (vec!["--steps3", "0"], "--steps3 is 0; it must be between 1"),
-        // An IF folder given as the upscaler.
+        // A stage-I folder given as a super-resolution stage.
         (
-            vec!["--stage3", if_stage2.to_str().unwrap()],
-            "StableDiffusionUpscalePipeline",
+            vec!["--stage3", if_stage1],
+            "IFSuperResolutionPipeline or StableDiffusionUpscalePipeline",
+        ),
+        (
+            vec!["--stage1", if_stage1, "--stage3", if_stage1],
+            "--stage3 needs --stage2",
         ),
     ];
     for (extra, expected) in cases {

@@ -132,7 +132,8 @@ fn inversion_quality_and_exact_reconstruction() {
     assert_eq!(meta["prompt"], "a photo of a cat");
     assert_eq!(meta["stage1"]["method"], "nti-p2p");
     assert_eq!(meta["stage1"]["settings"]["inner_steps"], 5);
-    assert_eq!(meta["stage2"]["noise_level"], 250);
+    assert_eq!(meta["super_resolution"][0]["kind"], "if-super-resolution");
+    assert_eq!(meta["super_resolution"][0]["noise_level"], 250);
     assert!(!best.join(".inversion.safetensors.partial").exists());
 }
 
@@ -192,8 +193,10 @@ fn a_latent_third_stage_inverts_and_replays_exactly() {
     }
     let meta: Value =
         serde_json::from_slice(&std::fs::read(out.join("inversion.json")).unwrap()).unwrap();
-    assert_eq!(meta["stage3"]["noise_level"], 20);
-    assert_eq!(meta["stage3"]["size"], 128);
+    let s3 = &meta["super_resolution"][1];
+    assert_eq!(s3["kind"], "latent-upscaler");
+    assert_eq!(s3["noise_level"], 20);
+    assert_eq!(s3["size"], 128);
 
     let again = tmp.path().join("again");
     ok(&iterinv(

@@ -1,12 +1,12 @@
-//! The IF cascade, text to image: T5 encodes the prompt, stage I samples a 64 px image (the
-//! fixture: 16 px), stage II upscales it ×4, and an optional stage III — the SD x4 upscaler, as
-//! DeepFloyd-IF's documentation chains it — upscales that ×4 again (256 → 1024 px), each stage
-//! exactly as diffusers' pipelines do it.
+//! The cascade, text to image: T5 encodes the prompt, IF stage I samples a 64 px image (the
+//! fixture: 16 px), and each super-resolution stage after it upscales the previous stage's image:
+//! IF stage II (×4 in pixels) or the SD x4 upscaler (×4 through a latent, as DeepFloyd-IF's
+//! stage III and the IterInv paper's stages II and III), each exactly as diffusers' pipelines do it.
 //!
 //! Components are loaded when a stage starts and dropped (their GPU memory returned with
 //! `trim_pool`) when it ends, so peak GPU memory is the largest stage, not the sum.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use iterinv_engine::sched::SchedulerKind;
 use iterinv_models::t5::T5Encoder;
@@ -21,7 +21,42 @@ use super::sampling::{denoise, LowResCondition, StageSettings};
 use super::upscaler::{self, UpscalerOptions};
 use crate::{Gpu, Tensor};
 
-/// Everything a text-to-image run needs; `Default` gives diffusers' IF defaults.
+/// One super-resolution stage of a text-to-image run.
+#[derive(Clone, Debug)]
+pub struct CascadeStage {
+    /// An IF stage-II folder (`IFSuperResolutionPipeline`) or the SD x4 upscaler's
+    /// (`StableDiffusionUpscalePipeline`; it encodes the prompt with its own CLIP, as given: no
+    /// caption cleaning).
+    pub folder: PathBuf,
+    pub settings: StageSettings,
+    /// Noise added once to the previous stage's image before it conditions this stage (a
+    /// timestep of the stage's noising scheduler; for the upscaler also the UNet's class label).
+    pub noise_level: usize,
+}
+
+impl CascadeStage {
+    /// The stage in `folder` with its kind's defaults: IF stage II as diffusers runs it (50
+    /// steps, guidance 4, noise level 250), the x4 upscaler as DeepFloyd-IF chains it (75 steps,
+    /// guidance 9, noise level 100; the upscaler pipeline alone uses 20).
+    pub fn with_defaults(folder: &Path) -> Result<CascadeStage> {
+        let kind = PipelineFolder::open_super_resolution(folder)?.stage();
+        let (steps, guidance, noise_level) = match kind {
+            Stage::Upscaler => (75, 9.0, 100),
+            _ => (50, 4.0, 250),
+        };
+        Ok(CascadeStage {
+            folder: folder.to_path_buf(),
+            settings: StageSettings {
+                steps,
+                guidance,
+                eta: 0.0,
+            },
+            noise_level,
+        })
+    }
+}
+
+/// Everything a text-to-image run needs; `Default` gives diffusers' IF defaults for stage I.
 #[derive(Clone, Debug)]
 pub struct CascadeOptions {
     pub prompt: String,
@@ -29,22 +64,12 @@ pub struct CascadeOptions {
     /// IF's caption cleaning (diffusers' `clean_caption=True`, its default); else lower().strip().
     pub clean_caption: bool,
     pub stage1: PathBuf,
-    /// Without it, the run stops after stage I.
-    pub stage2: Option<PathBuf>,
-    /// The SD x4 upscaler's folder (`StableDiffusionUpscalePipeline`); it upscales the last IF
-    /// stage's image with its own CLIP text encoding of the prompt (given as is, no caption
-    /// cleaning).
-    pub stage3: Option<PathBuf>,
-    /// Stage III's steps, guidance and noise level (the folder's `variant` is `variant`).
-    pub stage3_settings: StageSettings,
-    pub stage3_noise_level: usize,
+    pub stage1_settings: StageSettings,
+    /// The stages after stage I, in order (none: the run stops after stage I).
+    pub super_resolution: Vec<CascadeStage>,
     /// Weight file variant (`fp16`) for every component.
     pub variant: Option<String>,
-    pub stage1_settings: StageSettings,
-    pub stage2_settings: StageSettings,
-    /// Noise added to the upscaled stage-I image (a timestep of the image-noising scheduler).
-    pub noise_level: usize,
-    /// Overrides the schedulers' own kind (their config's `_class_name`).
+    /// Overrides the IF schedulers' own kind (their config's `_class_name`).
     pub sampler: Option<SchedulerKind>,
 }
 
@@ -55,41 +80,24 @@ impl Default for CascadeOptions {
             negative_prompt: String::new(),
             clean_caption: true,
             stage1: PathBuf::new(),
-            stage2: None,
-            variant: None,
             stage1_settings: StageSettings {
                 steps: 100,
                 guidance: 7.0,
                 eta: 0.0,
             },
-            stage2_settings: StageSettings {
-                steps: 50,
-                guidance: 4.0,
-                eta: 0.0,
-            },
-            noise_level: 250,
+            super_resolution: Vec::new(),
+            variant: None,
             sampler: None,
-            stage3: None,
-            // The upscaler pipeline's own defaults are 75 steps, guidance 9 and noise level 20;
-            // DeepFloyd-IF chains it with noise level 100.
-            stage3_settings: StageSettings {
-                steps: 75,
-                guidance: 9.0,
-                eta: 0.0,
-            },
-            stage3_noise_level: 100,
         }
     }
 }
 
-/// Progress of a run: (stage, steps done, total).
-pub type CascadeProgress<'a> = &'a mut dyn FnMut(Stage, usize, usize);
+/// Progress of a run: (stage number from 1, steps done, total).
+pub type CascadeProgress<'a> = &'a mut dyn FnMut(usize, usize, usize);
 
-/// The images of each stage, `[1, 3, H, W]` in about [−1, 1] (not clamped).
+/// The image of each stage, stage I first, `[1, 3, H, W]` in about [−1, 1] (not clamped).
 pub struct CascadeOutput {
-    pub stage1: Tensor,
-    pub stage2: Option<Tensor>,
-    pub stage3: Option<Tensor>,
+    pub images: Vec<Tensor>,
 }
 
 /// IF's text length: 77 tokens (76 pieces and `</s>`).
@@ -145,18 +153,23 @@ pub fn run_stage1(
         opts.stage1_settings,
         Stage::One.name(),
         noise,
-        &mut |i, n| progress(Stage::One, i, n),
+        &mut |i, n| progress(1, i, n),
     )?;
     drop(unet);
     gpu.trim_pool();
     Ok(image)
 }
 
-/// Stage II: the stage-I image upscaled (bilinear, align_corners) to the UNet's `sample_size`,
-/// noised once at `noise_level`, conditions the sampling of the high-resolution image.
-pub fn run_stage2(
+/// An IF super-resolution stage, number `number` of the cascade: the previous stage's image
+/// upscaled (bilinear, align_corners) to the UNet's `sample_size`, noised once at the stage's
+/// noise level, conditions the sampling of the high-resolution image. Its random draws are
+/// `stage{number}_initial`, `stage{number}_condition` and `stage{number}_step_{i}`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_if_super_resolution(
     gpu: &Gpu,
     folder: &PipelineFolder,
+    stage: &CascadeStage,
+    number: usize,
     low_res: &Tensor,
     text: &TextCondition,
     opts: &CascadeOptions,
@@ -168,13 +181,14 @@ pub fn run_stage2(
     let noising = folder.scheduler("image_noising_scheduler", Some(SchedulerKind::Ddpm))?;
     let size = unet.sample_size()?;
     let channels = unet.config().in_channels / 2;
-    let x = noise.noise("stage2_initial", &[1, channels, size, size])?;
+    let name = format!("stage{number}");
+    let x = noise.noise(&format!("{name}_initial"), &[1, channels, size, size])?;
     let upscaled = low_res.resize_bilinear(size, size)?;
-    let condition_noise = noise.noise("stage2_condition", upscaled.shape())?;
-    let upscaled = noising.add_noise(&upscaled, &condition_noise, &[opts.noise_level])?;
+    let condition_noise = noise.noise(&format!("{name}_condition"), upscaled.shape())?;
+    let upscaled = noising.add_noise(&upscaled, &condition_noise, &[stage.noise_level])?;
     let condition = LowResCondition {
         upscaled,
-        noise_level: opts.noise_level,
+        noise_level: stage.noise_level,
     };
     let image = denoise(
         &unet,
@@ -182,34 +196,30 @@ pub fn run_stage2(
         x,
         text,
         Some(&condition),
-        opts.stage2_settings,
-        Stage::Two.name(),
+        stage.settings,
+        &name,
         noise,
-        &mut |i, n| progress(Stage::Two, i, n),
+        &mut |i, n| progress(number, i, n),
     )?;
     drop(unet);
     gpu.trim_pool();
     Ok(image)
 }
 
-/// The whole cascade: text, stage I, and stage II when `opts.stage2` is set.
+/// The whole cascade: text, stage I, then each super-resolution stage on the previous image.
 pub fn generate(
     gpu: &Gpu,
     opts: &CascadeOptions,
     noise: &mut dyn NoiseSource,
     progress: CascadeProgress,
 ) -> Result<CascadeOutput> {
+    // Open every folder first: a wrong one fails before any model loads.
     let stage1 = PipelineFolder::open(&opts.stage1, Stage::One)?;
-    let stage2 = opts
-        .stage2
-        .as_deref()
-        .map(|d| PipelineFolder::open(d, Stage::Two))
-        .transpose()?;
-    let stage3 = opts
-        .stage3
-        .as_deref()
-        .map(|d| PipelineFolder::open(d, Stage::Upscaler))
-        .transpose()?;
+    let folders = opts
+        .super_resolution
+        .iter()
+        .map(|s| PipelineFolder::open_super_resolution(&s.folder))
+        .collect::<Result<Vec<_>>>()?;
     let text = encode_text(
         gpu,
         &stage1,
@@ -218,40 +228,42 @@ pub fn generate(
         opts.clean_caption,
         opts.variant.as_deref(),
     )?;
-    let image1 = run_stage1(gpu, &stage1, &text, opts, noise, progress)?;
-    let image2 = match &stage2 {
-        Some(folder) => Some(run_stage2(
-            gpu, folder, &image1, &text, opts, noise, progress,
-        )?),
-        None => None,
-    };
-    let image3 = match &stage3 {
-        Some(folder) => {
-            let variant = opts.variant.as_deref();
-            let text =
-                upscaler::encode_text(gpu, folder, &opts.prompt, &opts.negative_prompt, variant)?;
-            let upscaler_opts = UpscalerOptions {
-                settings: opts.stage3_settings,
-                noise_level: opts.stage3_noise_level,
-                variant: opts.variant.clone(),
-            };
-            let low_res = image2.as_ref().unwrap_or(&image1);
-            let out = upscaler::upscale(
-                gpu,
-                folder,
-                low_res,
-                &text,
-                &upscaler_opts,
-                noise,
-                &mut |i, n| progress(Stage::Upscaler, i, n),
-            )?;
-            Some(out.image)
-        }
-        None => None,
-    };
-    Ok(CascadeOutput {
-        stage1: image1,
-        stage2: image2,
-        stage3: image3,
-    })
+    let mut images = vec![run_stage1(gpu, &stage1, &text, opts, noise, progress)?];
+    for (i, (stage, folder)) in opts.super_resolution.iter().zip(&folders).enumerate() {
+        let number = i + 2;
+        let low_res = images.last().expect("stage I ran");
+        let image = match folder.stage() {
+            Stage::Upscaler => {
+                let variant = opts.variant.as_deref();
+                let text = upscaler::encode_text(
+                    gpu,
+                    folder,
+                    &opts.prompt,
+                    &opts.negative_prompt,
+                    variant,
+                )?;
+                let upscaler_opts = UpscalerOptions {
+                    settings: stage.settings,
+                    noise_level: stage.noise_level,
+                    variant: opts.variant.clone(),
+                };
+                upscaler::upscale(
+                    gpu,
+                    folder,
+                    low_res,
+                    &text,
+                    &upscaler_opts,
+                    &format!("stage{number}"),
+                    noise,
+                    &mut |i, n| progress(number, i, n),
+                )?
+                .image
+            }
+            _ => run_if_super_resolution(
+                gpu, folder, stage, number, low_res, &text, opts, noise, progress,
+            )?,
+        };
+        images.push(image);
+    }
+    Ok(CascadeOutput { images })
 }

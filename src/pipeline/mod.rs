@@ -10,11 +10,11 @@ pub mod noise;
 pub mod sampling;
 pub mod upscaler;
 
-pub use cascade::{generate, CascadeOptions, CascadeOutput};
+pub use cascade::{generate, CascadeOptions, CascadeOutput, CascadeStage};
 pub use denoiser::IfDenoiser;
 pub use folder::{PipelineFolder, Stage};
 pub use guidance::TextCondition;
-pub use inversion::{invert, reconstruct, InvertOptions, SrMethod, Stage1Method};
+pub use inversion::{invert, reconstruct, InvertOptions, SrMethod, SrStage, Stage1Method};
 pub use noise::{InjectedNoise, NoiseSource, SeededNoise};
 pub use sampling::StageSettings;
 pub use upscaler::{upscale, UpscalerOptions, UpscalerOutput};

@@ -12,7 +12,7 @@
 use iterinv_models::text::tokenizer::ClipTokenizer;
 use iterinv_models::{ClipTextEncoder, Error, Result, UNet, Vae};
 
-use super::folder::{PipelineFolder, Stage};
+use super::folder::PipelineFolder;
 use super::guidance::TextCondition;
 use super::noise::NoiseSource;
 use super::sampling::{denoise, LowResCondition, Progress, StageSettings};
@@ -79,14 +79,17 @@ pub fn encode_text(
 }
 
 /// Upscale `low_res` (`[1, 3, h, w]`, about [−1, 1]) with the text `text`. The random draws are
-/// `upscaler_condition` (the noise added to `low_res`, its shape) and `upscaler_initial` (the
-/// initial latent, `[1, latent_channels, h, w]`), and `upscaler_step_{i}` for a stochastic sampler.
+/// `{name}_condition` (the noise added to `low_res`, its shape) and `{name}_initial` (the
+/// initial latent, `[1, latent_channels, h, w]`), and `{name}_step_{i}` for a stochastic sampler
+/// (`name`: `upscaler` alone, `stage3` as a cascade's third stage).
+#[allow(clippy::too_many_arguments)]
 pub fn upscale(
     gpu: &Gpu,
     folder: &PipelineFolder,
     low_res: &Tensor,
     text: &TextCondition,
     opts: &UpscalerOptions,
+    name: &str,
     noise: &mut dyn NoiseSource,
     progress: Progress,
 ) -> Result<UpscalerOutput> {
@@ -113,13 +116,13 @@ pub fn upscale(
     }
     let mut scheduler = folder.scheduler("scheduler", None)?;
     let noising = folder.scheduler("low_res_scheduler", None)?;
-    let condition_noise = noise.noise("upscaler_condition", low_res.shape())?;
+    let condition_noise = noise.noise(&format!("{name}_condition"), low_res.shape())?;
     let condition = LowResCondition {
         upscaled: noising.add_noise(low_res, &condition_noise, &[opts.noise_level])?,
         noise_level: opts.noise_level,
     };
     // DDIM's and DDPM's initial noise sigma is 1.
-    let x = noise.noise("upscaler_initial", &[1, latent_channels, h, w])?;
+    let x = noise.noise(&format!("{name}_initial"), &[1, latent_channels, h, w])?;
     let latents = denoise(
         &unet,
         &mut scheduler,
@@ -127,7 +130,7 @@ pub fn upscale(
         text,
         Some(&condition),
         opts.settings,
-        Stage::Upscaler.name(),
+        name,
         noise,
         progress,
     )?;

@@ -2,8 +2,13 @@
 //! (and later editing) needs, and a JSON sidecar with the models, the prompt and every setting.
 //!
 //! Tensors (f32): `text.cond` / `text.uncond` `[1, L, D]` (so reconstruction needs no T5),
-//! `stage1.x_t` `[1, 3, S, S]`, `stage1.nulls` `[N, L, D]` (NTI's per-step null embeddings),
-//! `stage2.x_t` and `stage2.condition_noise` `[1, 3, S2, S2]`.
+//! `stage1.x_t` `[1, 3, S, S]`, `stage1.nulls` `[N, L, D]` (NTI's per-step null embeddings), and
+//! for super-resolution stage k (k ≥ 2): `stage{k}.x_t` (`[1, 3, S, S]` on pixels, `[1, 4, h, w]`
+//! on the upscaler's latent), `stage{k}.condition_noise` (the previous image's shape), and for
+//! an upscaler `stage{k}.text.cond` (its CLIP text).
+//!
+//! Format version 2 lists the super-resolution stages; version 1 (`stage2`: IF stage II,
+//! `stage3`: the upscaler) is read too, converted on load.
 //!
 //! Both files are written under a temporary name and renamed, the sidecar last, so an
 //! interrupted run leaves either the previous artifacts or the new ones, never half of either.
@@ -17,17 +22,19 @@ use iterinv_models::{Error, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
-use super::super::folder::PipelineFolder;
+use super::super::folder::{PipelineFolder, Stage};
 use crate::{Gpu, Tensor};
 
 pub const TENSORS_FILE: &str = "inversion.safetensors";
 pub const META_FILE: &str = "inversion.json";
 const FORMAT: &str = "iterinv-inversion";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// One stage's record: which model, and how it was inverted.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StageMeta {
+    /// What the folder holds: IF stage I, IF stage II, or the x4 upscaler.
+    pub kind: Stage,
     /// The pipeline folder as given to `invert`.
     pub folder: PathBuf,
     /// [`fingerprint`] of that folder's UNet and schedulers.
@@ -35,7 +42,7 @@ pub struct StageMeta {
     /// The stage's resolution (the UNet's `sample_size`; the latent stage: its image's side).
     pub size: usize,
     /// `nti`, `npi`, `ddim`, `nti-p2p` (stage I); `iterinv`, `iterinv-faithful`, `fixed-point`,
-    /// `ddim` (stage II).
+    /// `ddim` (the super-resolution stages).
     pub method: String,
     pub steps: usize,
     /// Classifier-free guidance of the reconstruction.
@@ -64,10 +71,8 @@ pub struct ArtifactsMeta {
     pub variant: Option<String>,
     pub seed: u64,
     pub stage1: StageMeta,
-    pub stage2: Option<StageMeta>,
-    /// The x4 upscaler's latent stage, when one was inverted (absent from earlier files).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage3: Option<StageMeta>,
+    /// The stages after stage I, in order (the first is stage 2).
+    pub super_resolution: Vec<StageMeta>,
 }
 
 impl ArtifactsMeta {
@@ -83,8 +88,7 @@ impl ArtifactsMeta {
             variant: None,
             seed: 0,
             stage1: StageMeta::placeholder(),
-            stage2: None,
-            stage3: None,
+            super_resolution: Vec::new(),
         }
     }
 }
@@ -92,6 +96,7 @@ impl ArtifactsMeta {
 impl StageMeta {
     fn placeholder() -> StageMeta {
         StageMeta {
+            kind: Stage::One,
             folder: PathBuf::new(),
             fingerprint: String::new(),
             size: 0,
@@ -192,7 +197,7 @@ impl Artifacts {
             });
         }
         let text = fs::read(&meta_path).map_err(|e| io_err(&meta_path, e))?;
-        let probe: serde_json::Value =
+        let mut probe: serde_json::Value =
             serde_json::from_slice(&text).map_err(|e| Error::ConfigParse {
                 path: meta_path.clone(),
                 detail: e.to_string(),
@@ -204,13 +209,19 @@ impl Artifacts {
             });
         }
         let version = probe.get("format_version").and_then(|v| v.as_u64());
-        if version != Some(FORMAT_VERSION as u64) {
-            return Err(Error::ConfigParse {
-                path: meta_path,
-                detail: format!(
-                    "format version {version:?}; this iterinv reads version {FORMAT_VERSION}"
-                ),
-            });
+        let mut renamed_stage3 = false;
+        match version {
+            Some(1) => renamed_stage3 = upgrade_version1(&mut probe),
+            Some(v) if v == FORMAT_VERSION as u64 => {}
+            _ => {
+                return Err(Error::ConfigParse {
+                    path: meta_path,
+                    detail: format!(
+                        "format version {version:?}; this iterinv reads versions 1 and \
+                         {FORMAT_VERSION}"
+                    ),
+                })
+            }
         }
         let meta: ArtifactsMeta =
             serde_json::from_value(probe).map_err(|e| Error::ConfigParse {
@@ -218,16 +229,28 @@ impl Artifacts {
                 detail: e.to_string(),
             })?;
         // JSON has no NaN, but 1e308 reads as an infinite f32 guidance.
-        for (name, stage) in [
-            ("stage1", Some(&meta.stage1)),
-            ("stage2", meta.stage2.as_ref()),
-        ] {
-            if let Some(g) = stage.map(|s| s.guidance).filter(|g| !g.is_finite()) {
+        for (k, stage) in std::iter::once(&meta.stage1)
+            .chain(&meta.super_resolution)
+            .enumerate()
+        {
+            let g = stage.guidance;
+            if !g.is_finite() {
                 return Err(Error::ConfigParse {
                     path: meta_path,
-                    detail: format!("`{name}.guidance` is {g}; it must be a finite number"),
+                    detail: format!(
+                        "stage {}'s `guidance` is {g}; it must be a finite number",
+                        k + 1
+                    ),
                 });
             }
+        }
+        if meta.stage1.kind != Stage::One
+            || meta.super_resolution.iter().any(|s| s.kind == Stage::One)
+        {
+            return Err(Error::ConfigParse {
+                path: meta_path,
+                detail: "the first stage must be of kind \"if-stage1\", and only the first".into(),
+            });
         }
         let path = dir.join(TENSORS_FILE);
         let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
@@ -260,10 +283,43 @@ impl Artifacts {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             let shape = view.shape().to_vec();
+            // Version 1 named an upscaler's tensors `stage3.` even right after stage I.
+            let name = match name.strip_prefix("stage3.") {
+                Some(rest) if renamed_stage3 => format!("stage2.{rest}"),
+                _ => name,
+            };
             tensors.insert(name, HostTensor { shape, data });
         }
         Ok(Artifacts { meta, tensors })
     }
+}
+
+/// Rewrite a version-1 sidecar (`stage2`: IF stage II, `stage3`: the upscaler; no `kind`) as
+/// version 2. Returns whether the upscaler's tensors must be renamed from `stage3.` to `stage2.`
+/// (version 1 named them `stage3.` even when no IF stage II ran before it).
+fn upgrade_version1(meta: &mut serde_json::Value) -> bool {
+    let Some(object) = meta.as_object_mut() else {
+        return false;
+    };
+    let kinded = |value: Option<serde_json::Value>, kind: &str| {
+        value.filter(|v| !v.is_null()).map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("kind".into(), kind.into());
+            }
+            v
+        })
+    };
+    let stage1 = kinded(object.remove("stage1"), "if-stage1");
+    let stage2 = kinded(object.remove("stage2"), "if-super-resolution");
+    let stage3 = kinded(object.remove("stage3"), "latent-upscaler");
+    let renamed = stage2.is_none() && stage3.is_some();
+    if let Some(s) = stage1 {
+        object.insert("stage1".into(), s);
+    }
+    let list: Vec<serde_json::Value> = stage2.into_iter().chain(stage3).collect();
+    object.insert("super_resolution".into(), list.into());
+    object.insert("format_version".into(), FORMAT_VERSION.into());
+    renamed
 }
 
 fn bytemuck_f32(data: &[f32]) -> Vec<u8> {
@@ -299,9 +355,9 @@ const FINGERPRINT_BYTES: u64 = 1 << 20;
 pub fn fingerprint(folder: &PipelineFolder) -> Result<String> {
     let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
     let components: &[&str] = match folder.stage() {
-        super::super::folder::Stage::One => &["unet", "scheduler"],
-        super::super::folder::Stage::Two => &["unet", "scheduler", "image_noising_scheduler"],
-        super::super::folder::Stage::Upscaler => &[
+        Stage::One => &["unet", "scheduler"],
+        Stage::Two => &["unet", "scheduler", "image_noising_scheduler"],
+        Stage::Upscaler => &[
             "unet",
             "vae",
             "text_encoder",

@@ -9,7 +9,12 @@ use iterinv_engine::sched::{Scheduler, SchedulerKind};
 use iterinv_models::config::VaeConfig;
 use iterinv_models::{Error, Result, UNet, Vae};
 
-use super::stage2::SrDenoising;
+use std::time::Instant;
+
+use super::artifacts::HostTensor;
+use super::super_resolution::SrDenoising;
+use super::{SrInput, SrSettings, SrStageResult, StageOutput, StageReport};
+use crate::image_io::load_for_stage;
 use crate::pipeline::folder::PipelineFolder;
 use crate::pipeline::sampling::LowResCondition;
 use crate::{Gpu, Tensor};
@@ -82,8 +87,8 @@ impl LatentModel {
         })
     }
 
-    /// What the super-resolution inversion and reconstruction run (`stage2::invert`,
-    /// `stage2::reconstruct`), here on the latent.
+    /// What the super-resolution inversion and reconstruction run
+    /// (`super_resolution::invert`, `super_resolution::reconstruct`), here on the latent.
     pub fn denoising(&self) -> SrDenoising<'_> {
         SrDenoising {
             unet: &self.unet,
@@ -108,19 +113,21 @@ pub struct LatentInversion {
 }
 
 /// Invert `image` (`[1, 3, H, W]`, about [−1, 1]) through the upscaler under `condition` and the
-/// text `cond` (guidance 1) with one of stage II's methods, and regenerate it.
+/// text `cond` (guidance 1) with one of the super-resolution methods, and regenerate it;
+/// `number` is the stage's in the cascade (for the progress events).
 pub fn invert_image(
     model: &LatentModel,
     condition: &LowResCondition,
     image: &Tensor,
     cond: &Tensor,
-    settings: &super::Stage2Settings,
+    settings: &SrSettings,
+    number: usize,
     progress: super::Progress,
 ) -> Result<LatentInversion> {
     let latent = model.encode(image)?;
     let round_trip = model.decode(&latent)?;
-    let mut run = super::StageRun::new(crate::pipeline::Stage::Upscaler, progress);
-    let x_t = super::stage2::invert(
+    let mut run = super::StageRun::new(number, progress);
+    let x_t = super::super_resolution::invert(
         model.denoising(),
         condition,
         &latent,
@@ -129,7 +136,7 @@ pub fn invert_image(
         &mut run,
     )?;
     let reconstructed_latent =
-        super::stage2::reconstruct(model.denoising(), condition, &x_t, cond)?;
+        super::super_resolution::reconstruct(model.denoising(), condition, &x_t, cond)?;
     let reconstruction = model.decode(&reconstructed_latent)?;
     Ok(LatentInversion {
         latent,
@@ -138,5 +145,64 @@ pub fn invert_image(
         reconstruction,
         round_trip,
         steps: run.steps,
+    })
+}
+
+/// The upscaler as stage `input.number` of an inversion: the photo at the previous stage's size
+/// times the VAE's factor, the condition the previous reconstruction (no resize) noised at the
+/// stage's level, the prompt encoded by the upscaler's own CLIP. The artifacts keep x_T, the
+/// condition noise and the CLIP text (`stage{k}.x_t`, `.condition_noise`, `.text.cond`).
+pub(crate) fn run(
+    input: &SrInput,
+    folder: &PipelineFolder,
+    settings: &SrSettings,
+    progress: super::Progress,
+) -> Result<SrStageResult> {
+    let variant = input.opts.variant.as_deref();
+    let text =
+        crate::pipeline::upscaler::encode_text(input.gpu, folder, &input.opts.prompt, "", variant)?;
+    let model = LatentModel::load(input.gpu, folder, input.opts.steps, variant)?;
+    let size = input.low_res.dim(2) * model.vae.downscale();
+    let target = load_for_stage(input.gpu, input.image, size, input.opts.fit)?;
+    let noise = input.condition_noise(input.low_res.shape())?;
+    let condition = model.condition(input.low_res, &noise, settings.noise_level)?;
+    let start = Instant::now();
+    let out = invert_image(
+        &model,
+        &condition,
+        &target,
+        &text.cond,
+        settings,
+        input.number,
+        progress,
+    )?;
+    let seconds = start.elapsed().as_secs_f64();
+    let name = input.name();
+    let report = StageReport::new(
+        &name,
+        settings.method.name(),
+        &target,
+        &out.reconstruction,
+        seconds,
+        &out.steps,
+    )?
+    .with_latent(
+        &out.latent,
+        &out.reconstructed_latent,
+        &target,
+        &out.round_trip,
+    )?;
+    Ok(SrStageResult {
+        meta: input.meta(folder, size, settings, false)?,
+        tensors: vec![
+            (format!("{name}.x_t"), HostTensor::read(&out.x_t)?),
+            (format!("{name}.condition_noise"), HostTensor::read(&noise)?),
+            (format!("{name}.text.cond"), HostTensor::read(&text.cond)?),
+        ],
+        output: StageOutput {
+            input: target,
+            reconstruction: out.reconstruction,
+            report,
+        },
     })
 }

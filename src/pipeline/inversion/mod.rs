@@ -1,17 +1,18 @@
-//! Inversion of a real photo through the IF cascade, and its exact reconstruction.
+//! Inversion of a real photo through the cascade, and its exact reconstruction.
 //!
 //! [`invert`] finds, stage by stage, what makes the cascade regenerate the photo: at stage I
-//! the DDIM-inverted noise plus (NTI) per-step null embeddings; at stage II, whose input is the
-//! stage-I reconstruction upscaled and noised, the latent found by IterInv. Everything is kept
-//! in [`Artifacts`]; [`reconstruct`] replays them (the images are bit-identical to `invert`'s on
-//! the same device: both run the same code on the same tensors).
+//! the DDIM-inverted noise plus (NTI) per-step null embeddings; at each super-resolution stage,
+//! whose condition is the previous stage's reconstruction (noised once), the x_T found by
+//! IterInv — on pixels (IF stage II) or on the VAE's latent (the x4 upscaler). Everything is
+//! kept in [`Artifacts`]; [`reconstruct`] replays them (the images are bit-identical to
+//! `invert`'s on the same device: both run the same code on the same tensors).
 
 pub mod artifacts;
 pub mod latent;
 mod replay;
 mod report;
 pub mod stage1;
-pub mod stage2;
+pub mod super_resolution;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -24,7 +25,7 @@ pub use artifacts::{Artifacts, ArtifactsMeta, HostTensor, StageMeta};
 pub use replay::{reconstruct, FolderOverrides};
 pub use report::StageReport;
 pub use stage1::Stage1Settings;
-pub use stage2::Stage2Settings;
+pub use super_resolution::SrSettings;
 
 use super::cascade::encode_text;
 use super::folder::{PipelineFolder, Stage};
@@ -45,7 +46,7 @@ pub enum Stage1Method {
     NtiP2p,
 }
 
-/// How the super-resolution stage is inverted.
+/// How a super-resolution stage is inverted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SrMethod {
     /// IterInv with a loss check (Armijo backtracking), a stop once converged, and a fixed-point
@@ -105,6 +106,31 @@ pub(crate) fn parse_method<M: Copy>(
         })
 }
 
+/// One super-resolution stage of an inversion: its folder and how it is inverted.
+#[derive(Clone, Debug)]
+pub struct SrStage {
+    /// An IF stage-II folder (`IFSuperResolutionPipeline`, inverted on pixels) or the SD x4
+    /// upscaler's (`StableDiffusionUpscalePipeline`, inverted on its VAE's latent).
+    pub folder: PathBuf,
+    pub settings: SrSettings,
+}
+
+impl SrStage {
+    /// The stage in `folder` with the default method (`iterinv`) and its kind's noise level: 250
+    /// for IF stage II (diffusers' default), 100 for the x4 upscaler (as DeepFloyd-IF and the
+    /// IterInv paper's code chain it).
+    pub fn with_defaults(folder: &Path) -> Result<SrStage> {
+        let kind = PipelineFolder::open_super_resolution(folder)?.stage();
+        Ok(SrStage {
+            folder: folder.to_path_buf(),
+            settings: SrSettings {
+                noise_level: if kind == Stage::Upscaler { 100 } else { 250 },
+                ..SrSettings::default()
+            },
+        })
+    }
+}
+
 /// Everything an inversion needs besides the image.
 #[derive(Clone, Debug)]
 pub struct InvertOptions {
@@ -112,18 +138,14 @@ pub struct InvertOptions {
     /// IF's caption cleaning; off by default, as the IterInv code uses `prompt.lower().strip()`.
     pub clean_caption: bool,
     pub stage1: PathBuf,
-    /// Without it only stage I is inverted.
-    pub stage2: Option<PathBuf>,
-    /// The x4 upscaler's folder: a latent stage after the last IF stage (its image 4× larger).
-    pub stage3: Option<PathBuf>,
+    pub stage1_settings: Stage1Settings,
+    /// The stages after stage I, in order, each conditioned on the previous one's
+    /// reconstruction (none: only stage I is inverted).
+    pub super_resolution: Vec<SrStage>,
     pub variant: Option<String>,
     pub fit: Fit,
-    /// DDIM steps of both stages (the reference: 50).
+    /// DDIM steps of every stage (the reference: 50).
     pub steps: usize,
-    pub stage1_settings: Stage1Settings,
-    pub stage2_settings: Stage2Settings,
-    /// The latent stage's method and noise level (the same methods as stage II's).
-    pub stage3_settings: Stage2Settings,
     /// Seed of the super-resolution stages' condition noise.
     pub seed: u64,
 }
@@ -134,23 +156,16 @@ impl Default for InvertOptions {
             prompt: String::new(),
             clean_caption: false,
             stage1: PathBuf::new(),
-            stage2: None,
-            variant: None,
-            fit: Fit::CropCenter,
-            steps: 50,
             stage1_settings: Stage1Settings {
                 method: Stage1Method::Nti,
                 guidance: 3.0,
                 inner_steps: None,
                 thresholding: true,
             },
-            stage2_settings: Stage2Settings::default(),
-            stage3: None,
-            // IF chains the upscaler at noise level 100 (the paper's code too).
-            stage3_settings: Stage2Settings {
-                noise_level: 100,
-                ..Stage2Settings::default()
-            },
+            super_resolution: Vec::new(),
+            variant: None,
+            fit: Fit::CropCenter,
+            steps: 50,
             seed: 0,
         }
     }
@@ -160,7 +175,8 @@ impl Default for InvertOptions {
 /// last step's final inner loss, for the inner-loop methods).
 #[derive(Clone, Debug)]
 pub struct Event {
-    pub stage: Stage,
+    /// The stage's number in the cascade, from 1.
+    pub stage: usize,
     pub phase: &'static str,
     pub step: usize,
     pub total: usize,
@@ -170,7 +186,7 @@ pub struct Event {
 impl Event {
     fn phase(phase: &'static str, total: usize) -> Event {
         Event {
-            stage: Stage::One,
+            stage: 1,
             phase,
             step: 0,
             total,
@@ -188,7 +204,7 @@ type StepCallback<'a> = Box<dyn FnMut(&StepReport) -> iterinv_engine::Result<()>
 
 /// One stage's progress and per-step record while it runs.
 pub struct StageRun<'a> {
-    stage: Stage,
+    stage: usize,
     current: Event,
     progress: &'a mut dyn FnMut(&Event) -> iterinv_engine::Result<()>,
     steps: Vec<StepReport>,
@@ -196,7 +212,7 @@ pub struct StageRun<'a> {
 
 impl<'a> StageRun<'a> {
     fn new(
-        stage: Stage,
+        stage: usize,
         progress: &'a mut dyn FnMut(&Event) -> iterinv_engine::Result<()>,
     ) -> Self {
         StageRun {
@@ -276,15 +292,77 @@ fn unet_size(folder: &PipelineFolder) -> Result<usize> {
     iterinv_models::config::UNetConfig::load(&folder.component("unet")?, None)?.square_sample_size()
 }
 
-pub(crate) fn open_stages(
-    stage1: &Path,
-    stage2: Option<&Path>,
-) -> Result<(PipelineFolder, Option<PipelineFolder>)> {
-    let one = PipelineFolder::open(stage1, Stage::One)?;
-    let two = stage2
-        .map(|d| PipelineFolder::open(d, Stage::Two))
-        .transpose()?;
-    Ok((one, two))
+/// The side of each stage's image, from the configs alone: stage I's and IF stage II's
+/// `sample_size`, the upscaler's the previous stage's times the VAE's factor.
+fn stage_sizes(stage1: &PipelineFolder, super_resolution: &[PipelineFolder]) -> Result<Vec<usize>> {
+    let mut sizes = vec![unet_size(stage1)?];
+    for folder in super_resolution {
+        let size = match folder.stage() {
+            Stage::Upscaler => {
+                let vae = iterinv_models::config::VaeConfig::load(&folder.component("vae")?, None)?;
+                sizes.last().expect("stage I's size") * vae.size_multiple()
+            }
+            _ => unet_size(folder)?,
+        };
+        sizes.push(size);
+    }
+    Ok(sizes)
+}
+
+/// What one super-resolution stage of an inversion leaves: its images and report, its record
+/// for the sidecar and its tensors for the artifacts.
+pub(crate) struct SrStageResult {
+    pub output: StageOutput,
+    pub meta: StageMeta,
+    pub tensors: Vec<(String, HostTensor)>,
+}
+
+/// What every super-resolution stage of one inversion is given besides its folder and settings.
+pub(crate) struct SrInput<'a> {
+    pub gpu: &'a Gpu,
+    pub opts: &'a InvertOptions,
+    pub image: &'a Path,
+    /// The stage's number (2 for the first after stage I): it names the stage's tensors
+    /// (`stage3.x_t`), condition noise draw (`stage3_condition`) and report.
+    pub number: usize,
+    /// The previous stage's reconstruction: this stage's condition.
+    pub low_res: &'a Tensor,
+    /// The prompt encoded by stage I's T5 (what IF's super-resolution stages take).
+    pub t5_text: &'a Tensor,
+}
+
+impl SrInput<'_> {
+    pub fn name(&self) -> String {
+        format!("stage{}", self.number)
+    }
+
+    /// The stage's condition noise: a draw of the inversion's seed named by the stage's number.
+    pub fn condition_noise(&self, shape: &[usize]) -> Result<Tensor> {
+        SeededNoise::new(self.gpu, self.opts.seed)
+            .noise(&format!("{}_condition", self.name()), shape)
+    }
+
+    /// The stage's record in the sidecar (guidance 1: super-resolution inverts unguided).
+    pub fn meta(
+        &self,
+        folder: &PipelineFolder,
+        size: usize,
+        settings: &SrSettings,
+        thresholding: bool,
+    ) -> Result<StageMeta> {
+        Ok(StageMeta {
+            kind: folder.stage(),
+            folder: folder.dir().to_path_buf(),
+            fingerprint: artifacts::fingerprint(folder)?,
+            size,
+            method: settings.method.name().into(),
+            steps: self.opts.steps,
+            guidance: 1.0,
+            thresholding,
+            noise_level: Some(settings.noise_level),
+            settings: settings.record(),
+        })
+    }
 }
 
 /// Invert the photo at `image` through the cascade of `opts`.
@@ -306,12 +384,12 @@ pub fn invert(
             detail: "must be at least 1".into(),
         });
     }
-    let (folder1, folder2) = open_stages(&opts.stage1, opts.stage2.as_deref())?;
-    let folder3 = opts
-        .stage3
-        .as_deref()
-        .map(|d| PipelineFolder::open(d, Stage::Upscaler))
-        .transpose()?;
+    let folder1 = PipelineFolder::open(&opts.stage1, Stage::One)?;
+    let folders = opts
+        .super_resolution
+        .iter()
+        .map(|s| PipelineFolder::open_super_resolution(&s.folder))
+        .collect::<Result<Vec<_>>>()?;
     let mut meta = ArtifactsMeta::new(
         image.to_path_buf(),
         fit_name(opts.fit),
@@ -323,15 +401,10 @@ pub fn invert(
     let variant = opts.variant.as_deref();
     // Check the image first: a bad or small file fails before any model loads.
     let photo = crate::image_io::load_rgb(image)?;
-    let mut needed = unet_size(&folder1)?;
-    if let Some(f) = &folder2 {
-        needed = needed.max(unet_size(f)?);
-    }
-    if let Some(f) = &folder3 {
-        // The latent stage's image is the last IF stage's, times the VAE's factor.
-        let vae = iterinv_models::config::VaeConfig::load(&f.component("vae")?, None)?;
-        needed *= vae.size_multiple();
-    }
+    let needed = stage_sizes(&folder1, &folders)?
+        .into_iter()
+        .max()
+        .expect("stage I's size");
     if photo.height.min(photo.width) < needed {
         return Err(Error::Input {
             what: format!("image {}", image.display()),
@@ -355,7 +428,7 @@ pub fn invert(
     let size1 = unet1.sample_size()?;
     let sched1 = inversion_scheduler(&folder1, opts.steps, s1.thresholding)?;
     let input1 = load_for_stage(gpu, image, size1, opts.fit)?;
-    let mut run = StageRun::new(Stage::One, &mut *progress);
+    let mut run = StageRun::new(1, &mut *progress);
     let start = Instant::now();
     let latents = stage1::invert(&unet1, &sched1, &input1, &text.cond, &uncond, &s1, &mut run)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -386,6 +459,7 @@ pub fn invert(
         );
     }
     meta.stage1 = StageMeta {
+        kind: Stage::One,
         folder: opts.stage1.clone(),
         fingerprint: artifacts::fingerprint(&folder1)?,
         size: size1,
@@ -400,127 +474,28 @@ pub fn invert(
     gpu.trim_pool();
     let mut stages = vec![StageOutput {
         input: input1,
-        reconstruction: rec1.clone(),
+        reconstruction: rec1,
         report: report1,
     }];
 
-    // Stage II.
-    if let Some(folder2) = &folder2 {
-        let s2 = opts.stage2_settings;
-        let model = stage2::Stage2Model::load(gpu, folder2, opts.steps, s2.thresholding, variant)?;
-        let size2 = model.unet.sample_size()?;
-        let input2 = load_for_stage(gpu, image, size2, opts.fit)?;
-        let noise = SeededNoise::new(gpu, opts.seed).noise("stage2_condition", input2.shape())?;
-        let condition = model.condition(&rec1, &noise, s2.noise_level)?;
-        let mut run = StageRun::new(Stage::Two, &mut *progress);
-        let start = Instant::now();
-        let x_t = stage2::invert(
-            model.denoising(),
-            &condition,
-            &input2,
-            &text.cond,
-            &s2,
-            &mut run,
-        )?;
-        let seconds = start.elapsed().as_secs_f64();
-        run.event(Event::phase("reconstruction", 0))?;
-        let rec2 = stage2::reconstruct(model.denoising(), &condition, &x_t, &text.cond)?;
-        let report = StageReport::new(
-            "stage2",
-            s2.method.name(),
-            &input2,
-            &rec2,
-            seconds,
-            &run.steps,
-        )?;
-        tensors.insert("stage2.x_t".to_string(), HostTensor::read(&x_t)?);
-        tensors.insert(
-            "stage2.condition_noise".to_string(),
-            HostTensor::read(&noise)?,
-        );
-        meta.stage2 = Some(StageMeta {
-            folder: folder2.dir().to_path_buf(),
-            fingerprint: artifacts::fingerprint(folder2)?,
-            size: size2,
-            method: s2.method.name().into(),
-            steps: opts.steps,
-            guidance: 1.0,
-            thresholding: s2.thresholding,
-            noise_level: Some(s2.noise_level),
-            settings: s2.record(),
-        });
-        drop(model);
+    // Each super-resolution stage, conditioned on the previous stage's reconstruction.
+    for (i, (stage, folder)) in opts.super_resolution.iter().zip(&folders).enumerate() {
+        let input = SrInput {
+            gpu,
+            opts,
+            image,
+            number: i + 2,
+            low_res: &stages.last().expect("stage I ran").reconstruction,
+            t5_text: &text.cond,
+        };
+        let result = match folder.stage() {
+            Stage::Upscaler => latent::run(&input, folder, &stage.settings, &mut *progress)?,
+            _ => super_resolution::run(&input, folder, &stage.settings, &mut *progress)?,
+        };
         gpu.trim_pool();
-        stages.push(StageOutput {
-            input: input2,
-            reconstruction: rec2,
-            report,
-        });
-    }
-
-    // The latent stage (the x4 upscaler), conditioned on the last stage's reconstruction.
-    if let Some(folder3) = &folder3 {
-        let s3 = opts.stage3_settings;
-        let low_res = stages.last().expect("stage I ran").reconstruction.clone();
-        let text3 = super::upscaler::encode_text(gpu, folder3, &opts.prompt, "", variant)?;
-        let model = latent::LatentModel::load(gpu, folder3, opts.steps, variant)?;
-        let size3 = low_res.dim(2) * model.vae.downscale();
-        let input3 = load_for_stage(gpu, image, size3, opts.fit)?;
-        let noise = SeededNoise::new(gpu, opts.seed).noise("stage3_condition", low_res.shape())?;
-        let condition = model.condition(&low_res, &noise, s3.noise_level)?;
-        let start = Instant::now();
-        let out = latent::invert_image(
-            &model,
-            &condition,
-            &input3,
-            &text3.cond,
-            &s3,
-            &mut *progress,
-        )?;
-        let seconds = start.elapsed().as_secs_f64();
-        // Named by position, as the written images are (stage3 after stage II, else stage2).
-        let name = format!("stage{}", stages.len() + 1);
-        let report = StageReport::new(
-            &name,
-            s3.method.name(),
-            &input3,
-            &out.reconstruction,
-            seconds,
-            &out.steps,
-        )?
-        .with_latent(
-            &out.latent,
-            &out.reconstructed_latent,
-            &input3,
-            &out.round_trip,
-        )?;
-        tensors.insert("stage3.x_t".to_string(), HostTensor::read(&out.x_t)?);
-        tensors.insert(
-            "stage3.condition_noise".to_string(),
-            HostTensor::read(&noise)?,
-        );
-        tensors.insert(
-            "stage3.text.cond".to_string(),
-            HostTensor::read(&text3.cond)?,
-        );
-        meta.stage3 = Some(StageMeta {
-            folder: folder3.dir().to_path_buf(),
-            fingerprint: artifacts::fingerprint(folder3)?,
-            size: size3,
-            method: s3.method.name().into(),
-            steps: opts.steps,
-            guidance: 1.0,
-            thresholding: false,
-            noise_level: Some(s3.noise_level),
-            settings: s3.record(),
-        });
-        drop(model);
-        gpu.trim_pool();
-        stages.push(StageOutput {
-            input: input3,
-            reconstruction: out.reconstruction,
-            report,
-        });
+        tensors.extend(result.tensors);
+        meta.super_resolution.push(result.meta);
+        stages.push(result.output);
     }
     Ok(InvertOutput {
         artifacts: Artifacts { meta, tensors },

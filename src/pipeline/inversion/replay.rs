@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use iterinv_models::{Error, Result, UNet};
 
-use super::artifacts::{self, Artifacts, StageMeta};
+use super::artifacts::{self, Artifacts, HostTensor, StageMeta};
 use super::{
-    inversion_scheduler, latent, open_stages, parse_method, stage1, stage2, Event, Progress,
+    inversion_scheduler, latent, parse_method, stage1, super_resolution, Event, Progress,
     Stage1Method,
 };
 use crate::pipeline::folder::{PipelineFolder, Stage};
@@ -18,8 +18,9 @@ use crate::{Gpu, Tensor};
 #[derive(Clone, Debug, Default)]
 pub struct FolderOverrides {
     pub stage1: Option<PathBuf>,
-    pub stage2: Option<PathBuf>,
-    pub stage3: Option<PathBuf>,
+    /// By position: the first entry replaces stage 2's folder, the next stage 3's; `None` keeps
+    /// the recorded one.
+    pub super_resolution: Vec<Option<PathBuf>>,
 }
 
 /// Regenerate each stage's image from the artifacts alone.
@@ -30,16 +31,33 @@ pub fn reconstruct(
     progress: Progress,
 ) -> Result<Vec<Tensor>> {
     let meta = &artifacts.meta;
+    let given = folders.super_resolution.iter().rposition(Option::is_some);
+    if let Some(last) = given.filter(|&i| i >= meta.super_resolution.len()) {
+        return Err(Error::Input {
+            what: format!("the folder for stage {}", last + 2),
+            detail: format!(
+                "was given, but the inversion has {} stages",
+                meta.super_resolution.len() + 1
+            ),
+        });
+    }
+    // Open and check every folder first: a moved or replaced model fails before any work.
     let dir1 = folders
         .stage1
         .clone()
         .unwrap_or_else(|| meta.stage1.folder.clone());
-    let dir2 = meta
-        .stage2
-        .as_ref()
-        .map(|m| folders.stage2.clone().unwrap_or_else(|| m.folder.clone()));
-    let (folder1, folder2) = open_stages(&dir1, dir2.as_deref())?;
+    let folder1 = PipelineFolder::open(&dir1, Stage::One)?;
     check_fingerprint(&folder1, &meta.stage1)?;
+    let mut upper = Vec::new();
+    for (i, m) in meta.super_resolution.iter().enumerate() {
+        let dir = match folders.super_resolution.get(i) {
+            Some(Some(dir)) => dir.clone(),
+            _ => m.folder.clone(),
+        };
+        let folder = PipelineFolder::open(&dir, m.kind)?;
+        check_fingerprint(&folder, m)?;
+        upper.push(folder);
+    }
     let variant = meta.variant.as_deref();
     let method1 = parse_method(&Stage1Method::ALL, &meta.stage1.method, Stage1Method::name)?;
     let cond = artifacts
@@ -72,10 +90,7 @@ pub fn reconstruct(
         }
         _ => None,
     };
-    (progress)(&Event {
-        stage: Stage::One,
-        ..Event::phase("reconstruction", 0)
-    })?;
+    (progress)(&Event::phase("reconstruction", 0))?;
     let latents = stage1::Stage1Latents { x_t, nulls };
     let rec1 = stage1::reconstruct(
         &unet1,
@@ -88,62 +103,55 @@ pub fn reconstruct(
     )?;
     drop((unet1, latents));
     gpu.trim_pool();
-    let mut images = vec![rec1.clone()];
+    let mut images = vec![rec1];
 
-    if let (Some(folder2), Some(m2)) = (&folder2, &meta.stage2) {
-        check_fingerprint(folder2, m2)?;
-        let model = stage2::Stage2Model::load(gpu, folder2, m2.steps, m2.thresholding, variant)?;
-        let s = m2.size;
-        let shape = [Some(1), Some(3), Some(s), Some(s)];
-        let x_t = artifacts.tensor("stage2.x_t", &shape)?.upload(gpu)?;
-        let noise = artifacts
-            .tensor("stage2.condition_noise", &shape)?
-            .upload(gpu)?;
-        let level = m2.noise_level.unwrap_or(250);
-        (progress)(&Event {
-            stage: Stage::Two,
-            ..Event::phase("reconstruction", 0)
-        })?;
-        let condition = model.condition(&rec1, &noise, level)?;
-        images.push(stage2::reconstruct(
-            model.denoising(),
-            &condition,
-            &x_t,
-            &cond,
-        )?);
-        drop(model);
-        gpu.trim_pool();
-    }
-
-    if let Some(m3) = &meta.stage3 {
-        let dir3 = folders.stage3.clone().unwrap_or_else(|| m3.folder.clone());
-        let folder3 = PipelineFolder::open(&dir3, Stage::Upscaler)?;
-        check_fingerprint(&folder3, m3)?;
-        let model = latent::LatentModel::load(gpu, &folder3, m3.steps, variant)?;
+    for (i, (folder, m)) in upper.iter().zip(&meta.super_resolution).enumerate() {
+        let number = i + 2;
         let low_res = images.last().expect("stage I ran").clone();
-        let (h, w) = (low_res.dim(2), low_res.dim(3));
-        let c = model.vae.config().latent_channels;
-        let x_t = artifacts
-            .tensor("stage3.x_t", &[Some(1), Some(c), Some(h), Some(w)])?
-            .upload(gpu)?;
-        let noise = artifacts
-            .tensor(
-                "stage3.condition_noise",
-                &[Some(1), Some(3), Some(h), Some(w)],
-            )?
-            .upload(gpu)?;
-        let text = artifacts
-            .tensor("stage3.text.cond", &[Some(1), None, None])?
-            .upload(gpu)?;
+        let tensor = |field: &str, shape: &[Option<usize>]| -> Result<&HostTensor> {
+            artifacts.tensor(&format!("stage{number}.{field}"), shape)
+        };
         (progress)(&Event {
-            stage: Stage::Upscaler,
+            stage: number,
             ..Event::phase("reconstruction", 0)
         })?;
-        let condition = model.condition(&low_res, &noise, m3.noise_level.unwrap_or(100))?;
-        let regenerated = stage2::reconstruct(model.denoising(), &condition, &x_t, &text)?;
-        images.push(model.decode(&regenerated)?);
-        drop(model);
+        let Some(level) = m.noise_level else {
+            return Err(Error::Input {
+                what: format!("artifacts' stage {number}"),
+                detail: "has no `noise_level`; every super-resolution stage records one".into(),
+            });
+        };
+        let image = match m.kind {
+            Stage::Upscaler => {
+                let model = latent::LatentModel::load(gpu, folder, m.steps, variant)?;
+                let (h, w) = (low_res.dim(2), low_res.dim(3));
+                let c = model.vae.config().latent_channels;
+                let x_t = tensor("x_t", &[Some(1), Some(c), Some(h), Some(w)])?.upload(gpu)?;
+                let noise = tensor("condition_noise", &[Some(1), Some(3), Some(h), Some(w)])?
+                    .upload(gpu)?;
+                let text = tensor("text.cond", &[Some(1), None, None])?.upload(gpu)?;
+                let condition = model.condition(&low_res, &noise, level)?;
+                let regenerated =
+                    super_resolution::reconstruct(model.denoising(), &condition, &x_t, &text)?;
+                model.decode(&regenerated)?
+            }
+            _ => {
+                let model = super_resolution::IfSrModel::load(
+                    gpu,
+                    folder,
+                    m.steps,
+                    m.thresholding,
+                    variant,
+                )?;
+                let shape = [Some(1), Some(3), Some(m.size), Some(m.size)];
+                let x_t = tensor("x_t", &shape)?.upload(gpu)?;
+                let noise = tensor("condition_noise", &shape)?.upload(gpu)?;
+                let condition = model.condition(&low_res, &noise, level)?;
+                super_resolution::reconstruct(model.denoising(), &condition, &x_t, &cond)?
+            }
+        };
         gpu.trim_pool();
+        images.push(image);
     }
     Ok(images)
 }
@@ -155,7 +163,7 @@ fn check_fingerprint(folder: &PipelineFolder, recorded: &StageMeta) -> Result<()
             what: format!("pipeline folder {}", folder.dir().display()),
             detail: format!(
                 "holds another model than the one these artifacts were made with ({}: fingerprint {}, found {found}); \
-                 give the folder the inversion used (--stage1 / --stage2)",
+                 give the folder the inversion used (--stage1, --stage2, ...)",
                 recorded.folder.display(),
                 recorded.fingerprint
             ),

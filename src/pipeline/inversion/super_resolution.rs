@@ -1,7 +1,10 @@
-//! Stage II (super-resolution): the stage-I reconstruction, upscaled and noised once at the
-//! noise level with a stored noise draw, conditions the UNet; the 4× image is inverted at
+//! The super-resolution stages' inversion, and IF stage II as one: the previous stage's
+//! reconstruction, upscaled and noised once at the noise level with a stored noise draw,
+//! conditions the UNet; the 4× image (or the upscaler's latent, see `latent.rs`) is inverted at
 //! guidance 1 by IterInv (safe or faithful), the forward-only fixed point, or plain DDIM
 //! inversion (the baseline that fails here: the condition makes ε depend on more than x_t).
+
+use std::time::Instant;
 
 use iterinv_engine::invert::iterinv::{self, IterInvMode, IterInvOptions};
 use iterinv_engine::invert::{ddim, Guidance};
@@ -9,15 +12,17 @@ use iterinv_engine::sched::{Scheduler, SchedulerKind};
 use iterinv_models::{Result, UNet};
 use serde_json::json;
 
-use super::{Event, SrMethod, StageRun};
+use super::artifacts::HostTensor;
+use super::{Event, SrInput, SrMethod, SrStageResult, StageOutput, StageReport, StageRun};
+use crate::image_io::load_for_stage;
 use crate::pipeline::denoiser::IfDenoiser;
 use crate::pipeline::folder::PipelineFolder;
 use crate::pipeline::sampling::LowResCondition;
 use crate::Tensor;
 
-/// Settings of stage II.
+/// How a super-resolution stage is inverted.
 #[derive(Clone, Copy, Debug)]
-pub struct Stage2Settings {
+pub struct SrSettings {
     pub method: SrMethod,
     pub noise_level: usize,
     /// IterInv's gradient steps per timestep (the reference: 21).
@@ -31,9 +36,9 @@ pub struct Stage2Settings {
     pub thresholding: bool,
 }
 
-impl Default for Stage2Settings {
+impl Default for SrSettings {
     fn default() -> Self {
-        Stage2Settings {
+        SrSettings {
             method: SrMethod::IterInv,
             noise_level: 250,
             inner_steps: 21,
@@ -44,7 +49,7 @@ impl Default for Stage2Settings {
     }
 }
 
-impl Stage2Settings {
+impl SrSettings {
     fn iterinv_options(&self, elements: usize) -> IterInvOptions {
         let mode = match self.method {
             SrMethod::IterInvFaithful => IterInvMode::Faithful,
@@ -111,25 +116,25 @@ impl<'a> SrDenoising<'a> {
     }
 }
 
-/// Stage II's model and schedulers, loaded once for inversion and reconstruction.
-pub struct Stage2Model {
+/// IF stage II's model and schedulers, loaded once for inversion and reconstruction.
+pub struct IfSrModel {
     pub unet: UNet,
     pub scheduler: Scheduler,
     pub noising: Scheduler,
 }
 
-impl Stage2Model {
+impl IfSrModel {
     pub fn load(
         gpu: &crate::Gpu,
         folder: &PipelineFolder,
         steps: usize,
         thresholding: bool,
         variant: Option<&str>,
-    ) -> Result<Stage2Model> {
+    ) -> Result<IfSrModel> {
         let unet = UNet::load(gpu, &folder.component("unet")?, variant)?;
         let scheduler = super::inversion_scheduler(folder, steps, thresholding)?;
         let noising = folder.scheduler("image_noising_scheduler", Some(SchedulerKind::Ddpm))?;
-        Ok(Stage2Model {
+        Ok(IfSrModel {
             unet,
             scheduler,
             noising,
@@ -162,14 +167,14 @@ impl Stage2Model {
     }
 }
 
-/// Invert `image` (`[1, C, H, W]`: stage II's pixels, or the upscaler's latent) under
+/// Invert `image` (`[1, C, H, W]`: IF stage II's pixels, or the upscaler's latent) under
 /// `condition`; returns x_T.
 pub fn invert(
     model: SrDenoising,
     condition: &LowResCondition,
     image: &Tensor,
     cond: &Tensor,
-    settings: &Stage2Settings,
+    settings: &SrSettings,
     run: &mut StageRun,
 ) -> Result<Tensor> {
     let (denoiser, g) = model.conditioned(condition, cond);
@@ -213,4 +218,61 @@ pub fn reconstruct(
 ) -> Result<Tensor> {
     let (denoiser, g) = model.conditioned(condition, cond);
     Ok(ddim::reconstruct(&denoiser, model.scheduler, x_t, g)?)
+}
+
+/// IF stage II as stage `input.number` of an inversion: the photo at the UNet's size, the
+/// condition the previous reconstruction upscaled and noised at the stage's level, IF's T5 text.
+/// The artifacts keep x_T and the condition noise (`stage{k}.x_t`, `.condition_noise`).
+pub(crate) fn run(
+    input: &SrInput,
+    folder: &PipelineFolder,
+    settings: &SrSettings,
+    progress: super::Progress,
+) -> Result<SrStageResult> {
+    let opts = input.opts;
+    let model = IfSrModel::load(
+        input.gpu,
+        folder,
+        opts.steps,
+        settings.thresholding,
+        opts.variant.as_deref(),
+    )?;
+    let size = model.unet.sample_size()?;
+    let target = load_for_stage(input.gpu, input.image, size, opts.fit)?;
+    let noise = input.condition_noise(target.shape())?;
+    let condition = model.condition(input.low_res, &noise, settings.noise_level)?;
+    let mut run = StageRun::new(input.number, progress);
+    let start = Instant::now();
+    let x_t = invert(
+        model.denoising(),
+        &condition,
+        &target,
+        input.t5_text,
+        settings,
+        &mut run,
+    )?;
+    let seconds = start.elapsed().as_secs_f64();
+    run.event(Event::phase("reconstruction", 0))?;
+    let rec = reconstruct(model.denoising(), &condition, &x_t, input.t5_text)?;
+    let name = input.name();
+    let report = StageReport::new(
+        &name,
+        settings.method.name(),
+        &target,
+        &rec,
+        seconds,
+        &run.steps,
+    )?;
+    Ok(SrStageResult {
+        meta: input.meta(folder, size, settings, settings.thresholding)?,
+        tensors: vec![
+            (format!("{name}.x_t"), HostTensor::read(&x_t)?),
+            (format!("{name}.condition_noise"), HostTensor::read(&noise)?),
+        ],
+        output: StageOutput {
+            input: target,
+            reconstruction: rec,
+            report,
+        },
+    })
 }

@@ -8,12 +8,14 @@
 //!   upscaler).
 //! - [`t5`]: the T5 v1.1 text encoder.
 //! - [`clip_text`]: the CLIP text encoder (the SD x4 upscaler's text conditioning).
+//! - [`clip_model`]: CLIPModel (text and vision towers, projections) for CLIP score.
 //! - [`vae`]: the SD x4 upscaler's VAE (`AutoencoderKL`).
 //! - [`lpips`]: LPIPS (VGG16, v0.1 heads), the perceptual distance of the paper's evaluation.
 //! - [`text`]: tokenizers and IF's prompt preprocessing.
 //!
 //! Re-exports the engine so that model code and its users name one crate.
 
+pub mod clip_model;
 pub mod clip_text;
 pub mod config;
 pub mod error;
@@ -25,6 +27,7 @@ pub mod unet;
 pub mod vae;
 pub mod weights;
 
+pub use clip_model::ClipModel;
 pub use clip_text::ClipTextEncoder;
 pub use error::{Error, Result};
 pub use iterinv_engine as engine;

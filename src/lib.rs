@@ -6,10 +6,11 @@
 //! - [`engine`]: the runtime ([`Gpu`], [`Tensor`], buffer pool, op launches) and the forward ops;
 //! - [`models`]: checkpoint loading and the networks;
 //! - [`pipeline`]: the IF cascade, text to image; [`image_io`]: images in and out;
-//!   [`metrics`]: MSE, PSNR, SSIM.
+//!   [`metrics`]: MSE, PSNR, SSIM; [`clip_image`]: CLIPProcessor's image preprocessing.
 //!
 //! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`].
 
+pub mod clip_image;
 pub mod image_io;
 pub mod metrics;
 pub mod pipeline;

@@ -1,11 +1,12 @@
-//! Image input and metrics against PIL and scikit-image (tools/reference/make_image_fixtures.py):
+//! Image input and metrics against PIL and NumPy (tools/reference/make_image_fixtures.py):
 //! decoding of PNG (RGB, RGBA, grey, 16-bit) and JPEG, centre-crop + antialiased bicubic resize,
-//! MSE, PSNR and SSIM.
+//! MSE and PSNR. (The fixture's SSIM values are scikit-image's, which iterinv no longer follows:
+//! SSIM is checked against torchmetrics in tests/metrics.rs.)
 
 use std::path::{Path, PathBuf};
 
 use iterinv::image_io::{load_for_stage, load_rgb, resize_square, Fit};
-use iterinv::metrics::{mse, psnr, ssim};
+use iterinv::metrics::{mse, psnr};
 use iterinv::Gpu;
 
 fn dir() -> PathBuf {
@@ -74,7 +75,7 @@ fn decoding_and_resizing_match_pil() {
 }
 
 #[test]
-fn metrics_match_scikit_image() {
+fn mse_and_psnr_match_numpy() {
     let e = expected();
     for pair in e["pairs"].as_array().unwrap() {
         let (a, b) = (floats(&pair["a"]), floats(&pair["b"]));
@@ -88,15 +89,7 @@ fn metrics_match_scikit_image() {
             Some(w) => assert!((p - w).abs() < 1e-3, "psnr {p} vs {w}"),
             None => assert!(p.is_infinite()),
         }
-        // The fixture's inputs are f64; ours f32: SSIM agrees to ~1e-6.
-        let s = ssim(&a, &b, 3, 16, 16).unwrap();
-        let w = pair["ssim"].as_f64().unwrap();
-        assert!((s - w).abs() < 1e-5, "ssim {s} vs {w}");
     }
-    assert!(
-        ssim(&[0.0; 3 * 36], &[0.0; 3 * 36], 3, 6, 6).is_none(),
-        "smaller than the window"
-    );
 }
 
 #[test]

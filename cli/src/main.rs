@@ -6,6 +6,7 @@ mod invert;
 mod module;
 mod numbers;
 mod progress;
+mod score;
 mod tensor_file;
 mod tokenize;
 
@@ -49,6 +50,9 @@ enum Command {
     Module(module::Module),
     /// Print T5's or CLIP's token ids and attention masks for texts, as JSON (no GPU needed).
     Tokenize(tokenize::TokenizeArgs),
+    /// Print the paper's metrics of image B against reference A as JSON: MSE, PSNR, SSIM, and
+    /// LPIPS (--lpips FILE) and CLIP score (--clip DIR --prompt P).
+    Score(score::ScoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,7 +94,9 @@ impl Command {
             Command::Invert(a) => a.check_numbers(),
             Command::Generate(a) => a.check_numbers(),
             Command::Tokenize(a) => a.check_numbers(),
-            Command::Info | Command::Reconstruct(_) | Command::Module(_) => Ok(()),
+            Command::Info | Command::Reconstruct(_) | Command::Module(_) | Command::Score(_) => {
+                Ok(())
+            }
         }
     }
 }
@@ -108,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Invert(args) => with_gpu(|gpu| invert::invert(gpu, args))?,
         Command::Reconstruct(args) => with_gpu(|gpu| invert::reconstruct(gpu, args))?,
         Command::Tokenize(args) => tokenize::run(args)?,
+        Command::Score(args) => score::run(args)?,
     }
     Ok(())
 }

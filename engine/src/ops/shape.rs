@@ -1,11 +1,11 @@
 //! Shape ops: concat, slice, split, chunk, permute/transpose, nearest 2× upsampling, bilinear resize
-//! (align_corners), 2×2 average pooling and the embedding gather. Outputs are fresh contiguous f32
+//! (align_corners), 2×2 average and max pooling and the embedding gather. Outputs are fresh contiguous f32
 //! tensors (16-bit inputs are widened); `reshape` (free) lives on [`Tensor`]. Every op records its
 //! backward rule (in `grad::shape`) when an input is tracked; the launchers the rules share with the
 //! forward ops (block copy, strided gather, 2×2 block sums, padded nearest upsampling) live here.
 
 use iterinv_kernels::families::shape::{
-    AVG_POOL2X2, COPY, EMBEDDING, PERMUTE, RESIZE_BILINEAR, UPSAMPLE_NEAREST2X,
+    AVG_POOL2X2, COPY, EMBEDDING, MAX_POOL2X2, PERMUTE, RESIZE_BILINEAR, UPSAMPLE_NEAREST2X,
 };
 use iterinv_kernels::Kernel;
 
@@ -447,6 +447,34 @@ pub fn avg_pool2x2(x: &Tensor) -> Result<Tensor> {
     }))
 }
 
+/// 2×2 max pooling with stride 2 of [B, C, H, W] to [B, C, H/2, W/2] (floored, as MaxPool2d(2),
+/// VGG's pooling); a NaN in a window gives NaN, as PyTorch. Forward only: no network iterinv
+/// differentiates through pools by maximum, so tracking an input is an error rather than a
+/// silently missing gradient (inside `grad::no_grad` it runs).
+pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    let op = "max_pool2x2";
+    let (_, h, w) = planes(op, x)?;
+    let (oh, ow) = (h / 2, w / 2);
+    if oh == 0 || ow == 0 {
+        return shape_err(
+            op,
+            format!("input {:?} is smaller than the 2×2 window", x.shape()),
+        );
+    }
+    if grad::recording(&[x]) {
+        return invalid(op, "has no backward rule; call it on an untracked tensor");
+    }
+    let s = x.shape();
+    launch_map(op, &MAX_POOL2X2, x, &[s[0], s[1], oh, ow], |n| {
+        Params::new()
+            .u32(n)
+            .u32(h as u32)
+            .u32(w as u32)
+            .u32(oh as u32)
+            .u32(ow as u32)
+    })
+}
+
 /// scale · (sum of each 2×2 block) of [B, C, H, W] into [B, C, H/2, W/2] (floored).
 pub(crate) fn block_sum2x2(op: &'static str, x: &Tensor, scale: f32) -> Result<Tensor> {
     let s = x.shape();
@@ -573,6 +601,10 @@ impl Tensor {
     /// See [`avg_pool2x2`].
     pub fn avg_pool2x2(&self) -> Result<Tensor> {
         avg_pool2x2(self)
+    }
+    /// See [`max_pool2x2`].
+    pub fn max_pool2x2(&self) -> Result<Tensor> {
+        max_pool2x2(self)
     }
     /// `self` is the [V, D] table; see [`embedding`].
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {

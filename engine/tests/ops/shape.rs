@@ -328,6 +328,57 @@ fn avg_pool_floors_odd_sizes() {
     }
 }
 
+#[test]
+fn max_pool_floors_odd_sizes_and_propagates_nan() {
+    let mut rng = Rng::new(17);
+    for shape in [
+        [2usize, 3, 7, 9],
+        [1, 2, 8, 6],
+        [1, 1, 3, 2],
+        [1, 5, 33, 17],
+    ] {
+        let x = rng.vec(numel(&shape), -4.0, 4.0);
+        let out = upload(&shape, &x).max_pool2x2().unwrap();
+        let os = [shape[0], shape[1], shape[2] / 2, shape[3] / 2];
+        assert_eq!(out.shape(), &os);
+        let expected: Vec<f64> = (0..numel(&os))
+            .map(|lin| {
+                let c = coords(&os, lin);
+                let v = |dy: usize, dx: usize| {
+                    x[index(&shape, &[c[0], c[1], 2 * c[2] + dy, 2 * c[3] + dx])] as f64
+                };
+                v(0, 0).max(v(0, 1)).max(v(1, 0)).max(v(1, 1))
+            })
+            .collect();
+        // A maximum is one of its inputs: exact.
+        assert_close(&format!("max_pool {shape:?}"), &out, &expected, 0.0, 0.0);
+    }
+    // A NaN anywhere in a window (each of the four places) gives NaN, as PyTorch; other windows
+    // are unaffected.
+    for k in 0..4 {
+        let mut x = vec![1.0f32; 16];
+        x[[0, 1, 4, 5][k]] = f32::NAN;
+        let out = upload(&[1, 1, 4, 4], &x)
+            .max_pool2x2()
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert!(out[0].is_nan(), "NaN at window place {k}: {out:?}");
+        assert_eq!(&out[1..], &[1.0, 1.0, 1.0]);
+    }
+}
+
+#[test]
+fn max_pool_refuses_small_inputs_and_tracked_inputs() {
+    let small = upload(&[1, 1, 1, 4], &[0.0; 4]).max_pool2x2().unwrap_err();
+    assert!(small.to_string().contains("max_pool2x2"), "{small}");
+    let tracked = upload(&[1, 1, 2, 2], &[0.0; 4]).requires_grad();
+    let e = tracked.max_pool2x2().unwrap_err();
+    assert!(e.to_string().contains("backward"), "{e}");
+    let ok = iterinv_engine::grad::no_grad(|| tracked.max_pool2x2());
+    assert_eq!(ok.unwrap().to_vec().unwrap(), vec![0.0]);
+}
+
 pub(crate) fn gather_ref(table: &[f64], d: usize, ids: &[i32]) -> Vec<f64> {
     let v = (table.len() / d) as i32;
     ids.iter()

@@ -1,6 +1,6 @@
 //! Shape kernels: a strided block copy (concat, slice, split), a general strided gather (permute,
 //! and the broadcast that the backward of sum and mean needs), nearest 2× upsampling, bilinear
-//! resizing (align_corners), 2×2 block sums (average pooling), the embedding gather, and the backward
+//! resizing (align_corners), 2×2 block sums (average pooling), 2×2 block maxima (max pooling), the embedding gather, and the backward
 //! kernels of this family: the bilinear interpolation matrices and the embedding table gradient.
 //! Upsampling and block sums are each other's adjoints (up to their scale), so each serves the
 //! other's backward. All use flat one-element-per-lane grids.
@@ -56,6 +56,14 @@ pub static AVG_POOL2X2: Kernel = Kernel {
     constants: &[("WG", "256u")],
 };
 
+pub static MAX_POOL2X2: Kernel = Kernel {
+    name: "shape_max_pool2x2",
+    body: include_str!("../wgsl/shape_maxpool.wgsl"),
+    inputs: X,
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
 pub static EMBEDDING: Kernel = Kernel {
     name: "shape_embedding",
     body: include_str!("../wgsl/shape_embedding.wgsl"),
@@ -106,6 +114,7 @@ pub static KERNELS: &[&Kernel] = &[
     &UPSAMPLE_NEAREST2X,
     &RESIZE_BILINEAR,
     &AVG_POOL2X2,
+    &MAX_POOL2X2,
     &EMBEDDING,
     &RESIZE_WEIGHTS,
     &EMBEDDING_GRAD,

@@ -6,6 +6,7 @@
 mod blocks;
 mod check;
 pub mod clip;
+pub mod clip_model;
 pub mod limits;
 mod t5;
 mod unet;
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 
 pub use blocks::{ClassEmbedding, DownBlockType, MidBlockType, UpBlockType};
 pub use clip::ClipTextConfig;
+pub use clip_model::{ClipModelConfig, ClipVisionConfig};
 pub use t5::T5Config;
 pub use unet::UNetConfig;
 pub use vae::{VaeConfig, VAE_CLASS};

@@ -139,6 +139,24 @@ fn max_length_sets_the_row_length() {
         json["attention_mask"][0],
         serde_json::json!([1, 1, 1, 1, 1, 1, 0, 0])
     );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("over the limit"));
+
+    // 5 pieces and </s> in 4: the last 2 pieces ("a cat") are cut, and the user is told so.
+    let out = tokenize(&[
+        "--tokenizer",
+        dir.to_str().unwrap(),
+        "--max-length",
+        "4",
+        p["text"].as_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("over the limit of 4")
+            && stderr.contains("last 2 tokens")
+            && stderr.contains("a cat"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -209,6 +209,8 @@ pub fn check_truncation(
         mask.resize(max_length, 0);
         assert_eq!(e.input_ids[0], want, "max_length {max_length}");
         assert_eq!(e.attention_mask[0], mask, "max_length {max_length}");
+        let cut = unpadded.len().saturating_sub(max_length);
+        assert_eq!(e.truncated, [cut], "max_length {max_length}");
     }
     let e = tok.encode(&[text], 0).unwrap_err();
     assert!(

@@ -44,6 +44,11 @@ pub struct Encoded {
     pub input_ids: Vec<Vec<u32>>,
     /// 1 on the text's tokens (the special tokens added to it included), 0 on padding.
     pub attention_mask: Vec<Vec<u32>>,
+    /// Per text, how many of its tokens the length limit cut off (0: it fit). Each cut is also
+    /// logged as a warning naming the dropped words, as diffusers warns: the model never sees
+    /// them. Not serialized: the JSON is transformers' two fields.
+    #[serde(skip)]
+    pub truncated: Vec<usize>,
 }
 
 /// A loaded tokenizers pipeline: what T5's and CLIP's tokenizers share once built.
@@ -109,15 +114,30 @@ impl Pipeline {
         let mut out = Encoded {
             input_ids: Vec::with_capacity(texts.len()),
             attention_mask: Vec::with_capacity(texts.len()),
+            truncated: Vec::with_capacity(texts.len()),
         };
+        let room = max_length - self.added;
         for text in texts {
+            let mut dropped = Vec::new();
             let enc = self.run(text, || {
                 // What tokenizers' own truncation does: cut the text's tokens to leave room for
                 // the added ones, then add them.
                 let mut e = self.tokenizer.encode(*text, false)?;
-                e.truncate(max_length - self.added, 0, TruncationDirection::Right);
+                dropped = e.get_ids().get(room..).unwrap_or_default().to_vec();
+                e.truncate(room, 0, TruncationDirection::Right);
                 self.tokenizer.post_process(e, None, true)
             })?;
+            if !dropped.is_empty() {
+                let words = self.tokenizer.decode(&dropped, true).unwrap_or_default();
+                log::warn!(
+                    "the text is {} tokens, over the limit of {max_length}: the model will not \
+                     see its last {} tokens: {words:?} (from {}; shorten the prompt)",
+                    room + dropped.len() + self.added,
+                    dropped.len(),
+                    self.source.display()
+                );
+            }
+            out.truncated.push(dropped.len());
             let mut ids = enc.get_ids().to_vec();
             let mut mask = enc.get_attention_mask().to_vec();
             ids.resize(max_length, self.pad_id);

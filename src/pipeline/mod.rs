@@ -3,6 +3,7 @@
 
 pub mod cascade;
 pub mod denoiser;
+pub mod edit;
 pub mod folder;
 pub mod guidance;
 pub mod inversion;

@@ -23,6 +23,18 @@ pub fn invert(
     image: &Tensor,
     guidance: Guidance,
 ) -> Result<Vec<Tensor>> {
+    invert_partially(denoiser, scheduler, image, guidance, usize::MAX)
+}
+
+/// [`invert`] stopped after the `steps` least noisy timesteps (DiffEdit's partial inversion:
+/// its strength keeps the first `⌊strength·n⌋` of n).
+pub fn invert_partially(
+    denoiser: &dyn Denoiser,
+    scheduler: &Scheduler,
+    image: &Tensor,
+    guidance: Guidance,
+    steps: usize,
+) -> Result<Vec<Tensor>> {
     let timesteps = scheduler.timesteps();
     if timesteps.is_empty() {
         return invalid(
@@ -35,7 +47,7 @@ pub fn invert(
     let channels = image.dim(1);
     let mut trace = vec![image.clone()];
     let mut x = image.clone();
-    for &t in timesteps.iter().rev() {
+    for &t in timesteps.iter().rev().take(steps) {
         let alpha_prev = match scheduler.try_previous_timestep(t)? {
             Some(p) => ac[p],
             None => scheduler.final_alpha_cumprod(),

@@ -104,6 +104,13 @@ fn bad_settings_are_refused() {
         ),
         (
             DiffEditSettings {
+                steps: 6,
+                ..Default::default()
+            },
+            "0.1 of 6 steps noises to no timestep",
+        ),
+        (
+            DiffEditSettings {
                 mask_ratio: f64::NAN,
                 ..Default::default()
             },

@@ -71,6 +71,16 @@ pub struct InvertArgs {
     /// The text that describes the photo.
     #[arg(long)]
     prompt: String,
+    /// Output folder (created; files in it with the same names are replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[command(flatten)]
+    pub(crate) inversion: InversionArgs,
+}
+
+/// The cascade and how each stage is inverted: `invert`'s flags, which `edit` shares.
+#[derive(Args)]
+pub struct InversionArgs {
     /// Stage I pipeline folder (IFPipeline: unet/, scheduler/, text_encoder/, tokenizer/).
     #[arg(long, value_name = "DIR")]
     stage1: Option<PathBuf>,
@@ -85,9 +95,6 @@ pub struct InvertArgs {
     /// Weight variant of every component (e.g. fp16).
     #[arg(long)]
     variant: Option<String>,
-    /// Output folder (created; files in it with the same names are replaced).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
     #[arg(long, value_enum, default_value = "nti")]
     stage1_method: Stage1Arg,
     #[arg(long, value_enum, default_value = "iterinv")]
@@ -122,9 +129,9 @@ pub struct InvertArgs {
     /// --noise-level's).
     #[arg(long)]
     noise_level3: Option<usize>,
-    /// Seed of the super-resolution stages' condition noise.
+    /// Seed of the super-resolution stages' condition noise (and of `edit`'s mask noise).
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// How a non-square photo becomes square.
     #[arg(long, value_enum, default_value = "crop")]
     resize: ResizeArg,
@@ -176,65 +183,96 @@ struct Report<'a> {
 impl InvertArgs {
     /// The number flags, before any device or file is opened (see numbers.rs).
     pub fn check_numbers(&self) -> Result<()> {
+        self.inversion.check_numbers()
+    }
+}
+
+impl InversionArgs {
+    /// The number flags, before any device or file is opened (see numbers.rs).
+    pub fn check_numbers(&self) -> Result<()> {
         use crate::numbers::{finite, finite_non_negative, steps};
         steps("steps", self.steps)?;
         finite("guidance", self.guidance.into())?;
         finite_non_negative("tolerance", self.tolerance)
     }
+
+    /// The library's options for inverting a photo described by `prompt`.
+    fn options(&self, prompt: &str) -> Result<InvertOptions> {
+        let (stage1, upper) =
+            crate::embedded::stages_or_builtin(&self.stage1, &self.stage2, &self.stage3)?;
+        let mut opts = InvertOptions {
+            prompt: prompt.to_string(),
+            clean_caption: self.clean_caption,
+            stage1,
+            variant: self.variant.clone(),
+            fit: match self.resize {
+                ResizeArg::Crop => Fit::CropCenter,
+                ResizeArg::Stretch => Fit::Stretch,
+            },
+            steps: self.steps,
+            seed: self.seed,
+            ..InvertOptions::default()
+        };
+        opts.stage1_settings.method = match self.stage1_method {
+            Stage1Arg::Nti => Stage1Method::Nti,
+            Stage1Arg::Npi => Stage1Method::Npi,
+            Stage1Arg::Ddim => Stage1Method::Ddim,
+            Stage1Arg::NtiP2p => Stage1Method::NtiP2p,
+        };
+        opts.stage1_settings.guidance = self.guidance;
+        opts.stage1_settings.thresholding = self.stage1_thresholding;
+        opts.stage1_settings.inner_steps = self.stage1_inner_steps.or(self.inner_steps);
+        // Every super-resolution stage inverts with the same method and inner-loop settings.
+        for (folder, noise_level) in upper.iter().zip([self.noise_level, self.noise_level3]) {
+            let mut stage = SrStage::with_defaults(folder)?;
+            let s = &mut stage.settings;
+            s.method = match self.sr_method {
+                SrArg::Iterinv => SrMethod::IterInv,
+                SrArg::IterinvFaithful => SrMethod::IterInvFaithful,
+                SrArg::FixedPoint => SrMethod::FixedPoint,
+                SrArg::Ddim => SrMethod::Ddim,
+            };
+            if let Some(k) = self.stage2_inner_steps.or(self.inner_steps) {
+                s.inner_steps = k;
+            }
+            s.passes = self.passes;
+            s.tolerance = self.tolerance;
+            s.noise_level = noise_level.unwrap_or(s.noise_level);
+            s.thresholding = self.stage2_thresholding;
+            opts.super_resolution.push(stage);
+        }
+        Ok(opts)
+    }
+
+    /// The pipeline folders given, as overrides of an inversion's recorded ones.
+    pub fn folder_overrides(&self) -> FolderOverrides {
+        FolderOverrides {
+            stage1: self.stage1.clone(),
+            super_resolution: vec![self.stage2.clone(), self.stage3.clone()],
+        }
+    }
 }
 
 pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {
     stop_on_ctrl_c();
-    let (stage1, upper) =
-        crate::embedded::stages_or_builtin(&args.stage1, &args.stage2, &args.stage3)?;
-    let mut opts = InvertOptions {
-        prompt: args.prompt.clone(),
-        clean_caption: args.clean_caption,
-        stage1,
-        variant: args.variant.clone(),
-        fit: match args.resize {
-            ResizeArg::Crop => Fit::CropCenter,
-            ResizeArg::Stretch => Fit::Stretch,
-        },
-        steps: args.steps,
-        seed: args.seed,
-        ..InvertOptions::default()
-    };
-    opts.stage1_settings.method = match args.stage1_method {
-        Stage1Arg::Nti => Stage1Method::Nti,
-        Stage1Arg::Npi => Stage1Method::Npi,
-        Stage1Arg::Ddim => Stage1Method::Ddim,
-        Stage1Arg::NtiP2p => Stage1Method::NtiP2p,
-    };
-    opts.stage1_settings.guidance = args.guidance;
-    opts.stage1_settings.thresholding = args.stage1_thresholding;
-    opts.stage1_settings.inner_steps = args.stage1_inner_steps.or(args.inner_steps);
-    // Every super-resolution stage inverts with the same method and inner-loop settings.
-    for (folder, noise_level) in upper.iter().zip([args.noise_level, args.noise_level3]) {
-        let mut stage = SrStage::with_defaults(folder)?;
-        let s = &mut stage.settings;
-        s.method = match args.sr_method {
-            SrArg::Iterinv => SrMethod::IterInv,
-            SrArg::IterinvFaithful => SrMethod::IterInvFaithful,
-            SrArg::FixedPoint => SrMethod::FixedPoint,
-            SrArg::Ddim => SrMethod::Ddim,
-        };
-        if let Some(k) = args.stage2_inner_steps.or(args.inner_steps) {
-            s.inner_steps = k;
-        }
-        s.passes = args.passes;
-        s.tolerance = args.tolerance;
-        s.noise_level = noise_level.unwrap_or(s.noise_level);
-        s.thresholding = args.stage2_thresholding;
-        opts.super_resolution.push(stage);
-    }
+    invert_photo(gpu, &args.image, &args.prompt, &args.inversion, &args.out)?;
+    Ok(())
+}
 
+/// Invert `image` and write the artifacts, each stage's PNGs and report.json into `out`.
+pub fn invert_photo(
+    gpu: &Gpu,
+    image: &Path,
+    prompt: &str,
+    flags: &InversionArgs,
+    out: &Path,
+) -> Result<Artifacts> {
+    let opts = flags.options(prompt)?;
     let mut bars = Bars::default();
-    let result = inversion::invert(gpu, &args.image, &opts, &mut |e| bars.update(e));
+    let result = inversion::invert(gpu, image, &opts, &mut |e| bars.update(e));
     bars.finish();
     let result = result?;
 
-    let out = &args.out;
     result.artifacts.save(out)?;
     for (stage, s) in result.stages.iter().enumerate() {
         let name = format!("stage{}", stage + 1);
@@ -259,14 +297,14 @@ pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {
             .next()
             .unwrap_or_default()
             .to_string(),
-        image: &args.image,
-        prompt: &args.prompt,
+        image,
+        prompt,
         stages: result.stages.iter().map(|s| &s.report).collect(),
     };
     let json = serde_json::to_vec_pretty(&report).context("serializing report.json")?;
     write_atomic(&out.join("report.json"), &json)?;
     eprintln!("wrote {}", out.display());
-    Ok(())
+    Ok(result.artifacts)
 }
 
 pub fn reconstruct(gpu: &Gpu, args: ReconstructArgs) -> Result<()> {

@@ -1,5 +1,6 @@
 //! The `iterinv` command-line tool.
 
+mod edit;
 mod embedded;
 mod generate;
 mod invert;
@@ -38,12 +39,16 @@ struct Cli {
 enum Command {
     /// Print the GPU backend, adapter, driver, limits and features iterinv will use.
     Info,
-    /// Find what makes the IF cascade regenerate a photo (NTI/NPI at stage I, IterInv at
-    /// stage II), and write it with a reconstruction per stage and a quality report.
+    /// Find what makes the cascade regenerate a photo (NTI/NPI at stage I, IterInv at the
+    /// super-resolution stages), and write it with a reconstruction per stage and a quality
+    /// report.
     Invert(invert::InvertArgs),
     /// Regenerate the photo from the artifacts `invert` wrote.
     Reconstruct(invert::ReconstructArgs),
-    /// Draw an image from a prompt with the IF cascade (stage I, then stage II).
+    /// Edit a photo (or a saved inversion) into another text: DiffEdit at stage I, then every
+    /// upper stage regenerated from the inversion.
+    Edit(edit::EditArgs),
+    /// Draw an image from a prompt with the cascade (stage I, then its super-resolution stages).
     Generate(generate::GenerateArgs),
     /// Run one network on arrays from a safetensors file (to compare with PyTorch).
     #[command(subcommand)]
@@ -92,6 +97,7 @@ impl Command {
     fn check_numbers(&self) -> Result<()> {
         match self {
             Command::Invert(a) => a.check_numbers(),
+            Command::Edit(a) => a.check_numbers(),
             Command::Generate(a) => a.check_numbers(),
             Command::Tokenize(a) => a.check_numbers(),
             Command::Info | Command::Reconstruct(_) | Command::Module(_) | Command::Score(_) => {
@@ -113,6 +119,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => with_gpu(|gpu| generate::run(gpu, args))?,
         Command::Invert(args) => with_gpu(|gpu| invert::invert(gpu, args))?,
         Command::Reconstruct(args) => with_gpu(|gpu| invert::reconstruct(gpu, args))?,
+        Command::Edit(args) => with_gpu(|gpu| edit::run(gpu, args))?,
         Command::Tokenize(args) => tokenize::run(args)?,
         Command::Score(args) => score::run(args)?,
     }

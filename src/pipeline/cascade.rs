@@ -112,22 +112,37 @@ pub fn encode_text(
     clean_caption: bool,
     variant: Option<&str>,
 ) -> Result<TextCondition> {
+    let rows = encode_texts(
+        gpu,
+        folder,
+        &[prompt, negative_prompt],
+        clean_caption,
+        variant,
+    )?;
+    Ok(TextCondition {
+        cond: rows[0].clone(),
+        uncond: Some(rows[1].clone()),
+    })
+}
+
+/// Encode `texts` with stage I's tokenizer and T5 in one batch, then free T5: one `[1, 77, D]`
+/// embedding per text.
+pub fn encode_texts(
+    gpu: &Gpu,
+    folder: &PipelineFolder,
+    texts: &[&str],
+    clean_caption: bool,
+    variant: Option<&str>,
+) -> Result<Vec<Tensor>> {
     let tokenizer = T5Tokenizer::load(&folder.component("tokenizer")?)?;
-    let texts = [
-        preprocess(prompt, clean_caption),
-        preprocess(negative_prompt, clean_caption),
-    ];
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let cleaned: Vec<String> = texts.iter().map(|t| preprocess(t, clean_caption)).collect();
+    let refs: Vec<&str> = cleaned.iter().map(String::as_str).collect();
     let tokens = tokenizer.encode(&refs, MAX_TOKENS)?;
     let encoder = T5Encoder::load(gpu, &folder.component("text_encoder")?, variant)?;
     let embeddings = encoder.encode(&tokens.input_ids, &tokens.attention_mask)?;
     drop(encoder);
     gpu.trim_pool();
-    let rows = embeddings.split(0, &[1, 1])?;
-    Ok(TextCondition {
-        cond: rows[0].clone(),
-        uncond: Some(rows[1].clone()),
-    })
+    Ok(embeddings.split(0, &vec![1; texts.len()])?)
 }
 
 /// Stage I: noise to a `[1, 3, S, S]` image, S the UNet's `sample_size`.

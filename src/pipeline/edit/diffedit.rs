@@ -90,15 +90,20 @@ impl DiffEditSettings {
         if !self.guidance.is_finite() {
             return bad("guidance", format!("is {}", self.guidance));
         }
-        // diffusers' get_timesteps: int(steps · strength), as a count of timesteps.
-        if (self.steps as f64 * self.inpaint_strength) < 1.0 {
-            return bad(
-                "inpaint strength",
-                format!(
-                    "{} of {} steps inverts no timestep; raise it or the steps",
-                    self.inpaint_strength, self.steps
-                ),
-            );
+        // diffusers' get_timesteps: int(steps · strength) timesteps, at least one for each.
+        for (what, strength, verb) in [
+            ("inpaint strength", self.inpaint_strength, "inverts"),
+            ("encode strength", self.encode_strength, "noises to"),
+        ] {
+            if self.count(strength) == 0 {
+                return bad(
+                    what,
+                    format!(
+                        "{strength} of {} steps {verb} no timestep; raise it or the steps",
+                        self.steps
+                    ),
+                );
+            }
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use iterinv_engine::sched::SchedulerKind;
 use iterinv_models::{Error, Result, UNet};
 
 pub use artifacts::{Artifacts, ArtifactsMeta, HostTensor, StageMeta};
-pub use replay::{reconstruct, FolderOverrides};
+pub use replay::{open_folders, reconstruct, replay_super_resolution, FolderOverrides, StageText};
 pub use report::StageReport;
 pub use stage1::Stage1Settings;
 pub use super_resolution::SrSettings;
@@ -184,7 +184,7 @@ pub struct Event {
 }
 
 impl Event {
-    fn phase(phase: &'static str, total: usize) -> Event {
+    pub(crate) fn phase(phase: &'static str, total: usize) -> Event {
         Event {
             stage: 1,
             phase,

@@ -23,13 +23,12 @@ pub struct FolderOverrides {
     pub super_resolution: Vec<Option<PathBuf>>,
 }
 
-/// Regenerate each stage's image from the artifacts alone.
-pub fn reconstruct(
-    gpu: &Gpu,
+/// The artifacts' pipeline folders (or their overrides), opened and checked against the
+/// recorded fingerprints: stage I's and the super-resolution stages'.
+pub fn open_folders(
     artifacts: &Artifacts,
     folders: &FolderOverrides,
-    progress: Progress,
-) -> Result<Vec<Tensor>> {
+) -> Result<(PipelineFolder, Vec<PipelineFolder>)> {
     let meta = &artifacts.meta;
     let given = folders.super_resolution.iter().rposition(Option::is_some);
     if let Some(last) = given.filter(|&i| i >= meta.super_resolution.len()) {
@@ -41,7 +40,6 @@ pub fn reconstruct(
             ),
         });
     }
-    // Open and check every folder first: a moved or replaced model fails before any work.
     let dir1 = folders
         .stage1
         .clone()
@@ -58,6 +56,19 @@ pub fn reconstruct(
         check_fingerprint(&folder, m)?;
         upper.push(folder);
     }
+    Ok((folder1, upper))
+}
+
+/// Regenerate each stage's image from the artifacts alone.
+pub fn reconstruct(
+    gpu: &Gpu,
+    artifacts: &Artifacts,
+    folders: &FolderOverrides,
+    progress: Progress,
+) -> Result<Vec<Tensor>> {
+    let meta = &artifacts.meta;
+    // Open and check every folder first: a moved or replaced model fails before any work.
+    let (folder1, upper) = open_folders(artifacts, folders)?;
     let variant = meta.variant.as_deref();
     let method1 = parse_method(&Stage1Method::ALL, &meta.stage1.method, Stage1Method::name)?;
     let cond = artifacts
@@ -103,11 +114,41 @@ pub fn reconstruct(
     )?;
     drop((unet1, latents));
     gpu.trim_pool();
-    let mut images = vec![rec1];
+    let mut text = |number: usize, kind: Stage| -> Result<Tensor> {
+        match kind {
+            // The upscaler's own CLIP text, stored by the inversion.
+            Stage::Upscaler => Ok(artifacts
+                .tensor(&format!("stage{number}.text.cond"), &[Some(1), None, None])?
+                .upload(gpu)?),
+            _ => Ok(cond.clone()),
+        }
+    };
+    let upper_images = replay_super_resolution(gpu, artifacts, &upper, &rec1, &mut text, progress)?;
+    Ok(std::iter::once(rec1).chain(upper_images).collect())
+}
 
-    for (i, (folder, m)) in upper.iter().zip(&meta.super_resolution).enumerate() {
+/// The prompt's embedding a super-resolution stage runs with: (stage number, kind) → `[1, L, D]`
+/// (IF's T5 for IF stage II, the upscaler's CLIP for the upscaler).
+pub type StageText<'a> = &'a mut dyn FnMut(usize, Stage) -> Result<Tensor>;
+
+/// Regenerate every super-resolution stage from its saved x_T and condition noise, each
+/// conditioned on the image before it (the first on `first`, stage I's), with `text`'s
+/// embeddings, guidance 1 as inverted. Replay gives them stage I's reconstruction and the
+/// inversion's texts; an edit, the edited image and the edit prompt's.
+pub fn replay_super_resolution(
+    gpu: &Gpu,
+    artifacts: &Artifacts,
+    folders: &[PipelineFolder],
+    first: &Tensor,
+    text: StageText,
+    progress: Progress,
+) -> Result<Vec<Tensor>> {
+    let meta = &artifacts.meta;
+    let variant = meta.variant.as_deref();
+    let mut images: Vec<Tensor> = Vec::new();
+    for (i, (folder, m)) in folders.iter().zip(&meta.super_resolution).enumerate() {
         let number = i + 2;
-        let low_res = images.last().expect("stage I ran").clone();
+        let low_res = images.last().unwrap_or(first).clone();
         let tensor = |field: &str, shape: &[Option<usize>]| -> Result<&HostTensor> {
             artifacts.tensor(&format!("stage{number}.{field}"), shape)
         };
@@ -121,6 +162,7 @@ pub fn reconstruct(
                 detail: "has no `noise_level`; every super-resolution stage records one".into(),
             });
         };
+        let cond = text(number, m.kind)?;
         let image = match m.kind {
             Stage::Upscaler => {
                 let model = latent::LatentModel::load(gpu, folder, m.steps, variant)?;
@@ -129,10 +171,9 @@ pub fn reconstruct(
                 let x_t = tensor("x_t", &[Some(1), Some(c), Some(h), Some(w)])?.upload(gpu)?;
                 let noise = tensor("condition_noise", &[Some(1), Some(3), Some(h), Some(w)])?
                     .upload(gpu)?;
-                let text = tensor("text.cond", &[Some(1), None, None])?.upload(gpu)?;
                 let condition = model.condition(&low_res, &noise, level)?;
                 let regenerated =
-                    super_resolution::reconstruct(model.denoising(), &condition, &x_t, &text)?;
+                    super_resolution::reconstruct(model.denoising(), &condition, &x_t, &cond)?;
                 model.decode(&regenerated)?
             }
             _ => {

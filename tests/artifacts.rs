@@ -214,3 +214,69 @@ fn misplaced_stage_kinds_are_refused() {
     let err = Artifacts::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("if-stage1"), "{err}");
 }
+
+/// A write that fails midway (a full disk: ENOSPC injected after half the bytes) leaves the
+/// previous file as it was and no temporary file.
+#[test]
+fn a_failed_write_leaves_the_previous_artifacts() {
+    use iterinv::pipeline::inversion::artifacts::write_atomic_with;
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let a = sample();
+    a.save(dir.path()).unwrap();
+    let before = std::fs::read(dir.path().join(TENSORS_FILE)).unwrap();
+    let err = write_atomic_with(&dir.path().join(TENSORS_FILE), |file| {
+        file.write_all(&before[..before.len() / 2])?;
+        Err(std::io::Error::from_raw_os_error(28))
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(TENSORS_FILE), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join(TENSORS_FILE)).unwrap(),
+        before
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [META_FILE, TENSORS_FILE]);
+    assert_eq!(Artifacts::load(dir.path()).unwrap().meta, a.meta);
+}
+
+/// A run stopped between the two renames leaves new tensors beside the old sidecar: load refuses
+/// the pair (the sidecar records a hash of its tensors file) instead of replaying a mix.
+#[test]
+fn a_sidecar_from_another_run_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sample();
+    a.save(dir.path()).unwrap();
+    let old_sidecar = std::fs::read(dir.path().join(META_FILE)).unwrap();
+    let mut b = sample();
+    b.tensors.get_mut("stage1.x_t").unwrap().data[0] = 2.5;
+    b.save(dir.path()).unwrap();
+    std::fs::write(dir.path().join(META_FILE), old_sidecar).unwrap();
+    let err = Artifacts::load(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains(TENSORS_FILE) && err.contains("different runs"),
+        "{err}"
+    );
+}
+
+/// A stale temporary entry at the temporary name — here a link to a file elsewhere — is
+/// replaced, never written through.
+#[cfg(unix)]
+#[test]
+fn a_stale_temporary_link_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join(format!(".{META_FILE}.partial"))).unwrap();
+    sample().save(&out).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(Artifacts::load(&out).is_ok());
+}

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use iterinv_models::{Error, Result};
@@ -29,6 +29,8 @@ pub const TENSORS_FILE: &str = "inversion.safetensors";
 pub const META_FILE: &str = "inversion.json";
 const FORMAT: &str = "iterinv-inversion";
 const FORMAT_VERSION: u32 = 2;
+/// The sidecar's record of the tensors file it was written with (FNV-1a of its bytes).
+const TENSORS_HASH: &str = "tensors_fnv1a";
 
 /// One stage's record: which model, and how it was inverted.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -181,7 +183,12 @@ impl Artifacts {
             what: "artifacts".into(),
             detail: e.to_string(),
         })?;
-        let json = serde_json::to_vec_pretty(&self.meta).expect("the sidecar always serializes");
+        // The sidecar names the tensors file it belongs to by a hash of its bytes: should the
+        // run stop between the two renames, the old sidecar beside the new tensors is refused
+        // at load rather than replayed with them.
+        let mut sidecar = serde_json::to_value(&self.meta).expect("the sidecar always serializes");
+        sidecar[TENSORS_HASH] = fnv_hex(&file).into();
+        let json = serde_json::to_vec_pretty(&sidecar).expect("JSON values serialize");
         write_atomic(&dir.join(TENSORS_FILE), &file)?;
         write_atomic(&dir.join(META_FILE), &json)
     }
@@ -223,6 +230,10 @@ impl Artifacts {
                 })
             }
         }
+        let tensors_hash = probe
+            .get(TENSORS_HASH)
+            .and_then(|h| h.as_str())
+            .map(str::to_string);
         let meta: ArtifactsMeta =
             serde_json::from_value(probe).map_err(|e| Error::ConfigParse {
                 path: meta_path.clone(),
@@ -254,6 +265,18 @@ impl Artifacts {
         }
         let path = dir.join(TENSORS_FILE);
         let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
+        // Absent from files written before 2026-12-07.
+        if let Some(want) = tensors_hash {
+            if want != fnv_hex(&bytes) {
+                return Err(Error::Corrupt {
+                    path,
+                    detail: format!(
+                        "it is not the file {META_FILE} was written with (the two are from \
+                         different runs, or one was interrupted or edited); rerun `iterinv invert`"
+                    ),
+                });
+            }
+        }
         let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Corrupt {
             path: path.clone(),
             detail: e.to_string(),
@@ -335,13 +358,37 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
 
 /// Write `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomic`] with the writing done by `write` into the temporary file. A failure (a full
+/// disk, an interrupted writer) leaves no temporary file and the previous file at `path`
+/// untouched.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.partial"));
-    fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    // A stale temporary entry (a run killed mid-write, or anything else at that name) is
+    // replaced, never written through: it could be a link to somewhere else.
+    if fs::symlink_metadata(&tmp).is_ok() {
+        fs::remove_file(&tmp).map_err(|e| io_err(&tmp, e))?;
+    }
+    let written = fs::File::create(&tmp)
+        .and_then(|mut file| {
+            write(&mut file)?;
+            file.sync_all()
+        })
+        .map_err(|e| io_err(&tmp, e))
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| io_err(path, e)));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// How much of each weight file the fingerprint reads: the safetensors header (names, shapes,
@@ -388,6 +435,13 @@ pub fn fingerprint(folder: &PipelineFolder) -> Result<String> {
         }
     }
     Ok(format!("{:016x}", hash.0))
+}
+
+/// FNV-1a of `bytes`, as 16 hex digits.
+fn fnv_hex(bytes: &[u8]) -> String {
+    let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
+    hash.feed(bytes);
+    format!("{:016x}", hash.0)
 }
 
 struct Fnv(u64);

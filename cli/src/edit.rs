@@ -71,8 +71,9 @@ pub struct EditArgs {
 impl EditArgs {
     /// The number flags, before any device or file is opened (see numbers.rs).
     pub fn check_numbers(&self) -> Result<()> {
-        use crate::numbers::{finite, steps};
+        use crate::numbers::{finite, inner_steps, steps};
         steps("edit-steps", self.edit_steps)?;
+        inner_steps("mask-maps", self.mask_maps, false)?;
         finite("edit-guidance", self.edit_guidance.into())?;
         self.settings().check()?;
         self.inversion.check_numbers()

@@ -75,7 +75,7 @@ pub struct GenerateArgs {
     /// Noise added to stage I's image before it conditions stage II (a timestep, 0..1000; for
     /// the upscaler also its class label; default: its kind's).
     #[arg(long)]
-    noise_level: Option<usize>,
+    pub(crate) noise_level: Option<usize>,
     /// Stage III sampling steps (default: its kind's).
     #[arg(long)]
     pub(crate) steps3: Option<usize>,
@@ -84,7 +84,7 @@ pub struct GenerateArgs {
     pub(crate) guidance3: Option<f32>,
     /// Noise added to stage II's image before it conditions stage III (default: its kind's).
     #[arg(long)]
-    noise_level3: Option<usize>,
+    pub(crate) noise_level3: Option<usize>,
     /// Sampler for the IF stages (default: each folder's scheduler, DDPM for IF).
     #[arg(long, value_enum)]
     sampler: Option<Sampler>,
@@ -107,6 +107,12 @@ impl GenerateArgs {
         finite("guidance1", self.guidance1.into())?;
         for (flag, v) in [("guidance2", self.guidance2), ("guidance3", self.guidance3)] {
             v.map_or(Ok(()), |v| finite(flag, v.into()))?;
+        }
+        for (flag, v) in [
+            ("noise-level", self.noise_level),
+            ("noise-level3", self.noise_level3),
+        ] {
+            v.map_or(Ok(()), |v| crate::numbers::noise_level(flag, v))?;
         }
         finite_non_negative("eta", self.eta.into())
     }

@@ -105,16 +105,16 @@ pub struct InversionArgs {
     /// Inner steps of both stages' loops (NTI's Adam steps, IterInv's gradient steps);
     /// default: each method's own (NTI 51, NTI-p2p 10, IterInv 21).
     #[arg(long)]
-    inner_steps: Option<usize>,
+    pub(crate) inner_steps: Option<usize>,
     /// Stage I's inner steps (overrides --inner-steps).
     #[arg(long)]
-    stage1_inner_steps: Option<usize>,
+    pub(crate) stage1_inner_steps: Option<usize>,
     /// The super-resolution stages' inner steps (overrides --inner-steps).
     #[arg(long)]
-    stage2_inner_steps: Option<usize>,
+    pub(crate) stage2_inner_steps: Option<usize>,
     /// Fixed-point passes per timestep (fixed-point), or of IterInv's warm start (0: none).
     #[arg(long, default_value_t = 10)]
-    passes: usize,
+    pub(crate) passes: usize,
     /// IterInv (safe) stops a timestep once the mean squared step error is below this.
     #[arg(long, default_value = "1e-10")]
     pub(crate) tolerance: f64,
@@ -190,10 +190,25 @@ impl InvertArgs {
 impl InversionArgs {
     /// The number flags, before any device or file is opened (see numbers.rs).
     pub fn check_numbers(&self) -> Result<()> {
-        use crate::numbers::{finite, finite_non_negative, steps};
+        use crate::numbers::{finite, finite_non_negative, inner_steps, noise_level, steps};
         steps("steps", self.steps)?;
         finite("guidance", self.guidance.into())?;
-        finite_non_negative("tolerance", self.tolerance)
+        finite_non_negative("tolerance", self.tolerance)?;
+        inner_steps("passes", self.passes, true)?;
+        for (flag, v) in [
+            ("inner-steps", self.inner_steps),
+            ("stage1-inner-steps", self.stage1_inner_steps),
+            ("stage2-inner-steps", self.stage2_inner_steps),
+        ] {
+            v.map_or(Ok(()), |v| inner_steps(flag, v, false))?;
+        }
+        for (flag, v) in [
+            ("noise-level", self.noise_level),
+            ("noise-level3", self.noise_level3),
+        ] {
+            v.map_or(Ok(()), |v| noise_level(flag, v))?;
+        }
+        Ok(())
     }
 
     /// The library's options for inverting a photo described by `prompt`.

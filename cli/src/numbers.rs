@@ -40,6 +40,28 @@ pub fn tokens(flag: &str, v: usize) -> Result<()> {
     Ok(())
 }
 
+/// The most inner iterations per timestep (NTI's Adam steps, IterInv's gradient steps,
+/// fixed-point passes) a command line may ask for: the references use 51, 21 and 10; a million
+/// would run for days with no message.
+pub const MAX_INNER_STEPS: usize = 10_000;
+
+/// An inner-loop count: at most [`MAX_INNER_STEPS`] (0 allowed where `zero` is).
+pub fn inner_steps(flag: &str, v: usize, zero: bool) -> Result<()> {
+    let min = usize::from(!zero);
+    if !(min..=MAX_INNER_STEPS).contains(&v) {
+        bail!("--{flag} is {v}; it must be between {min} and {MAX_INNER_STEPS}");
+    }
+    Ok(())
+}
+
+/// A noise level: a timestep of the noising scheduler, below [`MAX_TRAIN_TIMESTEPS`].
+pub fn noise_level(flag: &str, v: usize) -> Result<()> {
+    if v >= MAX_TRAIN_TIMESTEPS {
+        bail!("--{flag} is {v}; it must be a timestep below {MAX_TRAIN_TIMESTEPS}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     //! Fuzzing the number flags of every subcommand: awkward numbers as text (0, -1, NaN, inf,
@@ -52,6 +74,7 @@ mod tests {
     use proptest::prelude::*;
 
     use crate::{Cli, Command};
+    use iterinv::engine::sched::MAX_TRAIN_TIMESTEPS;
 
     fn number() -> impl Strategy<Value = String> {
         prop_oneof![
@@ -90,7 +113,7 @@ mod tests {
         }
     }
 
-    const INVERT_FLAGS: [&str; 9] = [
+    const INVERT_FLAGS: [&str; 10] = [
         "--steps",
         "--inner-steps",
         "--passes",
@@ -100,6 +123,7 @@ mod tests {
         "--noise-level3",
         "--seed",
         "--stage2-inner-steps",
+        "--stage1-inner-steps",
     ];
     const GENERATE_FLAGS: [&str; 10] = [
         "--steps1",
@@ -128,6 +152,9 @@ mod tests {
                 let a = &a.inversion;
                 prop_assert!(a.steps >= 1 && a.guidance.is_finite());
                 prop_assert!(a.tolerance.is_finite() && a.tolerance >= 0.0);
+                prop_assert!(a.passes <= super::MAX_INNER_STEPS);
+                let inner = [a.inner_steps, a.stage1_inner_steps, a.stage2_inner_steps];
+                prop_assert!(inner.iter().flatten().all(|&k| (1..=super::MAX_INNER_STEPS).contains(&k)));
             }
         }
 
@@ -142,6 +169,8 @@ mod tests {
                 prop_assert!(a.steps1 >= 1);
                 prop_assert!([a.steps2, a.steps3].iter().flatten().all(|&s| s >= 1));
                 prop_assert!(a.guidance1.is_finite());
+                let levels = [a.noise_level, a.noise_level3];
+                prop_assert!(levels.iter().flatten().all(|&l| l < MAX_TRAIN_TIMESTEPS));
                 prop_assert!([a.guidance2, a.guidance3].iter().flatten().all(|g| g.is_finite()));
                 prop_assert!(a.eta.is_finite() && a.eta >= 0.0);
             }

@@ -125,8 +125,8 @@ mod tests {
             let set = format!("{flag}={value}");
             let args = ["iterinv", "invert", "photo.png", "--prompt", "a cat", "--out", "o", &set];
             if let Some(Command::Invert(a)) = check(&args, flag) {
-                prop_assert!(a.steps >= 1 && a.guidance.is_finite());
-                prop_assert!(a.tolerance.is_finite() && a.tolerance >= 0.0);
+                prop_assert!(a.cascade.steps >= 1 && a.cascade.guidance.is_finite());
+                prop_assert!(a.cascade.tolerance.is_finite() && a.cascade.tolerance >= 0.0);
             }
         }
 

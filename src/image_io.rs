@@ -50,6 +50,27 @@ pub fn save_png(x: &Tensor, b: usize, path: &Path) -> Result<()> {
     })
 }
 
+/// Sample 0 of `x [B, 3, H, W]` (values in [−1, 1]) as [0, 1] pixels, clamped as `save_png`
+/// clamps but not rounded to 8 bits (scores see the values the network produced; NaN stays NaN).
+pub fn to_rgb(x: &Tensor) -> Result<Rgb> {
+    let &[_, 3, h, w] = x.shape() else {
+        return Err(Error::Input {
+            what: "image".into(),
+            detail: format!("must be [B, 3, H, W], got shape {:?}", x.shape()),
+        });
+    };
+    let mut data = x.to_vec()?;
+    data.truncate(3 * h * w);
+    for v in &mut data {
+        *v = (*v / 2.0 + 0.5).clamp(0.0, 1.0);
+    }
+    Ok(Rgb {
+        height: h,
+        width: w,
+        data,
+    })
+}
+
 /// An image as planar RGB in [0, 1]: `[3, height, width]`.
 pub struct Rgb {
     pub height: usize,

@@ -6,15 +6,18 @@
 //! - [`engine`]: the runtime ([`Gpu`], [`Tensor`], buffer pool, op launches) and the forward ops;
 //! - [`models`]: checkpoint loading and the networks;
 //! - [`pipeline`]: the IF cascade, text to image; [`image_io`]: images in and out;
-//!   [`metrics`]: MSE, PSNR, SSIM; [`clip_image`]: CLIPProcessor's image preprocessing.
+//!   [`metrics`]: MSE, PSNR, SSIM; [`clip_image`]: CLIPProcessor's image preprocessing;
+//!   [`scoring`]: the paper's scores with LPIPS and CLIP; [`eval`]: the table over a dataset.
 //!
 //! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`].
 
 pub mod clip_image;
+pub mod eval;
 pub mod image_io;
 pub mod metrics;
 pub mod pipeline;
 mod resample;
+pub mod scoring;
 
 pub use iterinv_engine as engine;
 pub use iterinv_kernels as kernels;

@@ -12,7 +12,8 @@ use iterinv::pipeline::inversion::Artifacts;
 use iterinv::{Gpu, Tensor};
 use serde_json::json;
 
-use crate::invert::{invert_photo, InversionArgs};
+use crate::cascade_args::CascadeArgs;
+use crate::invert::invert_photo;
 use crate::progress::{stop_on_ctrl_c, Bars};
 
 #[derive(Args)]
@@ -65,7 +66,7 @@ pub struct EditArgs {
     #[arg(long, default_value_t = 0.8)]
     inpaint_strength: f64,
     #[command(flatten)]
-    inversion: InversionArgs,
+    inversion: CascadeArgs,
 }
 
 impl EditArgs {

@@ -1,7 +1,9 @@
 //! The `iterinv` command-line tool.
 
+mod cascade_args;
 mod edit;
 mod embedded;
+mod eval;
 mod generate;
 mod invert;
 mod module;
@@ -58,6 +60,9 @@ enum Command {
     /// Print the paper's metrics of image B against reference A as JSON: MSE, PSNR, SSIM, and
     /// LPIPS (--lpips FILE) and CLIP score (--clip DIR --prompt P).
     Score(score::ScoreArgs),
+    /// The paper's table over a dataset: invert, reconstruct and score every image with each
+    /// method; resumable, sharded over job arrays (--shard, --merge).
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,7 +70,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_interrupt(&e) => {
-            eprintln!("interrupted: nothing was written");
+            eprintln!("interrupted: what was in flight was not written");
             ExitCode::from(130)
         }
         Err(e) => {
@@ -100,6 +105,7 @@ impl Command {
             Command::Edit(a) => a.check_numbers(),
             Command::Generate(a) => a.check_numbers(),
             Command::Tokenize(a) => a.check_numbers(),
+            Command::Eval(a) => a.check_numbers(),
             Command::Info | Command::Reconstruct(_) | Command::Module(_) | Command::Score(_) => {
                 Ok(())
             }
@@ -122,6 +128,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Edit(args) => with_gpu(|gpu| edit::run(gpu, args))?,
         Command::Tokenize(args) => tokenize::run(args)?,
         Command::Score(args) => score::run(args)?,
+        Command::Eval(args) => eval::run(args)?,
     }
     Ok(())
 }

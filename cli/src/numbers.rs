@@ -149,7 +149,7 @@ mod tests {
             let set = format!("{flag}={value}");
             let args = ["iterinv", "invert", "photo.png", "--prompt", "a cat", "--out", "o", &set];
             if let Some(Command::Invert(a)) = check(&args, flag) {
-                let a = &a.inversion;
+                let a = &a.cascade;
                 prop_assert!(a.steps >= 1 && a.guidance.is_finite());
                 prop_assert!(a.tolerance.is_finite() && a.tolerance >= 0.0);
                 prop_assert!(a.passes <= super::MAX_INNER_STEPS);

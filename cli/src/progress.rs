@@ -1,8 +1,9 @@
-//! Progress bars of `invert` and `reconstruct`, and the Ctrl-C switch that stops them cleanly.
+//! Progress bars of `invert`, `reconstruct` and `eval`, and the Ctrl-C switch that stops them
+//! cleanly.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use iterinv::pipeline::inversion::Event;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -22,13 +23,29 @@ pub fn stop_on_ctrl_c() {
     }
 }
 
+/// Whether Ctrl-C was pressed (long loops over many items stop between items too).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// One bar per stage and phase; the message shows the last timestep's inner loss.
 #[derive(Default)]
 pub struct Bars {
     current: Option<(String, ProgressBar)>,
+    /// Where the bars go when they sit under another (eval's bar over the dataset); each is
+    /// then cleared when done.
+    multi: Option<MultiProgress>,
 }
 
 impl Bars {
+    /// Bars drawn in `multi`, below its other bars, each cleared when done.
+    pub fn in_multi(multi: &MultiProgress) -> Bars {
+        Bars {
+            current: None,
+            multi: Some(multi.clone()),
+        }
+    }
+
     pub fn update(&mut self, e: &Event) -> iterinv::Result<()> {
         if INTERRUPTED.load(Ordering::SeqCst) {
             self.finish();
@@ -50,6 +67,10 @@ impl Bars {
                     .progress_chars("=> "),
                 )
             };
+            let bar = match &self.multi {
+                Some(m) => m.add(bar),
+                None => bar,
+            };
             bar.set_prefix(key.clone());
             self.current = Some((key, bar));
         }
@@ -64,7 +85,11 @@ impl Bars {
 
     pub fn finish(&mut self) {
         if let Some((_, bar)) = self.current.take() {
-            bar.finish();
+            if self.multi.is_some() {
+                bar.finish_and_clear();
+            } else {
+                bar.finish();
+            }
         }
     }
 }

@@ -7,13 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use iterinv::clip_image::ClipImageProcessor;
-use iterinv::image_io::{load_rgb, Rgb};
+use iterinv::image_io::load_rgb;
 use iterinv::metrics::pixel_scores;
-use iterinv::models::clip_model::clip_score;
-use iterinv::models::text::ClipTokenizer;
-use iterinv::models::{ClipModel, Lpips};
-use iterinv::{Gpu, GpuOptions, Tensor};
+use iterinv::scoring::Scorer;
+use iterinv::{Gpu, GpuOptions};
 use serde_json::json;
 
 #[derive(Args)]
@@ -59,40 +56,13 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         return Ok(());
     }
     let gpu = Gpu::with_options(GpuOptions::default()).context("could not open a GPU device")?;
-    if let Some(file) = &args.lpips {
-        let lpips = Lpips::load(&gpu, file)?;
-        let d = lpips.distance(&signed(&gpu, &a)?, &signed(&gpu, &b)?)?;
-        out["lpips"] = json!(d.distance);
+    let scorer = Scorer::load(&gpu, args.lpips.as_deref(), args.clip.as_deref())?;
+    if let Some(d) = scorer.lpips(&a, &b)? {
+        out["lpips"] = json!(d);
     }
-    if let (Some(dir), Some(prompt)) = (&args.clip, &args.prompt) {
-        out["clip_score"] = json!(clip(&gpu, dir, prompt, &b)?);
+    if let Some(prompt) = &args.prompt {
+        out["clip_score"] = json!(scorer.clip_score(&b, prompt)?);
     }
     println!("{out}");
     Ok(())
-}
-
-/// `[1, 3, H, W]` in [−1, 1], LPIPS' range.
-fn signed(gpu: &Gpu, img: &Rgb) -> Result<Tensor> {
-    let data: Vec<f32> = img.data.iter().map(|v| v * 2.0 - 1.0).collect();
-    Ok(Tensor::from_f32(
-        gpu,
-        &[1, 3, img.height, img.width],
-        &data,
-    )?)
-}
-
-/// torchmetrics' CLIPScore of one image and one prompt: the prompt's tokens are not padded and
-/// are cut to the text tower's positions, as torchmetrics does.
-fn clip(gpu: &Gpu, dir: &std::path::Path, prompt: &str, img: &Rgb) -> Result<f64> {
-    let model = ClipModel::load(gpu, dir)?;
-    let processor = ClipImageProcessor::load(dir)?;
-    let tokenizer = ClipTokenizer::load(dir)?;
-    let mut ids = tokenizer.encode_unpadded(prompt)?;
-    ids.truncate(model.config().text_config.max_position_embeddings);
-    let text = model.text_embeds(&[ids])?.to_vec()?;
-    let (pixels, h, w) = processor.preprocess(img);
-    let image = model
-        .image_embeds(&Tensor::from_f32(gpu, &[1, 3, h, w], &pixels)?)?
-        .to_vec()?;
-    Ok(clip_score(&image, &text))
 }

@@ -3,25 +3,13 @@
 //! (transformers' spelling), pre-LayerNorm blocks of bidirectional self-attention and a two-layer
 //! MLP, and `post_layernorm` of the class token's final state (the pooled output).
 
-use iterinv_engine::ops::attention::{attention, AttentionArgs};
 use iterinv_engine::ops::conv::Conv2dOptions;
 use iterinv_engine::{Activation, Tensor};
 
 use crate::config::ClipVisionConfig;
 use crate::error::{Error, Result};
-use crate::nn::{Linear, Norm};
+use crate::nn::{ClipLayer, ClipLayerArgs, Norm};
 use crate::weights::Weights;
-
-struct Layer {
-    norm1: Norm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    norm2: Norm,
-    fc1: Linear,
-    fc2: Linear,
-}
 
 pub struct ClipVision {
     config: ClipVisionConfig,
@@ -29,7 +17,7 @@ pub struct ClipVision {
     class: Tensor,
     positions: Tensor,
     pre_norm: Norm,
-    layers: Vec<Layer>,
+    layers: Vec<ClipLayer>,
     post_norm: Norm,
     act: Activation,
 }
@@ -45,20 +33,7 @@ impl ClipVision {
             e.skip("position_ids");
         }
         let layers = (0..c.num_hidden_layers)
-            .map(|i| {
-                let l = w.at(format_args!("encoder.layers.{i}"));
-                let attn = l.at("self_attn");
-                Ok(Layer {
-                    norm1: Norm::load(&l.at("layer_norm1"), d, eps)?,
-                    q: Linear::load(&attn.at("q_proj"), d, d)?,
-                    k: Linear::load(&attn.at("k_proj"), d, d)?,
-                    v: Linear::load(&attn.at("v_proj"), d, d)?,
-                    out: Linear::load(&attn.at("out_proj"), d, d)?,
-                    norm2: Norm::load(&l.at("layer_norm2"), d, eps)?,
-                    fc1: Linear::load(&l.at("mlp.fc1"), d, ff)?,
-                    fc2: Linear::load(&l.at("mlp.fc2"), ff, d)?,
-                })
-            })
+            .map(|i| ClipLayer::load(&w.at(format_args!("encoder.layers.{i}")), d, ff, eps))
             .collect::<Result<_>>()?;
         let tokens = c.grid() * c.grid() + 1;
         Ok(ClipVision {
@@ -92,7 +67,6 @@ impl ClipVision {
             });
         }
         let (b, d, g) = (s[0], c.hidden_size, c.grid());
-        let (h, dh, l) = (c.num_attention_heads, c.head_dim(), g * g + 1);
         let patches = pixels
             .conv2d(
                 &self.patch,
@@ -111,20 +85,14 @@ impl ClipVision {
             .mul(&Tensor::full(pixels.gpu(), &[b, 1, 1], 1.0)?)?;
         let mut x = Tensor::concat(&[&class, &patches], 1)?.add(&self.positions)?;
         x = self.pre_norm.layer_norm(&x)?;
-        let scale = 1.0 / (dh as f32).sqrt();
+        let args = ClipLayerArgs {
+            heads: c.num_attention_heads,
+            act: self.act,
+            bias: None,
+            key_mask: None,
+        };
         for layer in &self.layers {
-            let n = layer.norm1.layer_norm(&x)?;
-            let heads = |t: Tensor| t.reshape(&[b, l, h, dh]);
-            let (q, k, v) = (
-                heads(layer.q.forward(&n)?)?,
-                heads(layer.k.forward(&n)?)?,
-                heads(layer.v.forward(&n)?)?,
-            );
-            let a = attention(&AttentionArgs::new(&q, &k, &v, scale))?;
-            x = x.add(&layer.out.forward(&a.reshape(&[b, l, d])?)?)?;
-            let n = layer.norm2.layer_norm(&x)?;
-            let f = layer.fc1.forward_act(&n, self.act)?;
-            x = x.add(&layer.fc2.forward(&f)?)?;
+            x = layer.forward(&x, &args)?;
         }
         let first = x.slice(1, 0, 1)?.reshape(&[b, d])?;
         self.post_norm.layer_norm(&first)

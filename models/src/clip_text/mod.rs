@@ -7,13 +7,12 @@
 
 use std::path::Path;
 
-use iterinv_engine::ops::attention::{attention, AttentionArgs};
 use iterinv_engine::{grad, Activation, Gpu, Tensor};
 
 use crate::config::clip::LEGACY_EOS_TOKEN_ID;
 use crate::config::ClipTextConfig;
 use crate::error::{Error, Result};
-use crate::nn::{check_token_batch, Linear, Norm};
+use crate::nn::{check_token_batch, ClipLayer, ClipLayerArgs, Norm};
 use crate::weights::{load_network, NetworkFiles, Weights, TRANSFORMERS_STEM};
 
 /// A pipeline folder keeps the encoder in this subfolder.
@@ -29,17 +28,6 @@ const LEGACY_PREFIX: &str = "text_model";
 /// `inf − inf` can arise in the online softmax; `exp` of it is exactly 0.
 const MASKED: f32 = -1e30;
 
-struct Layer {
-    norm1: Norm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    norm2: Norm,
-    fc1: Linear,
-    fc2: Linear,
-}
-
 /// What [`ClipTextEncoder::encode`] returns.
 pub struct ClipTextOutput {
     /// `[B, L, hidden]`, after the final LayerNorm.
@@ -53,7 +41,7 @@ pub struct ClipTextEncoder {
     config: ClipTextConfig,
     token_embedding: Tensor,
     position_embedding: Tensor,
-    layers: Vec<Layer>,
+    layers: Vec<ClipLayer>,
     final_norm: Norm,
     act: Activation,
 }
@@ -85,20 +73,7 @@ impl ClipTextEncoder {
         let (d, ff) = (c.hidden_size, c.intermediate_size);
         let eps = c.layer_norm_eps as f32;
         let layers = (0..c.num_hidden_layers)
-            .map(|i| {
-                let l = w.at(format_args!("encoder.layers.{i}"));
-                let attn = l.at("self_attn");
-                Ok(Layer {
-                    norm1: Norm::load(&l.at("layer_norm1"), d, eps)?,
-                    q: Linear::load(&attn.at("q_proj"), d, d)?,
-                    k: Linear::load(&attn.at("k_proj"), d, d)?,
-                    v: Linear::load(&attn.at("v_proj"), d, d)?,
-                    out: Linear::load(&attn.at("out_proj"), d, d)?,
-                    norm2: Norm::load(&l.at("layer_norm2"), d, eps)?,
-                    fc1: Linear::load(&l.at("mlp.fc1"), d, ff)?,
-                    fc2: Linear::load(&l.at("mlp.fc2"), ff, d)?,
-                })
-            })
+            .map(|i| ClipLayer::load(&w.at(format_args!("encoder.layers.{i}")), d, ff, eps))
             .collect::<Result<_>>()?;
         Ok(ClipTextEncoder {
             gpu: gpu.clone(),
@@ -137,7 +112,7 @@ impl ClipTextEncoder {
                 ),
             });
         }
-        let (h, dh, d) = (c.num_attention_heads, c.head_dim(), c.hidden_size);
+        let d = c.hidden_size;
         let ids: Vec<i32> = input_ids.iter().flatten().map(|&t| t as i32).collect();
         let pooled_rows: Vec<i32> = input_ids
             .iter()
@@ -160,24 +135,14 @@ impl ClipTextEncoder {
                 }
                 None => None,
             };
-            let scale = 1.0 / (dh as f32).sqrt();
+            let args = ClipLayerArgs {
+                heads: c.num_attention_heads,
+                act: self.act,
+                bias: Some(&causal),
+                key_mask: mask.as_ref(),
+            };
             for layer in &self.layers {
-                let n = layer.norm1.layer_norm(&x)?;
-                let heads = |t: Tensor| t.reshape(&[b, l, h, dh]);
-                let (q, k, v) = (
-                    heads(layer.q.forward(&n)?)?,
-                    heads(layer.k.forward(&n)?)?,
-                    heads(layer.v.forward(&n)?)?,
-                );
-                let a = attention(&AttentionArgs {
-                    bias: Some(&causal),
-                    key_mask: mask.as_ref(),
-                    ..AttentionArgs::new(&q, &k, &v, scale)
-                })?;
-                x = x.add(&layer.out.forward(&a.reshape(&[b, l, d])?)?)?;
-                let n = layer.norm2.layer_norm(&x)?;
-                let f = layer.fc1.forward_act(&n, self.act)?;
-                x = x.add(&layer.fc2.forward(&f)?)?;
+                x = layer.forward(&x, &args)?;
             }
             let last_hidden_state = self.final_norm.layer_norm(&x)?;
             let rows = Tensor::from_i32(&self.gpu, &[b], &pooled_rows)?;

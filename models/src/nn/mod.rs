@@ -1,6 +1,7 @@
 //! Layers shared by the networks, each holding its weights as loaded (f32, f16 or bf16) and
 //! running on the engine's ops with f32 activations.
 
+mod clip_layer;
 mod resnet;
 mod tokens;
 
@@ -11,6 +12,7 @@ use iterinv_engine::{Activation, Tensor};
 use crate::error::Result;
 use crate::weights::Weights;
 
+pub use clip_layer::{ClipLayer, ClipLayerArgs};
 pub use resnet::{Resample, Resnet, ResnetOptions, TimeConditioning};
 pub use tokens::check_token_batch;
 

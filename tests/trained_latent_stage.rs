@@ -46,7 +46,9 @@ fn latent_stage(photo: &str, method: SrMethod) -> StageReport {
                 // The upscaler's default noise level (100), the one it was trained for.
                 settings: SrSettings {
                     method,
-                    ..SrStage::with_defaults(&dir.join("stage3")).unwrap().settings
+                    ..SrStage::with_defaults(&dir.join("stage3"))
+                        .unwrap()
+                        .settings
                 },
             },
         ],

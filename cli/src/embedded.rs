@@ -1,8 +1,9 @@
 //! The default cascade compiled into the binary (see build.rs): tiny IF stage I (16 px) and II
-//! (16 → 32 px) pipeline folders, trained for a few CPU minutes on six public sample photos
-//! (tools/reference/train_tiny_cascade.py), written out to a cache folder on first use. They
-//! show the whole flow on a fresh machine; real work needs the real DeepFloyd-IF checkpoints
-//! (`--stage1`, `--stage2`).
+//! (16 → 32 px) pipeline folders and a latent x4-upscaler-like stage (32 → 128 px), trained for
+//! a few CPU minutes on six public sample photos (tools/reference/train_tiny_cascade.py,
+//! train_tiny_upscaler.py), written out to a cache folder on first use. They show the whole
+//! flow on a fresh machine; real work needs the real DeepFloyd-IF and SD x4 upscaler checkpoints
+//! (`--stage1`, `--stage2`, `--stage3`).
 
 use std::path::PathBuf;
 
@@ -10,7 +11,8 @@ use anyhow::{bail, Context, Result};
 
 include!(concat!(env!("OUT_DIR"), "/embedded_cascade.rs"));
 
-/// The folder holding `stage1/` and `stage2/`, written on first use (one per embedded content).
+/// The folder holding `stage1/`, `stage2/` and `stage3/`, written on first use (one per
+/// embedded content).
 pub fn cascade_dir() -> Result<PathBuf> {
     if FILES.is_empty() {
         bail!("this build has no embedded cascade; give --stage1 and --stage2");

@@ -20,9 +20,9 @@ pub enum Sampler {
 
 #[derive(Args)]
 #[command(after_help = "\
-Without --stage1, the tiny cascade built into iterinv runs (16 px, then 32 px; trained for a few
-CPU minutes on six sample photos: it shows the flow, its images are blurry textures). For real
-images give DeepFloyd-IF's diffusers folders, e.g.
+Without --stage1, the tiny cascade built into iterinv runs (16 px, then 32 px, then 128 px
+through a latent stage; trained for a few CPU minutes on six sample photos: it shows the flow,
+its images are blurry textures). For real images give DeepFloyd-IF's diffusers folders, e.g.
   --stage1 IF-I-XL-v1.0 --stage2 IF-II-L-v1.0 --variant fp16
 (IF-I-M/L work the same way; stage I needs its text_encoder/ and tokenizer/, which IF-I ships).
 Add --stage3 stable-diffusion-x4-upscaler for IF's stage III (256 -> 1024 px). --stage2 and

@@ -25,8 +25,9 @@ mse against that input, seconds, inner iterations and final losses per timestep;
 also latent_psnr and round_trip_psnr, the VAE round trip's PSNR: the most a latent inversion can
 reach).
 
-Without --stage1 the tiny cascade built into iterinv runs (16 px, then 32 px; trained for a few CPU
-minutes on public sample photos). For real photos give DeepFloyd-IF's diffusers folders:
+Without --stage1 the tiny cascade built into iterinv runs (16 px, then 32 px, then 128 px
+through a latent stage; trained for a few CPU minutes on public sample photos). For real photos
+give DeepFloyd-IF's diffusers folders:
   --stage1 IF-I-XL-v1.0 --stage2 IF-II-L-v1.0 --variant fp16
 and --stage3 stable-diffusion-x4-upscaler for 1024 px. --stage2 and --stage3 each take an IF
 stage-II folder (inverted on pixels) or the x4 upscaler's (inverted on its VAE's latent), told

@@ -52,12 +52,25 @@ fn dataset(root: &Path) -> PathBuf {
     ds
 }
 
+/// The trained IF stages I and II (the built-in cascade without its latent third stage, to keep
+/// the test short).
+fn stage(name: &str) -> &'static str {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/trained_cascade")
+        .join(name);
+    Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+}
+
 fn args<'a>(ds: &'a Path, out: &'a Path) -> Vec<&'a str> {
     vec![
         "eval",
         ds.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
+        "--stage1",
+        stage("stage1"),
+        "--stage2",
+        stage("stage2"),
         "--steps",
         "2",
         "--stage1-method",

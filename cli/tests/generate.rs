@@ -1,4 +1,4 @@
-//! `iterinv generate` end to end on the built-in tiny cascade: both stages' PNGs, determinism
+//! `iterinv generate` end to end on the built-in tiny cascade: every stage's PNG, determinism
 //! from the seed, the SD x4 upscaler as stage III or stage II (assembled from the test
 //! fixtures), and clear errors.
 
@@ -28,7 +28,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 }
 
 #[test]
-fn the_builtin_cascade_writes_both_stages_deterministically() {
+fn the_builtin_cascade_writes_all_three_stages_deterministically() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |name: &str, seed: &str| {
         let out = tmp.path().join(name);
@@ -45,6 +45,8 @@ fn the_builtin_cascade_writes_both_stages_deterministically() {
                 "3",
                 "--steps2",
                 "2",
+                "--steps3",
+                "2",
             ],
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -53,9 +55,11 @@ fn the_builtin_cascade_writes_both_stages_deterministically() {
     let a = run("a.png", "7");
     assert_eq!(png_size(&a.with_file_name("a-stage1.png")), (16, 16));
     assert_eq!(png_size(&a.with_file_name("a-stage2.png")), (32, 32));
+    // The built-in latent third stage: 32 → 128 px.
+    assert_eq!(png_size(&a.with_file_name("a-stage3.png")), (128, 128));
     assert_eq!(
         std::fs::read(&a).unwrap(),
-        std::fs::read(a.with_file_name("a-stage2.png")).unwrap()
+        std::fs::read(a.with_file_name("a-stage3.png")).unwrap()
     );
     let b = run("b.png", "7");
     assert_eq!(

@@ -7,14 +7,10 @@
 //! DDIM inversion when both reconstruct at guidance 3; and `reconstruct` replays the artifacts
 //! into the very same PNGs.
 
-#[path = "../../tests/common/upscaler_folder.rs"]
-mod upscaler_folder;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use upscaler_folder::upscaler_folder;
 
 fn iterinv(cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_iterinv"))
@@ -77,11 +73,30 @@ fn inversion_quality_and_exact_reconstruction() {
         eprintln!("{}", String::from_utf8_lossy(&o.stderr));
         out
     };
+    // Stages I and II of the built-in cascade (its latent third stage has its own test).
+    let s1 = fixture("trained_cascade/stage1")
+        .to_string_lossy()
+        .into_owned();
+    let s2 = fixture("trained_cascade/stage2")
+        .to_string_lossy()
+        .into_owned();
+    let stages = ["--stage1", s1.as_str(), "--stage2", s2.as_str()];
     let best = run(
         "best",
-        &["--stage1-method", "nti-p2p", "--stage1-inner-steps", "5"],
+        &[
+            &stages[..],
+            &["--stage1-method", "nti-p2p", "--stage1-inner-steps", "5"],
+        ]
+        .concat(),
     );
-    let ddim = run("ddim", &["--stage1-method", "ddim", "--sr-method", "ddim"]);
+    let ddim = run(
+        "ddim",
+        &[
+            &stages[..],
+            &["--stage1-method", "ddim", "--sr-method", "ddim"],
+        ]
+        .concat(),
+    );
     let (rb, rd) = (report(&best), report(&ddim));
     for r in [&rb, &rd] {
         for s in 0..2 {
@@ -137,22 +152,15 @@ fn inversion_quality_and_exact_reconstruction() {
     assert!(!best.join(".inversion.safetensors.partial").exists());
 }
 
-/// The SD x4 upscaler as a third, latent stage (the tiny random one of the fixtures, after the
-/// built-in IF stages, 16 → 32 → 128 px), end to end: the report has the latent stage's PSNRs, the
-/// sidecar its noise level and size, and `reconstruct` replays all three PNGs byte for byte. (The
-/// latent stage's quality claims, at more steps, are tests/upscaler.rs's.)
+/// The built-in cascade's three stages (16 → 32 → 128 px, the third a latent x4-upscaler stage)
+/// end to end, as the README's main command runs them: the report has the latent stage's PSNRs,
+/// the sidecar its kind, noise level and size, and `reconstruct` replays all three PNGs byte for
+/// byte. (The latent stage's quality claims are tests/trained_latent_stage.rs's.)
 #[test]
-fn a_latent_third_stage_inverts_and_replays_exactly() {
+fn the_builtin_three_stages_invert_and_replay_exactly() {
     let tmp = tempfile::tempdir().unwrap();
-    let stage3 = upscaler_folder(&fixture(""), tmp.path());
     let out = tmp.path().join("three");
-    // The fixture photos are under 128 px: chelsea, doubled (nearest) to 288×192.
-    let big = image::open(photo())
-        .unwrap()
-        .resize_exact(288, 192, image::imageops::Nearest);
-    let image = tmp.path().join("chelsea-2x.png");
-    big.save(&image).unwrap();
-    let image = image.to_str().unwrap().to_string();
+    let image = photo();
     let o = iterinv(
         tmp.path(),
         &[
@@ -162,8 +170,7 @@ fn a_latent_third_stage_inverts_and_replays_exactly() {
             "a photo of a cat",
             "--out",
             out.to_str().unwrap(),
-            // Few steps and the forward-only fixed point, to fit CI (tests/upscaler.rs runs
-            // IterInv through the latent stage).
+            // Few steps and the forward-only fixed point, to fit CI.
             "--steps",
             "3",
             "--stage1-method",
@@ -172,11 +179,6 @@ fn a_latent_third_stage_inverts_and_replays_exactly() {
             "fixed-point",
             "--passes",
             "5",
-            "--stage3",
-            stage3.to_str().unwrap(),
-            // The tiny upscaler's class table has 50 noise levels.
-            "--noise-level3",
-            "20",
         ],
     );
     ok(&o);
@@ -195,7 +197,7 @@ fn a_latent_third_stage_inverts_and_replays_exactly() {
         serde_json::from_slice(&std::fs::read(out.join("inversion.json")).unwrap()).unwrap();
     let s3 = &meta["super_resolution"][1];
     assert_eq!(s3["kind"], "latent-upscaler");
-    assert_eq!(s3["noise_level"], 20);
+    assert_eq!(s3["noise_level"], 100);
     assert_eq!(s3["size"], 128);
 
     let again = tmp.path().join("again");

@@ -7,11 +7,14 @@
 //! - [`models`]: checkpoint loading and the networks;
 //! - [`pipeline`]: the IF cascade, text to image; [`image_io`]: images in and out;
 //!   [`metrics`]: MSE, PSNR, SSIM; [`clip_image`]: CLIPProcessor's image preprocessing;
-//!   [`scoring`]: the paper's scores with LPIPS and CLIP; [`eval`]: the table over a dataset.
+//!   [`scoring`]: the paper's scores with LPIPS and CLIP; [`eval`]: the table over a dataset;
+//!   `embedded` (feature `embedded-cascade`): the tiny trained cascade compiled in.
 //!
 //! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`].
 
 pub mod clip_image;
+#[cfg(feature = "embedded-cascade")]
+pub mod embedded;
 pub mod eval;
 pub mod image_io;
 pub mod metrics;

@@ -1,6 +1,7 @@
-//! Embeds the default cascade (the tiny trained pipeline folders of tests/fixtures/trained_cascade:
-//! IF stages I and II and the latent x4-upscaler-like stage3) into the binary, so `iterinv invert`
-//! and `iterinv generate` run on a fresh machine without any downloaded weights.
+//! With the `embedded-cascade` feature, embeds the default cascade (the tiny trained pipeline
+//! folders of tests/fixtures/trained_cascade: IF stages I and II and the latent
+//! x4-upscaler-like stage3) into the library (src/embedded.rs), so the CLI's `iterinv invert` and
+//! `iterinv generate`, and the C API, run on a fresh machine without any downloaded weights.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,8 +23,12 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var_os("CARGO_FEATURE_EMBEDDED_CASCADE").is_none() {
+        return;
+    }
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest.join("../tests/fixtures/trained_cascade");
+    let root = manifest.join("tests/fixtures/trained_cascade");
     println!("cargo:rerun-if-changed={}", root.display());
     // Only the pipeline folders; the records beside them are for tests. stage3 adds about 4 MB,
     // 3.5 MB of it the tiny CLIP encoder's 49,408-row embedding table and the tokenizer's files.

@@ -20,10 +20,13 @@ use crate::progress::{stop_on_ctrl_c, Bars};
 Writes into --out: inversion.safetensors + inversion.json (the artifacts: x_T per stage, NTI's
 null embeddings, the super-resolution stages' condition noise, the text embeddings, every setting
 and the models' fingerprints), stage1.png, stage2.png, ... (the reconstructions),
-input-stage1.png, ... (the photo as each stage sees it) and report.json (per stage: psnr, ssim,
-mse against that input, seconds, inner iterations and final losses per timestep; a latent stage
-also latent_psnr and round_trip_psnr, the VAE round trip's PSNR: the most a latent inversion can
-reach).
+input-stage1.png, ... (the photo as each stage sees it) and report.json (the device, then per
+stage: psnr, ssim, mse against that input, seconds, inner iterations and final losses per
+timestep; a latent stage also latent_psnr and round_trip_psnr, the VAE round trip's PSNR: the
+most a latent inversion can reach).
+
+On a terminal each phase shows a progress bar; elsewhere (a pipe, a log file, a batch job) it
+prints plain lines: when it starts, every tenth of its timesteps, and when it ends.
 
 Without --stage1 the tiny cascade built into iterinv runs (16 px, then 32 px, then 128 px
 through a latent stage; trained for a few CPU minutes on public sample photos). For real photos
@@ -72,6 +75,7 @@ pub struct ReconstructArgs {
 #[derive(Serialize)]
 struct Report<'a> {
     iterinv_version: &'a str,
+    /// The adapter and its backend: "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)".
     device: String,
     image: &'a Path,
     prompt: &'a str,
@@ -123,13 +127,7 @@ pub fn invert_photo(
     }
     let report = Report {
         iterinv_version: iterinv::VERSION,
-        device: gpu
-            .info()
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+        device: device_name(gpu),
         image,
         prompt,
         stages: result.stages.iter().map(|s| &s.report).collect(),
@@ -138,6 +136,12 @@ pub fn invert_photo(
     write_atomic(&out.join("report.json"), &json)?;
     eprintln!("wrote {}", out.display());
     Ok(result.artifacts)
+}
+
+/// The adapter's name and backend, as report.json records the device.
+fn device_name(gpu: &Gpu) -> String {
+    let adapter = &gpu.info().adapter;
+    format!("{} ({:?})", adapter.name, adapter.backend)
 }
 
 pub fn reconstruct(gpu: &Gpu, args: ReconstructArgs) -> Result<()> {

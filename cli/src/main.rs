@@ -9,6 +9,7 @@ mod invert;
 mod module;
 mod numbers;
 mod progress;
+mod runtime_dir;
 mod score;
 mod tensor_file;
 mod tokenize;
@@ -66,7 +67,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // wgpu tries every backend it was built with; on a machine without a working OpenGL driver
+    // (a server, CI) EGL's failure is logged as an error even when Vulkan then runs everything.
+    // Whether a device opened at all is iterinv's own error; RUST_LOG shows these again.
+    let quiet = "warn,wgpu_hal::gles::egl=off";
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(quiet)).init();
+    // Before any thread starts: it changes this process's environment.
+    runtime_dir::ensure();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_interrupt(&e) => {

@@ -10,8 +10,34 @@ use iterinv_models::{Error, Result};
 use crate::Tensor;
 
 /// Write sample `b` of `x [B, 3, H, W]` (values in [−1, 1]) as an 8-bit RGB PNG, converting as
-/// diffusers does: `round(clamp(x/2 + 0.5, 0, 1) · 255)`.
+/// [`to_rgb8`] does.
 pub fn save_png(x: &Tensor, b: usize, path: &Path) -> Result<()> {
+    let rgb = to_rgb8(x, b)?;
+    let img = image::RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.data)
+        .expect("buffer sized w·h·3");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    img.save(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })
+}
+
+/// An 8-bit RGB image, its pixels row after row, each `[r, g, b]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rgb8 {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+/// Sample `b` of `x [B, 3, H, W]` (values in [−1, 1]) as 8-bit RGB, converted as diffusers
+/// does: `round(clamp(x/2 + 0.5, 0, 1) · 255)` (what [`save_png`] writes).
+pub fn to_rgb8(x: &Tensor, b: usize) -> Result<Rgb8> {
     let &[batch, c, h, w] = x.shape() else {
         return Err(Error::Input {
             what: "image".into(),
@@ -30,23 +56,17 @@ pub fn save_png(x: &Tensor, b: usize, path: &Path) -> Result<()> {
     let values = x.to_vec()?;
     let plane = h * w;
     let sample = &values[b * 3 * plane..(b + 1) * 3 * plane];
-    let mut rgb = Vec::with_capacity(3 * plane);
+    let mut data = Vec::with_capacity(3 * plane);
     for i in 0..plane {
         for ch in 0..3 {
             let v = (sample[ch * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0);
-            rgb.push((v * 255.0).round() as u8);
+            data.push((v * 255.0).round() as u8);
         }
     }
-    let img = image::RgbImage::from_raw(w as u32, h as u32, rgb).expect("buffer sized w·h·3");
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    img.save(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
+    Ok(Rgb8 {
+        width: w,
+        height: h,
+        data,
     })
 }
 
@@ -147,6 +167,12 @@ pub fn decode_rgb(bytes: &[u8], origin: &Path, limits: ImageLimits) -> Result<Rg
     }
     let img = image::DynamicImage::from_decoder(decoder)
         .map_err(|e| err(format!("cannot be read: {e}")))?;
+    Ok(planar(img))
+}
+
+/// A decoded image as planar RGB in [0, 1] (alpha dropped; 8 and 16 bits scaled by their
+/// maximum), consuming it.
+fn planar(img: image::DynamicImage) -> Rgb {
     let rgb = img.to_rgb32f();
     drop(img);
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
@@ -156,11 +182,124 @@ pub fn decode_rgb(bytes: &[u8], origin: &Path, limits: ImageLimits) -> Result<Rg
             data[c * h * w + i] = px.0[c];
         }
     }
-    Ok(Rgb {
+    Rgb {
         height: h,
         width: w,
         data,
-    })
+    }
+}
+
+/// How 8-bit pixels lie in host memory: `[r, g, b]` or `[r, g, b, a]` each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PixelFormat {
+    Rgb8,
+    /// Alpha is dropped (not premultiplied), as for RGBA files.
+    Rgba8,
+}
+
+impl PixelFormat {
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            PixelFormat::Rgb8 => 3,
+            PixelFormat::Rgba8 => 4,
+        }
+    }
+}
+
+/// Where 8-bit pixels lie in host memory: `height` rows of `width` pixels, `stride` bytes
+/// apart (at least a row; the bytes between rows are not read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PixelLayout {
+    pub width: usize,
+    pub height: usize,
+    pub stride: usize,
+    pub format: PixelFormat,
+}
+
+impl PixelLayout {
+    /// The bytes the rows span: `stride × (height − 1)` plus a row. Refused (naming the image
+    /// as `origin`): an empty image, one beyond `limits` (as a file's header is), a stride
+    /// shorter than a row, rows spanning more than memory can hold.
+    pub fn span(&self, origin: &str, limits: ImageLimits) -> Result<usize> {
+        let &PixelLayout {
+            width,
+            height,
+            stride,
+            format,
+        } = self;
+        let err = |detail: String| Error::Input {
+            what: format!("image {origin}"),
+            detail,
+        };
+        if width == 0 || height == 0 {
+            return Err(err(format!(
+                "is {width}×{height} pixels; it must not be empty"
+            )));
+        }
+        if width > limits.max_side as usize
+            || height > limits.max_side as usize
+            || (width as u64).saturating_mul(height as u64) > limits.max_pixels
+        {
+            return Err(err(format!(
+                "is {width}×{height} pixels; iterinv takes images up to {} pixels a side and {} \
+                 pixels in all (downscale it first)",
+                limits.max_side, limits.max_pixels
+            )));
+        }
+        // Within the limits, so this cannot overflow.
+        let row = width * format.bytes_per_pixel();
+        if stride < row {
+            return Err(err(format!(
+                "has rows {stride} bytes apart, fewer than a row of {width} {format:?} pixels \
+                 ({row} bytes)"
+            )));
+        }
+        stride
+            .checked_mul(height - 1)
+            .and_then(|n| n.checked_add(row))
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or_else(|| {
+                err(format!(
+                    "has {height} rows {stride} bytes apart: more than memory can hold"
+                ))
+            })
+    }
+}
+
+impl Rgb {
+    /// An image from 8-bit pixels in host memory laid out as `layout` says, converted exactly
+    /// as a PNG of the same pixels is by [`load_rgb`]. `origin` names it in errors. Refused:
+    /// what [`PixelLayout::span`] refuses, and `pixels` shorter than the span.
+    pub fn from_pixels(
+        pixels: &[u8],
+        layout: PixelLayout,
+        origin: &str,
+        limits: ImageLimits,
+    ) -> Result<Rgb> {
+        let span = layout.span(origin, limits)?;
+        if pixels.len() < span {
+            return Err(Error::Input {
+                what: format!("image {origin}"),
+                detail: format!(
+                    "has {} bytes; {} rows {} bytes apart need {span}",
+                    pixels.len(),
+                    layout.height,
+                    layout.stride
+                ),
+            });
+        }
+        let row = layout.width * layout.format.bytes_per_pixel();
+        let mut packed = Vec::with_capacity(row * layout.height);
+        for y in 0..layout.height {
+            packed.extend_from_slice(&pixels[y * layout.stride..][..row]);
+        }
+        let (w, h) = (layout.width as u32, layout.height as u32);
+        let img = match layout.format {
+            PixelFormat::Rgb8 => image::RgbImage::from_raw(w, h, packed).map(Into::into),
+            PixelFormat::Rgba8 => image::RgbaImage::from_raw(w, h, packed).map(Into::into),
+        };
+        Ok(planar(img.expect("a buffer of height rows")))
+    }
 }
 
 /// How a non-square image becomes square.
@@ -195,20 +334,37 @@ pub fn resize_square(image: &Rgb, size: usize, fit: Fit) -> Vec<f32> {
     out
 }
 
-/// An image file as a `[1, 3, size, size]` tensor in [−1, 1]. The image must be at least
-/// `size` on its shorter side (upscaling a small photo would invent detail).
+/// An image file as a `[1, 3, size, size]` tensor in [−1, 1] (see [`stage_tensor`]).
 pub fn load_for_stage(gpu: &crate::Gpu, path: &Path, size: usize, fit: Fit) -> Result<Tensor> {
-    let img = load_rgb(path)?;
-    if img.height.min(img.width) < size {
+    stage_tensor(
+        gpu,
+        &load_rgb(path)?,
+        &path.display().to_string(),
+        size,
+        fit,
+    )
+}
+
+/// `image` as a stage sees it: made square by `fit`, resized to `size`×`size`, a
+/// `[1, 3, size, size]` tensor in [−1, 1]. The image must be at least `size` on its shorter
+/// side (upscaling a small photo would invent detail); `origin` names it in that error.
+pub fn stage_tensor(
+    gpu: &crate::Gpu,
+    image: &Rgb,
+    origin: &str,
+    size: usize,
+    fit: Fit,
+) -> Result<Tensor> {
+    if image.height.min(image.width) < size {
         return Err(Error::Input {
-            what: format!("image {}", path.display()),
+            what: format!("image {origin}"),
             detail: format!(
                 "is {}×{}; it must be at least {size} pixels on each side",
-                img.width, img.height
+                image.width, image.height
             ),
         });
     }
-    let data: Vec<f32> = resize_square(&img, size, fit)
+    let data: Vec<f32> = resize_square(image, size, fit)
         .into_iter()
         .map(|v| v * 2.0 - 1.0)
         .collect();

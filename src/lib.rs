@@ -33,3 +33,10 @@ pub use iterinv_engine::{
 
 /// The version of this build, as recorded in artifacts and printed by the CLI.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The device `gpu` runs on, in words: its adapter's name and backend, e.g. "llvmpipe (LLVM
+/// 15.0.6, 256 bits) (Vulkan)" (the CLI's report.json, the C API's `iterinv_context_device`).
+pub fn device_name(gpu: &Gpu) -> String {
+    let adapter = &gpu.info().adapter;
+    format!("{} ({:?})", adapter.name, adapter.backend)
+}

@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use iterinv::image_io::{load_for_stage, load_rgb, resize_square, Fit};
+use iterinv::image_io::{
+    load_for_stage, load_rgb, resize_square, Fit, ImageLimits, PixelFormat, PixelLayout, Rgb,
+};
 use iterinv::metrics::{mse, psnr};
 use iterinv::Gpu;
 
@@ -105,4 +107,73 @@ fn stage_inputs_are_in_model_range_and_bad_files_are_errors() {
     assert!(e.to_string().contains("cannot be read"), "{e}");
     let e = load_rgb(&dir().join("missing.png")).err().unwrap();
     assert!(e.to_string().contains("missing.png"), "{e}");
+}
+
+/// Pixels handed over in memory (the C API's way in) read exactly as their file does: RGB8
+/// rows packed, RGBA8 rows padded with junk between them (alpha dropped as for an RGBA file).
+#[test]
+fn pixels_in_memory_read_as_their_file() {
+    for name in ["rgb.png", "rgba.png"] {
+        let path = dir().join(name);
+        let file = load_rgb(&path).unwrap();
+        let decoded = image::open(&path).unwrap();
+        let (w, h) = (file.width, file.height);
+        let rgb = decoded.to_rgb8().into_raw();
+        let layout = |stride, format| PixelLayout {
+            width: w,
+            height: h,
+            stride,
+            format,
+        };
+        let packed =
+            Rgb::from_pixels(&rgb, layout(3 * w, PixelFormat::Rgb8), name, limits()).unwrap();
+        let rgba = decoded.to_rgba8().into_raw();
+        let stride = 4 * w + 7;
+        let mut padded = vec![0xAB; stride * h];
+        for y in 0..h {
+            padded[y * stride..y * stride + 4 * w].copy_from_slice(&rgba[y * 4 * w..][..4 * w]);
+        }
+        let strided =
+            Rgb::from_pixels(&padded, layout(stride, PixelFormat::Rgba8), name, limits()).unwrap();
+        if name == "rgb.png" {
+            // An RGB file's 8-bit values, whatever the layout in memory.
+            assert_eq!(packed.data, file.data, "{name} as RGB8");
+            assert_eq!(strided.data, file.data, "{name} as padded RGBA8");
+        } else {
+            // RGBA in memory drops alpha as decoding the RGBA file does.
+            assert_eq!(strided.data, file.data, "{name} as padded RGBA8");
+        }
+        assert_eq!((packed.width, packed.height), (w, h));
+    }
+}
+
+/// Pixel buffers that do not hold what they claim are errors naming the image, never a panic
+/// or an out-of-bounds read.
+#[test]
+fn bad_pixel_buffers_are_errors() {
+    let px = vec![0u8; 4 * 4 * 4];
+    let cases: [(usize, usize, usize, &str); 5] = [
+        (0, 4, 16, "must not be empty"),
+        (4, 4, 15, "fewer than a row"),
+        (4, 5, 16, "need 80"),
+        (4, usize::MAX / 8, usize::MAX / 4, "up to"),
+        (4, 3, usize::MAX / 2, "more than memory"),
+    ];
+    for (width, height, stride, expected) in cases {
+        let layout = PixelLayout {
+            width,
+            height,
+            stride,
+            format: PixelFormat::Rgba8,
+        };
+        let e = Rgb::from_pixels(&px, layout, "buf", limits())
+            .err()
+            .unwrap();
+        let e = e.to_string();
+        assert!(e.contains("image buf") && e.contains(expected), "{e}");
+    }
+}
+
+fn limits() -> ImageLimits {
+    ImageLimits::default()
 }

@@ -127,7 +127,7 @@ pub fn invert_photo(
     }
     let report = Report {
         iterinv_version: iterinv::VERSION,
-        device: device_name(gpu),
+        device: iterinv::device_name(gpu),
         image,
         prompt,
         stages: result.stages.iter().map(|s| &s.report).collect(),
@@ -136,12 +136,6 @@ pub fn invert_photo(
     write_atomic(&out.join("report.json"), &json)?;
     eprintln!("wrote {}", out.display());
     Ok(result.artifacts)
-}
-
-/// The adapter's name and backend, as report.json records the device.
-fn device_name(gpu: &Gpu) -> String {
-    let adapter = &gpu.info().adapter;
-    format!("{} ({:?})", adapter.name, adapter.backend)
 }
 
 pub fn reconstruct(gpu: &Gpu, args: ReconstructArgs) -> Result<()> {

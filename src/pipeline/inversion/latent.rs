@@ -14,7 +14,6 @@ use std::time::Instant;
 use super::artifacts::HostTensor;
 use super::super_resolution::SrDenoising;
 use super::{SrInput, SrSettings, SrStageResult, StageOutput, StageReport};
-use crate::image_io::load_for_stage;
 use crate::pipeline::folder::PipelineFolder;
 use crate::pipeline::sampling::LowResCondition;
 use crate::{Gpu, Tensor};
@@ -163,7 +162,7 @@ pub(crate) fn run(
         crate::pipeline::upscaler::encode_text(input.gpu, folder, &input.opts.prompt, "", variant)?;
     let model = LatentModel::load(input.gpu, folder, input.opts.steps, variant)?;
     let size = input.low_res.dim(2) * model.vae.downscale();
-    let target = load_for_stage(input.gpu, input.image, size, input.opts.fit)?;
+    let target = input.target(size)?;
     let noise = input.condition_noise(input.low_res.shape())?;
     let condition = model.condition(input.low_res, &noise, settings.noise_level)?;
     let start = Instant::now();

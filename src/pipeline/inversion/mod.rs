@@ -30,7 +30,7 @@ pub use super_resolution::SrSettings;
 use super::cascade::encode_text;
 use super::folder::{PipelineFolder, Stage};
 use super::noise::{NoiseSource, SeededNoise};
-use crate::image_io::{load_for_stage, Fit};
+use crate::image_io::{stage_tensor, Fit, Rgb};
 use crate::{Gpu, Tensor};
 
 /// How stage I is inverted.
@@ -62,6 +62,10 @@ pub enum SrMethod {
 
 impl Stage1Method {
     pub const ALL: [Stage1Method; 4] = [Self::Nti, Self::Npi, Self::Ddim, Self::NtiP2p];
+    /// The method [`Self::name`] names; an unknown name is an error listing the known ones.
+    pub fn from_name(name: &str) -> Result<Self> {
+        parse_method(&Self::ALL, name, Self::name)
+    }
     pub fn name(self) -> &'static str {
         match self {
             Self::Nti => "nti",
@@ -79,6 +83,10 @@ impl SrMethod {
         Self::FixedPoint,
         Self::Ddim,
     ];
+    /// The method [`Self::name`] names; an unknown name is an error listing the known ones.
+    pub fn from_name(name: &str) -> Result<Self> {
+        parse_method(&Self::ALL, name, Self::name)
+    }
     pub fn name(self) -> &'static str {
         match self {
             Self::IterInv => "iterinv",
@@ -321,7 +329,7 @@ pub(crate) struct SrStageResult {
 pub(crate) struct SrInput<'a> {
     pub gpu: &'a Gpu,
     pub opts: &'a InvertOptions,
-    pub image: &'a Path,
+    pub photo: &'a Photo<'a>,
     /// The stage's number (2 for the first after stage I): it names the stage's tensors
     /// (`stage3.x_t`), condition noise draw (`stage3_condition`) and report.
     pub number: usize,
@@ -334,6 +342,11 @@ pub(crate) struct SrInput<'a> {
 impl SrInput<'_> {
     pub fn name(&self) -> String {
         format!("stage{}", self.number)
+    }
+
+    /// The photo as this stage sees it, `size` a side.
+    pub fn target(&self, size: usize) -> Result<Tensor> {
+        self.photo.for_stage(self.gpu, size, self.opts.fit)
     }
 
     /// The stage's condition noise: a draw of the inversion's seed named by the stage's number.
@@ -365,10 +378,43 @@ impl SrInput<'_> {
     }
 }
 
-/// Invert the photo at `image` through the cascade of `opts`.
+/// The photo an inversion inverts, and the name it goes by (its file, as recorded in the
+/// artifacts and named in errors).
+pub(crate) struct Photo<'a> {
+    pub rgb: &'a Rgb,
+    pub origin: &'a Path,
+}
+
+impl Photo<'_> {
+    fn for_stage(&self, gpu: &Gpu, size: usize, fit: Fit) -> Result<Tensor> {
+        stage_tensor(gpu, self.rgb, &self.origin.display().to_string(), size, fit)
+    }
+}
+
+/// Invert the photo at `image` through the cascade of `opts`. The photo is decoded once and
+/// kept for the run (12 bytes a pixel), each stage resizing it to its own size.
 pub fn invert(
     gpu: &Gpu,
     image: &Path,
+    opts: &InvertOptions,
+    progress: Progress,
+) -> Result<InvertOutput> {
+    invert_rgb(
+        gpu,
+        &crate::image_io::load_rgb(image)?,
+        image,
+        opts,
+        progress,
+    )
+}
+
+/// [`invert`] of a photo already in memory (e.g. [`Rgb::from_pixels`]); `origin` names it in
+/// errors and is recorded in the artifacts as the image. The same pixels give the same result
+/// as their file does.
+pub fn invert_rgb(
+    gpu: &Gpu,
+    photo: &Rgb,
+    origin: &Path,
     opts: &InvertOptions,
     progress: Progress,
 ) -> Result<InvertOutput> {
@@ -391,7 +437,7 @@ pub fn invert(
         .map(|s| PipelineFolder::open_super_resolution(&s.folder))
         .collect::<Result<Vec<_>>>()?;
     let mut meta = ArtifactsMeta::new(
-        image.to_path_buf(),
+        origin.to_path_buf(),
         fit_name(opts.fit),
         &opts.prompt,
         opts.clean_caption,
@@ -399,22 +445,21 @@ pub fn invert(
     meta.variant = opts.variant.clone();
     meta.seed = opts.seed;
     let variant = opts.variant.as_deref();
-    // Check the image first: a bad or small file fails before any model loads.
-    let photo = crate::image_io::load_rgb(image)?;
+    // Check the image first: a small one fails before any model loads.
     let needed = stage_sizes(&folder1, &folders)?
         .into_iter()
         .max()
         .expect("stage I's size");
     if photo.height.min(photo.width) < needed {
         return Err(Error::Input {
-            what: format!("image {}", image.display()),
+            what: format!("image {}", origin.display()),
             detail: format!(
                 "is {}×{}; this cascade needs at least {needed} pixels on each side",
                 photo.width, photo.height
             ),
         });
     }
-    drop(photo);
+    let photo = Photo { rgb: photo, origin };
 
     let text = encode_text(gpu, &folder1, &opts.prompt, "", opts.clean_caption, variant)?;
     let uncond = text.uncond.clone().expect("encode_text returns both texts");
@@ -427,7 +472,7 @@ pub fn invert(
     let unet1 = UNet::load(gpu, &folder1.component("unet")?, variant)?;
     let size1 = unet1.sample_size()?;
     let sched1 = inversion_scheduler(&folder1, opts.steps, s1.thresholding)?;
-    let input1 = load_for_stage(gpu, image, size1, opts.fit)?;
+    let input1 = photo.for_stage(gpu, size1, opts.fit)?;
     let mut run = StageRun::new(1, &mut *progress);
     let start = Instant::now();
     let latents = stage1::invert(&unet1, &sched1, &input1, &text.cond, &uncond, &s1, &mut run)?;
@@ -483,7 +528,7 @@ pub fn invert(
         let input = SrInput {
             gpu,
             opts,
-            image,
+            photo: &photo,
             number: i + 2,
             low_res: &stages.last().expect("stage I ran").reconstruction,
             t5_text: &text.cond,

@@ -6,10 +6,7 @@ use std::path::PathBuf;
 use iterinv_models::{Error, Result, UNet};
 
 use super::artifacts::{self, Artifacts, HostTensor, StageMeta};
-use super::{
-    inversion_scheduler, latent, parse_method, stage1, super_resolution, Event, Progress,
-    Stage1Method,
-};
+use super::{inversion_scheduler, latent, stage1, super_resolution, Event, Progress, Stage1Method};
 use crate::pipeline::folder::{PipelineFolder, Stage};
 use crate::{Gpu, Tensor};
 
@@ -70,7 +67,7 @@ pub fn reconstruct(
     // Open and check every folder first: a moved or replaced model fails before any work.
     let (folder1, upper) = open_folders(artifacts, folders)?;
     let variant = meta.variant.as_deref();
-    let method1 = parse_method(&Stage1Method::ALL, &meta.stage1.method, Stage1Method::name)?;
+    let method1 = Stage1Method::from_name(&meta.stage1.method)?;
     let cond = artifacts
         .tensor("text.cond", &[Some(1), None, None])?
         .upload(gpu)?;

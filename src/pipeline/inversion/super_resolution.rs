@@ -14,7 +14,6 @@ use serde_json::json;
 
 use super::artifacts::HostTensor;
 use super::{Event, SrInput, SrMethod, SrStageResult, StageOutput, StageReport, StageRun};
-use crate::image_io::load_for_stage;
 use crate::pipeline::denoiser::IfDenoiser;
 use crate::pipeline::folder::PipelineFolder;
 use crate::pipeline::sampling::LowResCondition;
@@ -238,7 +237,7 @@ pub(crate) fn run(
         opts.variant.as_deref(),
     )?;
     let size = model.unet.sample_size()?;
-    let target = load_for_stage(input.gpu, input.image, size, opts.fit)?;
+    let target = input.target(size)?;
     let noise = input.condition_noise(target.shape())?;
     let condition = model.condition(input.low_res, &noise, settings.noise_level)?;
     let mut run = StageRun::new(input.number, progress);

@@ -91,7 +91,7 @@ fn a_budget_below_a_stage_refuses_before_anything_runs_and_says_what_fits() {
     eprintln!("{err}");
     assert_eq!(gpu.dispatch_count(), dispatches, "planning ran kernels");
     assert!(err.contains("stage 2 of the inversion"), "{err}");
-    assert!(err.contains("--stage2-method fixed-point"), "{err}");
+    assert!(err.contains("--sr-method fixed-point"), "{err}");
     // With room for every stage's plan, nothing is refused.
     let most = planned.peak_bytes();
     assert!(check_budget(gpu, &image, &opts, most).is_ok());

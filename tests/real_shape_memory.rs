@@ -77,6 +77,12 @@ fn the_paper_cascade_plans_and_its_1024_px_stage_fits_16_gb() {
         "forward only (NPI, fixed point, fixed point)",
         &plan_on(&planner, &image, &forward_only).unwrap(),
     );
+    // The README's example: a 10 GiB budget refuses stage I's NTI and offers NPI.
+    let err = iterinv::pipeline::inversion::memory::check_budget(&planner, &image, &opts, 10 * GIB);
+    let message = err.unwrap_err().to_string();
+    eprintln!("{message}");
+    assert!(message.starts_with("stage 1 of the inversion"), "{message}");
+    assert!(message.contains("--stage1-method npi"), "{message}");
     let stage3 = planned.stages[2].peak_bytes;
     assert!(
         stage3 <= 16 * GIB,

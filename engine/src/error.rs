@@ -66,10 +66,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Bytes as MiB with two decimals (or GiB past 10 GiB), for messages.
+/// Bytes as MiB with two decimals (GiB from 1 GiB), for messages.
 pub fn mib(bytes: u64) -> String {
     let m = bytes as f64 / (1u64 << 20) as f64;
-    if m >= 10.0 * 1024.0 {
+    if m >= 1024.0 {
         format!("{:.2} GiB", m / 1024.0)
     } else {
         format!("{m:.2} MiB")

@@ -130,7 +130,7 @@ pub fn check_budget(gpu: &Gpu, image: &Path, opts: &InvertOptions, budget: u64) 
         if opts.stage1_settings.nti_options().is_some() {
             forward_only.stage1_settings.method = Stage1Method::Npi;
         }
-        "--stage1-method npi".to_string()
+        "NPI, --stage1-method npi".to_string()
     } else {
         let settings = &mut forward_only.super_resolution[k - 2].settings;
         if matches!(
@@ -139,7 +139,7 @@ pub fn check_budget(gpu: &Gpu, image: &Path, opts: &InvertOptions, budget: u64) 
         ) {
             settings.method = SrMethod::FixedPoint;
         }
-        format!("--stage{k}-method fixed-point")
+        "the fixed point, --sr-method fixed-point".to_string()
     };
     let mut consider = |what: String, alternative: Result<MemoryPlan>| {
         // An alternative that cannot be planned (no fp16 files, say) is no option.
@@ -160,7 +160,7 @@ pub fn check_budget(gpu: &Gpu, image: &Path, opts: &InvertOptions, budget: u64) 
             .any(|(a, b)| a.settings.method != b.settings.method)
     {
         consider(
-            format!("forward-only inversion, {flag}"),
+            format!("forward-only inversion ({flag})"),
             plan(gpu, image, &forward_only),
         );
     }
@@ -168,7 +168,7 @@ pub fn check_budget(gpu: &Gpu, image: &Path, opts: &InvertOptions, budget: u64) 
         let mut half = opts.clone();
         half.variant = Some("fp16".into());
         consider(
-            "the fp16 weights, --variant fp16".into(),
+            "the fp16 weights (--variant fp16)".into(),
             plan(gpu, image, &half),
         );
     }

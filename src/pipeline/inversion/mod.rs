@@ -9,6 +9,7 @@
 
 pub mod artifacts;
 pub mod latent;
+pub mod memory;
 mod replay;
 mod report;
 pub mod stage1;
@@ -184,6 +185,14 @@ pub struct Event {
 }
 
 impl Event {
+    /// The first event of stage `stage`: its models are about to load.
+    pub(crate) fn loading(stage: usize) -> Event {
+        Event {
+            stage,
+            ..Event::phase("loading", 0)
+        }
+    }
+
     pub(crate) fn phase(phase: &'static str, total: usize) -> Event {
         Event {
             stage: 1,
@@ -399,6 +408,10 @@ pub fn invert(
     meta.variant = opts.variant.clone();
     meta.seed = opts.seed;
     let variant = opts.variant.as_deref();
+    // With a memory budget, refuse a stage that would not fit before anything runs.
+    if let (Some(budget), false) = (gpu.memory_budget(), gpu.is_planning()) {
+        memory::check_budget(gpu, image, opts, budget)?;
+    }
     // Check the image first: a bad or small file fails before any model loads.
     let photo = crate::image_io::load_rgb(image)?;
     let needed = stage_sizes(&folder1, &folders)?
@@ -416,6 +429,7 @@ pub fn invert(
     }
     drop(photo);
 
+    (progress)(&Event::loading(1))?;
     let text = encode_text(gpu, &folder1, &opts.prompt, "", opts.clean_caption, variant)?;
     let uncond = text.uncond.clone().expect("encode_text returns both texts");
     let mut tensors = std::collections::BTreeMap::new();
@@ -480,6 +494,7 @@ pub fn invert(
 
     // Each super-resolution stage, conditioned on the previous stage's reconstruction.
     for (i, (stage, folder)) in opts.super_resolution.iter().zip(&folders).enumerate() {
+        (progress)(&Event::loading(i + 2))?;
         let input = SrInput {
             gpu,
             opts,

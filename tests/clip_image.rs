@@ -1,6 +1,6 @@
 //! CLIPProcessor's image preprocessing and the whole CLIP score path against transformers 5 and
-//! torchmetrics (tools/reference/make_clip_score_fixtures.py): the repository's photos (144×96,
-//! 96×96 grey) and a 20×27 crop (upscaled), through the fixture folder's 30-pixel processor.
+//! torchmetrics (tools/reference/make_clip_score_fixtures.py): the repository's photos (192×128,
+//! 128×128 grey) and a 20×27 crop (upscaled), through the fixture folder's 30-pixel processor.
 //!
 //! Tolerances: torch resizes uint8 with fixed-point weights, we with f64 weights, each pass rounded
 //! to 8 bits, so a few pixels land one level apart (measured and bounded: at most one level, at

@@ -5,8 +5,9 @@ use std::ffi::{c_char, c_void, CString};
 use iterinv::pipeline::inversion::Event;
 
 /// Called during `iterinv_invert` and `iterinv_reconstruct`, on the calling thread, with where
-/// the work stands: `stage` (from 1), `phase` (UTF-8, valid during the call: "DDIM inversion",
-/// "null-text inversion", "IterInv", "fixed point", "reconstruction", ...), `step` of `total`
+/// the work stands: `stage` (from 1), `phase` (UTF-8, valid during the call: "loading" — the
+/// stage's models —, "DDIM inversion", "null-text inversion", "IterInv", "fixed point",
+/// "reconstruction", ...), `step` of `total`
 /// timesteps done (`total` 0: a phase without timesteps) and the last timestep's inner loss
 /// (NaN where the phase has none), and `user` as given. Return 0 to go on; nonzero cancels: the
 /// call stops at its next timestep and returns `ITERINV_STATUS_CANCELLED`, making nothing.

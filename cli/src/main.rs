@@ -36,6 +36,12 @@ use iterinv::{Gpu, GpuOptions};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Most GPU memory iterinv may hold (weights and activations), e.g. 16GiB or 1500MiB: an
+    /// inversion whose plan needs more at some stage is refused before it starts, saying what
+    /// would fit, and any allocation past it fails with a clear error instead of reaching the
+    /// driver. Default: the device's own limit.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = numbers::memory_size)]
+    max_gpu_memory: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -122,28 +128,38 @@ impl Command {
 
 fn run(cli: Cli) -> Result<()> {
     cli.command.check_numbers()?;
+    let budget = cli.max_gpu_memory;
     match cli.command {
-        Command::Info => with_gpu(|gpu| {
+        Command::Info => with_gpu(budget, |gpu| {
             println!("iterinv {}", iterinv::VERSION);
             println!("{}", gpu.info());
             Ok(())
         })?,
-        Command::Module(m) => with_gpu(|gpu| module::run(gpu, m))?,
-        Command::Generate(args) => with_gpu(|gpu| generate::run(gpu, args))?,
-        Command::Invert(args) => with_gpu(|gpu| invert::invert(gpu, args))?,
-        Command::Reconstruct(args) => with_gpu(|gpu| invert::reconstruct(gpu, args))?,
-        Command::Edit(args) => with_gpu(|gpu| edit::run(gpu, args))?,
+        Command::Module(m) => with_gpu(budget, |gpu| module::run(gpu, m))?,
+        Command::Generate(args) => with_gpu(budget, |gpu| generate::run(gpu, args))?,
+        Command::Invert(args) => with_gpu(budget, |gpu| invert::invert(gpu, args))?,
+        Command::Reconstruct(args) => with_gpu(budget, |gpu| invert::reconstruct(gpu, args))?,
+        Command::Edit(args) => with_gpu(budget, |gpu| edit::run(gpu, args))?,
         Command::Tokenize(args) => tokenize::run(args)?,
-        Command::Score(args) => score::run(args)?,
-        Command::Eval(args) => eval::run(args)?,
+        Command::Score(args) => score::run(args, budget)?,
+        Command::Eval(args) => eval::run(args, budget)?,
     }
     Ok(())
 }
 
+/// A device of the command's own, holding at most `memory_budget` bytes.
+pub fn open_gpu(memory_budget: Option<u64>) -> Result<Gpu> {
+    Gpu::with_options(GpuOptions {
+        memory_budget,
+        ..GpuOptions::default()
+    })
+    .context("could not open a GPU device")
+}
+
 /// Run `command` on a device of its own; with `ITERINV_PROFILE=1`, print the kernel profile to
 /// stderr once the command has succeeded (stdout may carry the command's own output).
-fn with_gpu(command: impl FnOnce(&Gpu) -> Result<()>) -> Result<()> {
-    let gpu = Gpu::with_options(GpuOptions::default()).context("could not open a GPU device")?;
+fn with_gpu(memory_budget: Option<u64>, command: impl FnOnce(&Gpu) -> Result<()>) -> Result<()> {
+    let gpu = open_gpu(memory_budget)?;
     command(&gpu)?;
     if let Some(report) = gpu.profile_report() {
         eprintln!("{report}");

@@ -62,6 +62,32 @@ pub fn noise_level(flag: &str, v: usize) -> Result<()> {
     Ok(())
 }
 
+/// A memory size for `--max-gpu-memory`: bytes, or a number with a unit (`16GiB`, `16G`,
+/// `1500MiB`, `512M`, `64KiB`; K/M/G/T are binary, as GPU memory is counted), at least 1 MiB.
+pub fn memory_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as 16GiB, 1500MiB or 1073741824"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("`{other}` is not a unit: use KiB, MiB, GiB or TiB")),
+    };
+    let bytes = value * scale as f64;
+    if !(bytes.is_finite() && bytes >= (1u64 << 20) as f64 && bytes <= (1u64 << 50) as f64) {
+        return Err(format!("`{text}` must be between 1 MiB and 1 PiB"));
+    }
+    Ok(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     //! Fuzzing the number flags of every subcommand: awkward numbers as text (0, -1, NaN, inf,
@@ -184,6 +210,37 @@ mod tests {
                 prop_assert!((1..=super::MAX_TOKENS).contains(&a.max_length));
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(fuzz_support::config(3000))]
+
+        #[test]
+        fn max_gpu_memory_is_a_size_or_refused_by_name(value in prop_oneof![
+            number(),
+            (number(), proptest::sample::select(vec!["GiB", "G", "MiB", "m", "kib", "TB", "x", " GiB"]))
+                .prop_map(|(n, u)| format!("{n}{u}")),
+        ]) {
+            let set = format!("--max-gpu-memory={value}");
+            let args = ["iterinv", "info", &set];
+            if check(&args, "--max-gpu-memory").is_some() {
+                let cli = Cli::try_parse_from(args).unwrap();
+                let b = cli.max_gpu_memory.expect("set");
+                prop_assert!(((1 << 20)..=(1u64 << 50)).contains(&b));
+            }
+        }
+    }
+
+    #[test]
+    fn memory_sizes_read_with_binary_units() {
+        assert_eq!(super::memory_size("16GiB"), Ok(16 << 30));
+        assert_eq!(super::memory_size("16G"), Ok(16 << 30));
+        assert_eq!(super::memory_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(super::memory_size("1500MiB"), Ok(1500 << 20));
+        assert_eq!(super::memory_size("1048576"), Ok(1 << 20));
+        assert!(super::memory_size("1KiB").is_err());
+        assert!(super::memory_size("12 parsecs").is_err());
+        assert!(super::memory_size("-1G").is_err());
     }
 
     #[test]

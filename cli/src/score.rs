@@ -5,12 +5,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use iterinv::image_io::load_rgb;
 use iterinv::metrics::pixel_scores;
 use iterinv::scoring::Scorer;
-use iterinv::{Gpu, GpuOptions};
 use serde_json::json;
 
 #[derive(Args)]
@@ -31,7 +30,7 @@ pub struct ScoreArgs {
     pub clip: Option<PathBuf>,
 }
 
-pub fn run(args: ScoreArgs) -> Result<()> {
+pub fn run(args: ScoreArgs, memory_budget: Option<u64>) -> Result<()> {
     if args.prompt.is_some() != args.clip.is_some() {
         bail!("CLIP score needs both --clip DIR and --prompt TEXT");
     }
@@ -55,7 +54,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         println!("{out}");
         return Ok(());
     }
-    let gpu = Gpu::with_options(GpuOptions::default()).context("could not open a GPU device")?;
+    let gpu = crate::open_gpu(memory_budget)?;
     let scorer = Scorer::load(&gpu, args.lpips.as_deref(), args.clip.as_deref())?;
     if let Some(d) = scorer.lpips(&a, &b)? {
         out["lpips"] = json!(d);

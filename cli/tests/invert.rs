@@ -250,11 +250,12 @@ fn bad_inputs_give_clear_errors() {
     let o = invert(&[garbage.to_str().unwrap(), "--prompt", "a cat"]);
     fails_with(&o, "garbage.png");
 
-    // Stage I needs 16 px, stage II 32 px: both are checked before any model loads.
+    // Stage I needs 16 px, stage II 32 px, the latent stage III 128 px: the largest is checked
+    // before any model loads.
     let small = t.join("small.png");
     image::RgbImage::new(20, 40).save(&small).unwrap();
     let o = invert(&[small.to_str().unwrap(), "--prompt", "a cat"]);
-    fails_with(&o, "at least 32 pixels");
+    fails_with(&o, "at least 128 pixels");
 
     let o = invert(&[&image]);
     fails_with(&o, "--prompt");

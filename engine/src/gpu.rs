@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::fault::{self, Fault, FaultSlot};
 use crate::pipelines::PipelineCache;
 use crate::pool::{BufferPool, PoolStats, PooledBuffer};
 use crate::profile::{self, ProfileReport, Profiler};
@@ -30,6 +31,10 @@ pub struct GpuOptions {
     /// follows `ITERINV_PROFILE` (on when set to anything but `0` or nothing). Each submission
     /// then waits for the device, so this is for measuring, not for production runs.
     pub profile: Option<bool>,
+    /// Most bytes of GPU memory the buffer pool may hold (weights and activations): an
+    /// allocation past it fails with [`Error::OutOfMemory`] instead of reaching the driver.
+    /// `None`: the device's own limit.
+    pub memory_budget: Option<u64>,
 }
 
 /// What the device offers, read once at creation.
@@ -149,6 +154,10 @@ pub(crate) struct Inner {
     pub queue: wgpu::Queue,
     pub info: GpuInfo,
     pub poison: bool,
+    /// A planning device runs no kernels (see [`Gpu::planner`]).
+    pub planning: bool,
+    /// A failure caught where no `Result` could carry it (see `fault`).
+    pub fault: FaultSlot,
     pub pool: Mutex<BufferPool>,
     pub pipelines: Mutex<PipelineCache>,
     pub recorder: Mutex<Recorder>,
@@ -255,7 +264,8 @@ impl Gpu {
             .profile
             .unwrap_or_else(profile::requested_by_env)
             .then(|| Profiler::new(&device, &queue));
-        let recorder = Recorder::new(&device, caps.uniform_align, profiler);
+        let fault: FaultSlot = Arc::new(Mutex::new(None));
+        let recorder = Recorder::new(&device, caps.uniform_align, profiler, fault.clone());
         let dummy = Arc::new(PooledBuffer {
             buffer: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("iterinv absent input"),
@@ -273,12 +283,27 @@ impl Gpu {
             caps,
             adopted,
         };
+        if !adopted {
+            // Our own device: nothing of the host's to keep. Errors no scope caught and the loss
+            // of the device become the next readback's error instead of wgpu's default panic.
+            let slot = fault.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                fault::record(&slot, fault::classify("running kernels", &e));
+            }));
+            let slot = fault.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                fault::record(&slot, Fault::Lost(format!("{reason:?}: {message}")));
+            });
+        }
+        let pool = BufferPool::new(options.memory_budget, None);
         Gpu(Arc::new(Inner {
             device,
             queue,
             info,
             poison: options.poison,
-            pool: Mutex::new(BufferPool::default()),
+            planning: false,
+            fault,
+            pool: Mutex::new(pool),
             pipelines: Mutex::new(PipelineCache::default()),
             recorder: Mutex::new(recorder),
             dummy,
@@ -327,14 +352,93 @@ impl Gpu {
         self.0.recorder.lock().unwrap().flush(&self.0.queue);
     }
 
-    /// Submit everything recorded so far and wait for the device to finish it.
+    /// Submit everything recorded so far and wait for the device to finish it. Returns what went
+    /// wrong on the device since the last such call ([`Error::DeviceLost`], [`Error::Gpu`]).
     pub fn synchronize(&self) -> Result<()> {
         self.flush();
-        self.0
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::Device(e.to_string()))
+        self.wait()
+    }
+
+    /// Wait for the submitted work; the device's kept fault, if any.
+    pub(crate) fn wait(&self) -> Result<()> {
+        self.settle();
+        match fault::take(&self.0.fault) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Wait for the submitted work, keeping whatever fails as the device's fault.
+    fn settle(&self) {
+        if fault::lost(&self.0.fault).is_none() && !self.0.planning {
+            let scopes = fault::Scopes::push(&self.0.device);
+            let polled = self.0.device.poll(wgpu::PollType::wait_indefinitely());
+            if let Some(f) = scopes.pop("waiting for the device") {
+                fault::record(&self.0.fault, f);
+            }
+            if let Err(e) = polled {
+                fault::record(&self.0.fault, Fault::Lost(e.to_string()));
+            }
+        }
+    }
+
+    /// Tell iterinv that the device was lost. An application that adopted its device
+    /// ([`Gpu::from_device`]) keeps its own device-lost callback and calls this from it; on a
+    /// device iterinv created, its own callback does this.
+    pub fn notify_device_lost(&self, message: &str) {
+        fault::record(&self.0.fault, Fault::Lost(message.to_string()));
+    }
+
+    /// The memory budget: most bytes the buffer pool may hold (`None`: the device's limit).
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.0.pool.lock().unwrap().budget
+    }
+
+    /// Set the memory budget ([`GpuOptions::memory_budget`]); idle pooled buffers past it are
+    /// freed by the next allocation that needs the room.
+    pub fn set_memory_budget(&self, budget: Option<u64>) {
+        self.0.pool.lock().unwrap().budget = budget;
+    }
+
+    /// A planning device of the same kind as this one: same device, caps and kernel variants,
+    /// but no kernel runs, no buffer is allocated and no data moves. Ops check their inputs,
+    /// pick their variants and take pooled buffers exactly as here, so [`Gpu::pool_stats`] tells
+    /// what a computation would hold (its peak) without running it, at any size. Readbacks give
+    /// 1.0 in every f32 word, not zero: a loss that reads zero would look converged and skip the
+    /// backward passes whose memory is to be counted.
+    pub fn planner(&self) -> Gpu {
+        self.planner_with_caps(self.caps().clone())
+    }
+
+    /// [`Gpu::planner`] for a device with other caps (e.g. a GPU's storage-binding limit and
+    /// kernel variants, planned on a CPU adapter).
+    pub fn planner_with_caps(&self, caps: Caps) -> Gpu {
+        let fault: FaultSlot = Arc::new(Mutex::new(None));
+        let device = self.0.device.clone();
+        let recorder = Recorder::new(&device, caps.uniform_align, None, fault.clone());
+        let pool = BufferPool::new(None, Some(self.0.dummy.buffer.clone()));
+        let info = GpuInfo {
+            caps,
+            ..self.0.info.clone()
+        };
+        Gpu(Arc::new(Inner {
+            device,
+            queue: self.0.queue.clone(),
+            info,
+            // Poison mode's guard words enlarge every output buffer: planned as they are held.
+            poison: self.0.poison,
+            planning: true,
+            fault,
+            pool: Mutex::new(pool),
+            pipelines: Mutex::new(PipelineCache::default()),
+            recorder: Mutex::new(recorder),
+            dummy: self.0.dummy.clone(),
+        }))
+    }
+
+    /// Whether this is a planning device ([`Gpu::planner`]).
+    pub fn is_planning(&self) -> bool {
+        self.0.planning
     }
 
     /// Number of compute dispatches recorded since the device was created (for tests and benches).
@@ -375,7 +479,8 @@ impl Gpu {
 
     /// Release every pooled buffer that no tensor holds.
     pub fn trim_pool(&self) {
-        self.synchronize().ok();
+        self.flush();
+        self.settle();
         self.0.pipelines.lock().unwrap().clear_bind_groups();
         self.0.pool.lock().unwrap().trim();
     }

@@ -175,8 +175,30 @@ impl Launch {
 }
 
 impl Gpu {
-    pub(crate) fn acquire(&self, bytes: u64) -> Result<Arc<PooledBuffer>> {
-        self.0.pool.lock().unwrap().acquire(self.device(), bytes)
+    /// A pooled buffer of at least `bytes` for `what` (named in an out-of-memory error).
+    pub(crate) fn acquire(
+        &self,
+        bytes: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<Arc<PooledBuffer>> {
+        if let Some(e) = crate::fault::lost(&self.0.fault) {
+            return Err(e);
+        }
+        let result = self.0.pool.lock().unwrap().acquire(self.device(), bytes);
+        result.map_err(|e| match e {
+            Error::OutOfMemory {
+                bytes,
+                in_use,
+                budget,
+                ..
+            } => Error::OutOfMemory {
+                what: what(),
+                bytes,
+                in_use,
+                budget,
+            },
+            other => other,
+        })
     }
 
     /// A small buffer bound where an optional input is absent (its `HAS_*` constant is false).
@@ -225,6 +247,10 @@ impl Gpu {
             "{} outputs",
             l.kernel.name
         );
+        if self.0.planning {
+            self.0.recorder.lock().unwrap().count(l.kernel.name);
+            return Ok(());
+        }
         let types: Vec<StorageType> = l.inputs.iter().map(|b| b.ty).collect();
         let pipeline = self.0.pipelines.lock().unwrap().pipeline(
             self.device(),
@@ -245,7 +271,7 @@ impl Gpu {
             pipeline.layout_key,
             &rec.arena,
             &bufs,
-        );
+        )?;
         rec.dispatch(
             l.kernel.name,
             self.device(),

@@ -3,6 +3,7 @@
 //! `iterinv-kernels`. Everything here returns [`Result`]; nothing panics on caller input.
 
 mod error;
+mod fault;
 mod gpu;
 mod launch;
 mod pipelines;
@@ -18,7 +19,7 @@ pub mod optim;
 pub mod random;
 pub mod sched;
 
-pub use error::{Error, Result};
+pub use error::{mib, Error, Result};
 pub use gpu::{Caps, Gpu, GpuInfo, GpuOptions};
 pub use ops::Activation;
 pub use pool::PoolStats;

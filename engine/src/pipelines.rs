@@ -123,13 +123,13 @@ impl PipelineCache {
         layout_key: (usize, usize),
         params: &wgpu::Buffer,
         buffers: &[(&wgpu::Buffer, BindingKey)],
-    ) -> wgpu::BindGroup {
+    ) -> Result<wgpu::BindGroup> {
         let key = (
             layout_key,
             buffers.iter().map(|(_, k)| *k).collect::<Vec<_>>(),
         );
         if let Some(bg) = self.bind_groups.get(&key) {
-            return bg.clone();
+            return Ok(bg.clone());
         }
         if self.bind_groups.len() >= MAX_BIND_GROUPS {
             self.bind_groups.clear();
@@ -153,13 +153,17 @@ impl PipelineCache {
                 }),
             });
         }
+        let scopes = crate::fault::Scopes::push(device);
         let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &layout,
             entries: &entries,
         });
+        if let Some(f) = scopes.pop("binding buffers") {
+            return Err(f.to_error());
+        }
         self.bind_groups.insert(key, bg.clone());
-        bg
+        Ok(bg)
     }
 
     pub fn clear_bind_groups(&mut self) {

@@ -35,6 +35,11 @@ pub struct BufferPool {
     free: HashMap<u64, Vec<Arc<PooledBuffer>>>,
     stats: PoolStats,
     next_id: u64,
+    /// Most bytes the pool may hold; a request past it frees the idle buffers, then fails.
+    pub budget: Option<u64>,
+    /// On a planning device: the one small buffer every pooled buffer stands on. Nothing is
+    /// allocated, but sizes, reuse and statistics are exactly as on a real device.
+    pub planning: Option<wgpu::Buffer>,
 }
 
 /// The size class a request of `bytes` is served from: multiples of 256 B up to 4 KiB, then eight
@@ -50,28 +55,32 @@ pub fn size_class(bytes: u64) -> u64 {
 }
 
 impl BufferPool {
+    /// A pool holding at most `budget` bytes, on a planning device's `stand_in` buffer or on
+    /// real buffers.
+    pub fn new(budget: Option<u64>, stand_in: Option<wgpu::Buffer>) -> BufferPool {
+        BufferPool {
+            budget,
+            planning: stand_in,
+            ..BufferPool::default()
+        }
+    }
+
     pub fn stats(&self) -> PoolStats {
         self.stats
     }
 
-    /// A buffer of at least `bytes`, reused if one of its class is free.
+    /// A buffer of at least `bytes`, reused if one of its class is free. The error's `what` is
+    /// left for the caller, who knows what the buffer is for.
     pub fn acquire(&mut self, device: &wgpu::Device, bytes: u64) -> Result<Arc<PooledBuffer>> {
         let class = size_class(bytes);
         let buf = match self.free.get_mut(&class).and_then(|v| v.pop()) {
             Some(b) => b,
             None => {
-                let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-                let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("iterinv pooled"),
-                    size: class,
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                if pollster::block_on(scope.pop()).is_some() {
-                    return Err(Error::OutOfMemory { bytes: class });
-                }
+                self.make_room(class)?;
+                let buffer = match &self.planning {
+                    Some(stand_in) => stand_in.clone(),
+                    None => self.create(device, class)?,
+                };
                 self.next_id += 1;
                 self.stats.buffers_created += 1;
                 self.stats.bytes_held += class;
@@ -85,6 +94,51 @@ impl BufferPool {
         self.stats.bytes_in_use += class;
         self.stats.peak_bytes_in_use = self.stats.peak_bytes_in_use.max(self.stats.bytes_in_use);
         Ok(buf)
+    }
+
+    fn out_of_memory(&self, class: u64) -> Error {
+        Error::OutOfMemory {
+            what: String::new(),
+            bytes: class,
+            in_use: self.stats.bytes_in_use,
+            budget: self.budget,
+        }
+    }
+
+    /// Keep a new buffer of `class` bytes within the budget: free the idle buffers if that is
+    /// needed, and fail if even that is not enough.
+    fn make_room(&mut self, class: u64) -> Result<()> {
+        let Some(budget) = self.budget else {
+            return Ok(());
+        };
+        if self.stats.bytes_held + class <= budget {
+            return Ok(());
+        }
+        self.trim();
+        if self.stats.bytes_held + class > budget {
+            return Err(self.out_of_memory(class));
+        }
+        Ok(())
+    }
+
+    fn create(&self, device: &wgpu::Device, class: u64) -> Result<wgpu::Buffer> {
+        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("iterinv pooled"),
+            size: class,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(validation.pop()) {
+            return Err(crate::fault::classify("allocating a buffer", &e).to_error());
+        }
+        if pollster::block_on(scope.pop()).is_some() {
+            return Err(self.out_of_memory(class));
+        }
+        Ok(buffer)
     }
 
     pub fn release(&mut self, buf: Arc<PooledBuffer>) {

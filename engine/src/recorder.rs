@@ -4,6 +4,7 @@
 //! (`crate::profile`) each dispatch gets a compute pass of its own, timed by timestamp queries that
 //! are read back after each submission.
 
+use crate::fault::{self, FaultSlot, Scopes};
 use crate::profile::{Profiler, Tag};
 
 /// Bytes reserved for one dispatch's parameters; `Params` structs must fit. 256 is the largest
@@ -25,10 +26,18 @@ pub struct Recorder {
     pub per_kernel: std::collections::HashMap<&'static str, u64>,
     /// Present in profile mode only.
     pub(crate) profiler: Option<Profiler>,
+    device: wgpu::Device,
+    /// Where a submission's error is kept for the next readback.
+    fault: FaultSlot,
 }
 
 impl Recorder {
-    pub fn new(device: &wgpu::Device, uniform_align: u32, profiler: Option<Profiler>) -> Recorder {
+    pub fn new(
+        device: &wgpu::Device,
+        uniform_align: u32,
+        profiler: Option<Profiler>,
+        fault: FaultSlot,
+    ) -> Recorder {
         debug_assert!(PARAMS_SLOT.is_multiple_of(uniform_align as u64));
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("iterinv params arena"),
@@ -45,7 +54,15 @@ impl Recorder {
             submissions: 0,
             per_kernel: Default::default(),
             profiler,
+            device: device.clone(),
+            fault,
         }
+    }
+
+    /// Count a dispatch that a planning device does not record.
+    pub fn count(&mut self, kernel: &'static str) {
+        self.dispatches += 1;
+        *self.per_kernel.entry(kernel).or_default() += 1;
     }
 
     /// Record one dispatch with `params` (at most [`PARAMS_SLOT`] bytes); `profile` describes it to
@@ -98,8 +115,7 @@ impl Recorder {
         if timed {
             self.pass = None;
         }
-        self.dispatches += 1;
-        *self.per_kernel.entry(kernel).or_default() += 1;
+        self.count(kernel);
     }
 
     /// The encoder, with no compute pass open, for copies that must stay in order with dispatches.
@@ -114,10 +130,12 @@ impl Recorder {
 
     /// Submit what was recorded. The arena's bytes are written by the queue before this submission
     /// runs and after every earlier one, so each submission sees its own parameters. In profile
-    /// mode this waits for the submission and reads its timestamps back.
+    /// mode this waits for the submission and reads its timestamps back. An error in the
+    /// submission is kept as the device's fault.
     pub fn flush(&mut self, queue: &wgpu::Queue) {
         self.pass = None;
         if let Some(mut encoder) = self.encoder.take() {
+            let scopes = Scopes::push(&self.device);
             if let Some(p) = &self.profiler {
                 p.resolve(&mut encoder);
             }
@@ -126,6 +144,9 @@ impl Recorder {
                 self.arena_bytes.clear();
             }
             queue.submit(Some(encoder.finish()));
+            if let Some(f) = scopes.pop("submitting work") {
+                fault::record(&self.fault, f);
+            }
             self.submissions += 1;
             if let Some(p) = &mut self.profiler {
                 p.collect();

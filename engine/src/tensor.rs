@@ -211,11 +211,16 @@ impl Tensor {
         for start in (0..rows).step_by(rows_per_chunk) {
             let end = (start + rows_per_chunk).min(rows);
             let data = &bytes[start * row_bytes..end * row_bytes];
-            chunks.push(gpu.acquire((data.len() as u64).div_ceil(4) * 4)?);
+            chunks.push(gpu.acquire((data.len() as u64).div_ceil(4) * 4, || {
+                format!("a tensor of shape {shape:?} ({dtype:?})")
+            })?);
             parts.push(data);
         }
         gpu.flush();
         for (buf, data) in chunks.iter().zip(parts) {
+            if gpu.0.planning {
+                break;
+            }
             let mut padded;
             let data = if !data.len().is_multiple_of(4) {
                 padded = data.to_vec();
@@ -229,7 +234,7 @@ impl Tensor {
             }
         }
         if chunks.is_empty() {
-            chunks.push(gpu.acquire(4)?);
+            chunks.push(gpu.acquire(4, || "an empty tensor".into())?);
         }
         let storage = Arc::new(Storage {
             gpu: gpu.0.clone(),
@@ -287,7 +292,9 @@ impl Tensor {
             });
         }
         let guard = if gpu.0.poison { GUARD_BYTES } else { 0 };
-        let buf = gpu.acquire(bytes.max(4) + guard)?;
+        let buf = gpu.acquire(bytes.max(4) + guard, || {
+            format!("the output of {op} (shape {shape:?})")
+        })?;
         let storage = Arc::new(Storage {
             gpu: gpu.0.clone(),
             chunks: vec![buf],
@@ -366,7 +373,7 @@ impl Tensor {
     /// In poison mode: true when every word after the tensor's data in its buffer still holds the
     /// poison, i.e. no kernel wrote out of bounds. Always true outside poison mode.
     pub fn guards_intact(&self) -> Result<bool> {
-        if !self.storage.guarded {
+        if !self.storage.guarded || self.gpu.0.planning {
             return Ok(true);
         }
         let cap = self.storage.chunks[0].capacity as usize;
@@ -376,10 +383,28 @@ impl Tensor {
     }
 }
 
-/// Copy `sizes[i]` bytes (rounded up to words) of each buffer to the host.
+/// Copy `sizes[i]` bytes (rounded up to words) of each buffer to the host. On a planning device,
+/// words of 1.0 (see [`Gpu::planner`]).
 fn read_buffers(gpu: &Gpu, bufs: &[Arc<PooledBuffer>], sizes: &[usize]) -> Result<Vec<Vec<u8>>> {
+    if gpu.0.planning {
+        let one = 1.0f32.to_le_bytes();
+        return Ok(sizes
+            .iter()
+            .map(|&size| {
+                one.iter()
+                    .copied()
+                    .cycle()
+                    .take(size.div_ceil(4) * 4)
+                    .collect()
+            })
+            .collect());
+    }
+    if let Some(e) = crate::fault::lost(&gpu.0.fault) {
+        return Err(e);
+    }
     let device = gpu.device();
     let mut stagings = Vec::new();
+    let scopes = crate::fault::Scopes::push(device);
     {
         let mut rec = gpu.0.recorder.lock().unwrap();
         let encoder = rec.encoder(device);
@@ -396,12 +421,30 @@ fn read_buffers(gpu: &Gpu, bufs: &[Arc<PooledBuffer>], sizes: &[usize]) -> Resul
         }
         rec.flush(gpu.queue());
     }
+    if let Some(f) = scopes.pop("reading back") {
+        crate::fault::record(&gpu.0.fault, f);
+    }
+    // Whatever failed in the work whose results these are is this readback's error.
+    gpu.wait()?;
     let mut out = Vec::new();
     for staging in stagings {
         let (tx, rx) = std::sync::mpsc::channel();
+        let scopes = crate::fault::Scopes::push(device);
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        if let Some(f) = scopes.pop("reading back") {
+            // The staging buffer was made without an error, yet it cannot be mapped: wgpu
+            // reports nothing for work on a lost device, and an invalid buffer is what it leaves.
+            let lost = crate::fault::Fault::Lost(match f {
+                crate::fault::Fault::Error { detail, .. } => {
+                    format!("{detail} (a buffer created without error is unusable)")
+                }
+                lost => return Err(lost.to_error()),
+            });
+            crate::fault::record(&gpu.0.fault, lost.clone());
+            return Err(lost.to_error());
+        }
         device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Readback(e.to_string()))?;

@@ -76,6 +76,11 @@ pub enum Error {
         dtype: String,
     },
 
+    /// A run that its memory plan shows would not fit the GPU memory budget, refused before
+    /// it starts; the message says what would fit.
+    #[error("{0}")]
+    OverBudget(String),
+
     /// The GPU runtime refused one weight (too large for the device, out of memory, ...).
     #[error("uploading weight `{key}` from {}: {source}", file.display())]
     Upload {

@@ -3,6 +3,7 @@
 // Each test binary compiles this module and uses a subset of it.
 #![allow(dead_code)]
 
+pub mod shape_only;
 pub mod upscaler_folder;
 
 use std::collections::HashMap;

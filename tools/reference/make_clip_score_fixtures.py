@@ -18,7 +18,7 @@ the image processor's config and the tokenizer):
     mean/std, bicubic); transformers 5 uses its torchvision backend, which resizes uint8 images
     with torch's native uint8 antialiased bicubic (two passes with uint8 rounding between them).
 
-Inputs: the repository's three photos (144×96 RGB, 144×96 RGB, 96×96 grey) and a 20×27 crop of
+Inputs: the repository's three photos (192×128 RGB, 192×128 RGB, 128×128 grey) and a 20×27 crop of
 one of them (upscaled by the processor), as uint8 [3, H, W] tensors, as torchmetrics passes them.
 `io.safetensors` holds, for each image k: pixel_values{k} (the processor's f32 output),
 image_embeds{k} (float64: the model cast to float64 on those pixel values); for the prompts:

@@ -14,9 +14,9 @@ Here target = A (the reference photo), preds = B (the image scored), as `iterinv
 
 Pairs, each written as two 8-bit PNGs (the photo, or a lower-contrast copy as the target, and a
 perturbed copy), so that the Rust test and the CLI read exactly these pixels:
-  chelsea   144×96 RGB vs the same plus seeded gaussian noise (σ 12 levels), rounded and clipped;
-  coffee    144×96 RGB vs a PIL GaussianBlur(1.2) copy;
-  camera    96×96 grey (read as RGB) at 0.7× contrast + 30 (the target's range is < 1, so the
+  chelsea   192×128 RGB vs the same plus seeded gaussian noise (σ 12 levels), rounded and clipped;
+  coffee    192×128 RGB vs a PIL GaussianBlur(1.2) copy;
+  camera    128×128 grey (read as RGB) at 0.7× contrast + 30 (the target's range is < 1, so the
             PSNR data range matters) vs that shifted down by 2 rows.
 expected.json: per pair mse, psnr, ssim (float64 inputs, so float64 goldens); for "chelsea" also
 lpips (tests/fixtures/lpips/reduced.safetensors) and clip_score (tests/fixtures/clip_score/model,

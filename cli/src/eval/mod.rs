@@ -14,7 +14,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use iterinv::eval::{collect, parse_methods, Dataset, ImageRecord, RunInfo, Shard, Summary};
 use iterinv::pipeline::inversion::artifacts::write_atomic;
 use iterinv::scoring::Scorer;
-use iterinv::{Gpu, GpuOptions};
 
 use crate::cascade_args::CascadeArgs;
 use crate::progress::{interrupted, stop_on_ctrl_c};
@@ -80,7 +79,7 @@ impl EvalArgs {
     }
 }
 
-pub fn run(args: EvalArgs) -> Result<()> {
+pub fn run(args: EvalArgs, memory_budget: Option<u64>) -> Result<()> {
     if !args.merge.is_empty() {
         let summary = collect(&args.merge)?;
         write_summary(&args.out, &summary)?;
@@ -147,7 +146,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         run.methods.join(", ")
     );
     if !todo.is_empty() {
-        evaluate(&args, &dataset, &todo, &methods, out)?;
+        evaluate(&args, &dataset, &todo, &methods, out, memory_budget)?;
     }
     let summary = collect(std::slice::from_ref(out))?;
     write_summary(out, &summary)?;
@@ -165,8 +164,9 @@ fn evaluate(
         iterinv::pipeline::inversion::InvertOptions,
     )],
     out: &Path,
+    memory_budget: Option<u64>,
 ) -> Result<()> {
-    let gpu = Gpu::with_options(GpuOptions::default()).context("could not open a GPU device")?;
+    let gpu = crate::open_gpu(memory_budget)?;
     let scorer = Scorer::load(&gpu, args.lpips.as_deref(), args.clip.as_deref())?;
     stop_on_ctrl_c();
     let multi = MultiProgress::new();

@@ -9,6 +9,7 @@
 
 pub mod artifacts;
 pub mod latent;
+pub mod memory;
 mod replay;
 mod report;
 pub mod stage1;
@@ -192,6 +193,14 @@ pub struct Event {
 }
 
 impl Event {
+    /// The first event of stage `stage`: its models are about to load.
+    pub(crate) fn loading(stage: usize) -> Event {
+        Event {
+            stage,
+            ..Event::phase("loading", 0)
+        }
+    }
+
     pub(crate) fn phase(phase: &'static str, total: usize) -> Event {
         Event {
             stage: 1,
@@ -445,22 +454,27 @@ pub fn invert_rgb(
     meta.variant = opts.variant.clone();
     meta.seed = opts.seed;
     let variant = opts.variant.as_deref();
-    // Check the image first: a small one fails before any model loads.
+    let photo = Photo { rgb: photo, origin };
+    // With a memory budget, refuse a stage that would not fit before anything runs.
+    if let (Some(budget), false) = (gpu.memory_budget(), gpu.is_planning()) {
+        memory::check_photo_budget(gpu, &photo, opts, budget)?;
+    }
+    // Check the image's size first: a small one fails before any model loads.
     let needed = stage_sizes(&folder1, &folders)?
         .into_iter()
         .max()
         .expect("stage I's size");
-    if photo.height.min(photo.width) < needed {
+    if photo.rgb.height.min(photo.rgb.width) < needed {
         return Err(Error::Input {
             what: format!("image {}", origin.display()),
             detail: format!(
                 "is {}×{}; this cascade needs at least {needed} pixels on each side",
-                photo.width, photo.height
+                photo.rgb.width, photo.rgb.height
             ),
         });
     }
-    let photo = Photo { rgb: photo, origin };
 
+    (progress)(&Event::loading(1))?;
     let text = encode_text(gpu, &folder1, &opts.prompt, "", opts.clean_caption, variant)?;
     let uncond = text.uncond.clone().expect("encode_text returns both texts");
     let mut tensors = std::collections::BTreeMap::new();
@@ -525,6 +539,7 @@ pub fn invert_rgb(
 
     // Each super-resolution stage, conditioned on the previous stage's reconstruction.
     for (i, (stage, folder)) in opts.super_resolution.iter().zip(&folders).enumerate() {
+        (progress)(&Event::loading(i + 2))?;
         let input = SrInput {
             gpu,
             opts,

@@ -5,7 +5,8 @@
 //!
 //! The resize follows torch's native uint8 kernel (which is Pillow's algorithm): a horizontal then
 //! a vertical pass, each rounded to 8 bits. Its weights are fixed-point, ours f64, so about 0.5%
-//! of the pixels can come out one level apart (tests/clip_score.rs measures it).
+//! of the pixels can come out one level apart per pass, rarely two in all (tests/clip_image.rs
+//! measures it).
 //!
 //! The settings come from the model folder's `preprocessor_config.json` (as openai's CLIP
 //! folders hold it, where `size` and `crop_size` may be plain numbers) or the `image_processor`

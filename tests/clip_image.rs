@@ -104,10 +104,14 @@ fn pixel_values_tokens_and_scores_match_transformers() {
             }
         }
         eprintln!(
-            "{name}: {off} of {} values one level off (worst {worst:.4})",
-            want.len()
+            "{name}: {off} of {} values off (worst {:.2} levels)",
+            want.len(),
+            worst / level
         );
-        assert!(worst <= 1.05 * level, "{name}: a value is {worst} off");
+        // Each of the resize's two passes rounds to 8 bits from f64 weights where torch's are
+        // fixed-point, so each can land one level apart and a value two (seen on the upscaled
+        // crop: one value of 2,700); past two levels the resize itself would differ.
+        assert!(worst <= 2.05 * level, "{name}: a value is {worst} off");
         assert!(off * 100 <= want.len(), "{name}: {off} values off");
         let t = Tensor::from_f32(&gpu, &[1, 3, 30, 30], &pixels).unwrap();
         let image = model.image_embeds(&t).unwrap().to_vec().unwrap();

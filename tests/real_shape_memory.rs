@@ -90,3 +90,78 @@ fn the_paper_cascade_plans_and_its_1024_px_stage_fits_16_gb() {
         stage3 as f64 / GIB as f64
     );
 }
+
+/// Dispatches of one UNet pass at the real networks' shapes and the stage's inversion batch
+/// (stage I's guided pair; the upscaler's latent at 1024 px), forward and forward + VJP with
+/// respect to the sample (one IterInv inner iteration; NTI's is the same pass with respect to
+/// the text). Counted on a planner, so at no cost (BENCHMARKS.md records them: the baseline
+/// that fusing kernels, issue 12, is to cut). Each submission holds at most 1024 dispatches
+/// (the parameter arena), so these are also the submissions of a pass, 1024 to one.
+#[test]
+fn dispatches_per_unet_pass_at_real_shapes() {
+    use iterinv::grad::backward;
+    use iterinv::models::{UNet, UNetInputs};
+    use iterinv::Tensor;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [s1, s2, s3] = real_cascade(tmp.path());
+    let planner = gpu_planner();
+    // (name, folder, batch, sample channels, side, text length × width, class label)
+    let cases = [
+        (
+            "IF-I-XL, 64 px, guided pair",
+            s1,
+            2,
+            3,
+            64,
+            (77, 4096),
+            None,
+        ),
+        ("IF-II-L, 256 px", s2, 1, 6, 256, (77, 4096), Some(250.0)),
+        (
+            "x4 upscaler, 256² latent",
+            s3,
+            1,
+            7,
+            256,
+            (77, 1024),
+            Some(100.0),
+        ),
+    ];
+    for (name, folder, b, c, side, (l, d), label) in cases {
+        let unet = UNet::load(&planner, &folder.join("unet"), None).unwrap();
+        let sample = Tensor::zeros(&planner, &[b, c, side, side]).unwrap();
+        let text = Tensor::zeros(&planner, &[b, l, d]).unwrap();
+        let labels = label.map(|v| [v]);
+        let pass = |sample: &Tensor| {
+            unet.forward(&UNetInputs {
+                sample,
+                timesteps: &[500.0],
+                encoder_hidden_states: &text,
+                class_labels: labels.as_ref().map(|l| &l[..]),
+            })
+            .unwrap()
+        };
+        let before = planner.dispatch_count();
+        let out = iterinv::grad::no_grad(|| pass(&sample));
+        let forward = planner.dispatch_count() - before;
+        drop(out);
+        let before = planner.dispatch_count();
+        let x = sample.requires_grad();
+        let loss = pass(&x)
+            .square()
+            .unwrap()
+            .sum(&[0, 1, 2, 3], false)
+            .unwrap();
+        backward(&loss, &[&x]).unwrap();
+        let both = planner.dispatch_count() - before;
+        eprintln!("{name}: forward {forward} dispatches, forward + VJP {both}");
+        // The backward pass runs, and computes no weight gradient (the weights are constants
+        // here, as in every inversion): one more product per convolution and linear layer
+        // would take it past 2.3 × the forward's dispatches.
+        assert!(
+            both > forward && (both as f64) < 2.3 * forward as f64,
+            "{name}: forward {forward}, forward + VJP {both}"
+        );
+    }
+}

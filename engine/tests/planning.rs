@@ -1,6 +1,9 @@
 //! Planning devices (`Gpu::planner`): a computation planned takes exactly the pooled memory and
 //! dispatches it takes when it runs, moves no data, and plans sizes no device here could hold.
 
+mod common;
+
+use common::tensor;
 use iterinv_engine::grad::backward;
 use iterinv_engine::ops::conv::Conv2dOptions;
 use iterinv_engine::ops::norm::GroupNormArgs;
@@ -8,22 +11,6 @@ use iterinv_engine::{Activation, Gpu, Tensor};
 
 fn real() -> Gpu {
     Gpu::new().expect("a GPU adapter (lavapipe in CI)")
-}
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-fn tensor(gpu: &Gpu, shape: &[usize], seed: u64) -> Tensor {
-    Tensor::from_f32(gpu, shape, &values(shape.iter().product(), seed)).unwrap()
 }
 
 /// A residual block with attention, as the UNets chain them: GroupNorm + SiLU, a 3×3

@@ -2,6 +2,9 @@
 //! changes no result, and that without it no query set exists. Timings are never asserted: they
 //! are only required to be finite and not negative.
 
+mod common;
+
+use common::tensor;
 use iterinv_engine::ops::conv::Conv2dOptions;
 use iterinv_engine::{Gpu, GpuOptions, ProfileReport, Tensor};
 
@@ -12,24 +15,6 @@ fn device(profile: bool, cpu_kernels: Option<bool>) -> Gpu {
         ..Default::default()
     })
     .expect("a GPU adapter (lavapipe in CI)")
-}
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-fn tensor(gpu: &Gpu, shape: &[usize], seed: u64) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::from_f32(gpu, shape, &values(n, seed)).unwrap()
 }
 
 /// Two matmuls, one convolution with bias, three softmaxes (sizes that divide no tile); the outputs.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use iterinv::image_io::save_png;
+use iterinv::pipeline::inversion::memory::{self, StagePeaks};
 use iterinv::pipeline::inversion::{
     self, artifacts::write_atomic, Artifacts, FolderOverrides, StageReport,
 };
@@ -23,7 +24,8 @@ and the models' fingerprints), stage1.png, stage2.png, ... (the reconstructions)
 input-stage1.png, ... (the photo as each stage sees it) and report.json (the device, then per
 stage: psnr, ssim, mse against that input, seconds, inner iterations and final losses per
 timestep; a latent stage also latent_psnr and round_trip_psnr, the VAE round trip's PSNR: the
-most a latent inversion can reach).
+most a latent inversion can reach; and peak_gpu_bytes, the most GPU memory each stage held).
+--plan-memory prints what each stage will hold, before running anything.
 
 On a terminal each phase shows a progress bar; elsewhere (a pipe, a log file, a batch job) it
 prints plain lines: when it starts, every tenth of its timesteps, and when it ends.
@@ -43,8 +45,13 @@ pub struct InvertArgs {
     #[arg(long)]
     prompt: String,
     /// Output folder (created; files in it with the same names are replaced).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "plan_memory")]
+    out: Option<PathBuf>,
+    /// Print each stage's planned peak GPU memory as JSON and exit, running nothing: the
+    /// inversion is planned on a device that allocates and computes nothing, reading only the
+    /// configs and checkpoint headers (seconds, even for multi-GB weights).
+    #[arg(long)]
+    plan_memory: bool,
     #[command(flatten)]
     pub(crate) cascade: CascadeArgs,
 }
@@ -80,6 +87,9 @@ struct Report<'a> {
     image: &'a Path,
     prompt: &'a str,
     stages: Vec<&'a StageReport>,
+    /// Per stage, the most GPU memory the buffer pool held while it ran (weights, activations,
+    /// what earlier stages left): what `--plan-memory` predicts.
+    peak_gpu_bytes: Vec<u64>,
 }
 
 impl InvertArgs {
@@ -90,8 +100,24 @@ impl InvertArgs {
 }
 
 pub fn invert(gpu: &Gpu, args: InvertArgs) -> Result<()> {
+    if args.plan_memory {
+        let opts = args
+            .cascade
+            .options(&args.cascade.folders()?, &args.prompt, None)?;
+        let plan = memory::plan(gpu, &args.image, &opts)?;
+        let json = serde_json::json!({
+            "stages": plan.stages,
+            "peak_bytes": plan.peak_bytes(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
     stop_on_ctrl_c();
-    invert_photo(gpu, &args.image, &args.prompt, &args.cascade, &args.out)?;
+    let out = args
+        .out
+        .as_deref()
+        .expect("clap requires --out without --plan-memory");
+    invert_photo(gpu, &args.image, &args.prompt, &args.cascade, out)?;
     Ok(())
 }
 
@@ -106,9 +132,14 @@ pub fn invert_photo(
 ) -> Result<Artifacts> {
     let opts = flags.options(&flags.folders()?, prompt, None)?;
     let mut bars = Bars::default();
-    let result = inversion::invert(gpu, image, &opts, &mut |e| bars.update(e));
+    let mut peaks = StagePeaks::default();
+    let result = inversion::invert(gpu, image, &opts, &mut |e| {
+        peaks.observe(gpu, e);
+        bars.update(e)
+    });
     bars.finish();
     let result = result?;
+    let peaks = peaks.finish(gpu);
 
     result.artifacts.save(out)?;
     for (stage, s) in result.stages.iter().enumerate() {
@@ -131,6 +162,7 @@ pub fn invert_photo(
         image,
         prompt,
         stages: result.stages.iter().map(|s| &s.report).collect(),
+        peak_gpu_bytes: peaks.stages.iter().map(|s| s.peak_bytes).collect(),
     };
     let json = serde_json::to_vec_pretty(&report).context("serializing report.json")?;
     write_atomic(&out.join("report.json"), &json)?;

@@ -39,7 +39,8 @@ typedef enum IterinvStatus {
   ITERINV_STATUS_IO = 2,
   // A pipeline folder, checkpoint, config, tokenizer or saved inversion that cannot be used.
   ITERINV_STATUS_MODEL = 3,
-  // No GPU device, out of GPU memory, or another failure of the device.
+  // No GPU device, out of GPU memory (or a stage planned over the context's memory budget),
+  // or another failure of the device.
   ITERINV_STATUS_GPU = 4,
   // The progress callback returned nonzero: the call stopped and made nothing.
   ITERINV_STATUS_CANCELLED = 5,
@@ -173,6 +174,16 @@ const char *iterinv_context_device(const struct IterinvContext *context);
 // # Safety
 // `context` must be NULL or a live context.
 size_t iterinv_context_stages(const struct IterinvContext *context);
+
+// Cap the GPU memory the context's calls may hold, weights and activations together, at
+// `bytes` (0: no cap, the device's own limit). An inversion is then planned before it runs
+// and refused with `ITERINV_STATUS_GPU` when a stage would need more, the message saying what
+// would fit; any allocation past the cap fails the same way instead of reaching the driver.
+//
+// # Safety
+// `context` must be NULL or a live context.
+enum IterinvStatus iterinv_context_set_memory_budget(struct IterinvContext *context,
+                                                     uint64_t bytes);
 
 // Free a context (its device and everything iterinv holds on it). NULL is ignored.
 //

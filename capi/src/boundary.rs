@@ -23,7 +23,8 @@ pub enum IterinvStatus {
     Io = 2,
     /// A pipeline folder, checkpoint, config, tokenizer or saved inversion that cannot be used.
     Model = 3,
-    /// No GPU device, out of GPU memory, or another failure of the device.
+    /// No GPU device, out of GPU memory (or a stage planned over the context's memory budget),
+    /// or another failure of the device.
     Gpu = 4,
     /// The progress callback returned nonzero: the call stopped and made nothing.
     Cancelled = 5,
@@ -69,6 +70,7 @@ impl From<ModelError> for Failure {
             ModelError::Upload { source, .. } => engine_status(source),
             ModelError::Io { .. } => IterinvStatus::Io,
             ModelError::Input { .. } => IterinvStatus::InvalidArgument,
+            ModelError::OverBudget(_) => IterinvStatus::Gpu,
             _ => IterinvStatus::Model,
         };
         Failure {

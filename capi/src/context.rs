@@ -132,6 +132,26 @@ pub unsafe extern "C" fn iterinv_context_stages(context: *const IterinvContext) 
     unsafe { context.as_ref() }.map_or(0, |c| 1 + c.upper.len())
 }
 
+/// Cap the GPU memory the context's calls may hold, weights and activations together, at
+/// `bytes` (0: no cap, the device's own limit). An inversion is then planned before it runs
+/// and refused with `ITERINV_STATUS_GPU` when a stage would need more, the message saying what
+/// would fit; any allocation past the cap fails the same way instead of reaching the driver.
+///
+/// # Safety
+/// `context` must be NULL or a live context.
+#[no_mangle]
+pub unsafe extern "C" fn iterinv_context_set_memory_budget(
+    context: *mut IterinvContext,
+    bytes: u64,
+) -> IterinvStatus {
+    guard(|| {
+        let context =
+            unsafe { context.as_ref() }.ok_or_else(|| Failure::invalid("context is NULL"))?;
+        context.gpu.set_memory_budget((bytes > 0).then_some(bytes));
+        Ok(())
+    })
+}
+
 /// Free a context (its device and everything iterinv holds on it). NULL is ignored.
 ///
 /// # Safety

@@ -9,7 +9,8 @@
  * inverts stages I and II with DDIM at stage I and the fixed point at stage II, 5 steps, and
  * writes OUT_DIR/inverted-stage{1,2}.ppm (iterinv_invert's reconstructions) and
  * OUT_DIR/replayed-stage{1,2}.ppm (iterinv_reconstruct's from the saved folder OUT_DIR/inversion).
- * It also checks that progress is reported and that a cancelled or wrong call fails cleanly.
+ * It also checks that progress is reported, that a cancelled or wrong call fails cleanly, and
+ * that a memory budget too small for the inversion refuses it.
  * Exit status 0 when every check passed. */
 
 #include <stdio.h>
@@ -150,6 +151,15 @@ int main(int argc, char **argv) {
     EXPECT(iterinv_invert(builtin, &photo, "a photo of a cat", &options, on_progress,
                           &cancelled, &inversion) == ITERINV_STATUS_CANCELLED);
     EXPECT(inversion == NULL && cancelled.calls == 1);
+
+    /* A memory budget under what the inversion plans to hold refuses it before it runs; no
+     * budget (0) lifts it. */
+    CHECK(iterinv_context_set_memory_budget(builtin, 1u << 20));
+    EXPECT(iterinv_invert(builtin, &photo, "a photo of a cat", &options, NULL, NULL,
+                          &inversion) == ITERINV_STATUS_GPU);
+    EXPECT(inversion == NULL && strstr(iterinv_last_error(), "would need") != NULL);
+    CHECK(iterinv_context_set_memory_budget(builtin, 0));
+    EXPECT(iterinv_context_set_memory_budget(NULL, 0) == ITERINV_STATUS_INVALID_ARGUMENT);
 
     /* The inversion, its reconstructions, and the saved folder. */
     Progress progress = {0, 0, 0, 0};

@@ -8,7 +8,8 @@ use crate::error::{invalid, Result};
 use crate::launch::{to_u32, Launch, Params};
 use crate::ops::elementwise::fill_bits;
 use crate::ops::matmul::{matmul, MatmulOptions};
-use crate::ops::shape::{bilinear_scale, block_copy, slice};
+use crate::ops::shape::{block_copy, slice};
+use crate::ops::spatial::bilinear_scale;
 use crate::tensor::Tensor;
 
 const WG: u64 = 256;

@@ -11,6 +11,7 @@ pub mod norm;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;
+pub mod spatial;
 
 /// An activation applied in an op's epilogue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

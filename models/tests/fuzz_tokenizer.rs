@@ -272,3 +272,31 @@ fn a_precompiled_normalizer_without_its_charsmap_is_refused() {
         assert!(msg.contains("precompiled_charsmap"), "{msg}");
     }
 }
+
+#[test]
+fn an_empty_special_token_is_refused_naming_its_file() {
+    // Found by mutated_clip_configs: an empty `content` got as far as building the post-processor,
+    // whose error named vocab.json.
+    let mut map: serde_json::Value =
+        serde_json::from_slice(&fixture_bytes(&format!("{CLIP}/special_tokens_map.json"))).unwrap();
+    map["eos_token"] = serde_json::json!({"content": "", "normalized": true});
+    let (dir, _) = clip_folder("special_tokens_map.json", &serde_json::to_vec(&map).unwrap());
+    let msg = ClipTokenizer::load(dir.path()).unwrap_err().to_string();
+    assert_names_file(&msg, &dir.path().join("special_tokens_map.json"));
+    assert!(msg.contains("`eos_token` is an empty token"), "{msg}");
+}
+
+#[test]
+fn a_template_adding_an_unknown_special_token_is_refused() {
+    // Found by mutated_tokenizer_jsons: the tokenizers crate panics mid-encode ("no entry found
+    // for key"), and the panic's backtrace overran the fuzz test's allocation budget.
+    let bytes = fixture_bytes("t5/tokenizer_json/tokenizer.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let removed = v["post_processor"]["special_tokens"]
+        .as_object_mut()
+        .unwrap()
+        .remove("</s>");
+    assert!(removed.is_some(), "the fixture's template adds </s>");
+    let msg = tokenizer_json_error(T5Tokenizer::load, &v);
+    assert!(msg.contains("\"</s>\""), "{msg}");
+}

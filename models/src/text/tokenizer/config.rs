@@ -49,6 +49,15 @@ impl ConfigFile {
     /// `key` as a special token: a string, or an object with `content` (and `normalized`), as
     /// transformers writes an `AddedToken`. `None` when the key is absent or null.
     pub fn special_token(&self, key: &str) -> Result<Option<SpecialToken>> {
+        let token = self.special_token_entry(key)?;
+        // An empty token matches nothing: the tokenizers crate drops it and it gets no id.
+        if token.as_ref().is_some_and(|t| t.content.is_empty()) {
+            return Err(self.error(format!("`{key}` is an empty token")));
+        }
+        Ok(token)
+    }
+
+    fn special_token_entry(&self, key: &str) -> Result<Option<SpecialToken>> {
         match self.json.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(SpecialToken::plain(s))),

@@ -15,6 +15,7 @@ mod clip;
 mod config;
 mod patterns;
 mod t5;
+mod templates;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -244,7 +245,8 @@ impl TokenizerJson {
 }
 
 /// Load a tokenizers `tokenizer.json`, checking first what the tokenizers crate would index
-/// unchecked (precompiled charsmaps, Replace patterns matching nothing), and catching a panic
+/// unchecked (precompiled charsmaps, Replace patterns matching nothing, templates adding unknown
+/// special tokens), and catching a panic
 /// of its loader on data it trusts.
 pub(crate) fn load_tokenizer_json(path: &Path) -> Result<TokenizerJson> {
     let text = read_text(path)?;
@@ -254,6 +256,9 @@ pub(crate) fn load_tokenizer_json(path: &Path) -> Result<TokenizerJson> {
     if let Some(n) = json.get("normalizer") {
         charsmap::check_json_charsmaps(n).map_err(err)?;
         patterns::check_json_replaces(n).map_err(err)?;
+    }
+    if let Some(p) = json.get("post_processor") {
+        templates::check_json_templates(p).map_err(err)?;
     }
     let parsed = catch_unwind(AssertUnwindSafe(|| text.parse::<Tokenizer>()));
     let tokenizer = match parsed {

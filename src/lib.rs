@@ -8,7 +8,8 @@
 //! - [`pipeline`]: the IF cascade, text to image; [`image_io`]: images in and out;
 //!   [`metrics`]: MSE, PSNR, SSIM; [`clip_image`]: CLIPProcessor's image preprocessing;
 //!   [`scoring`]: the paper's scores with LPIPS and CLIP; [`eval`]: the table over a dataset;
-//!   `embedded` (feature `embedded-cascade`): the tiny trained cascade compiled in.
+//!   `embedded` (feature `embedded-cascade`): the tiny trained cascade compiled in;
+//!   [`session`]: long work stepped a bounded slice at a time from a host's frame loop.
 //!
 //! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`].
 
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 mod resample;
 pub mod scoring;
+pub mod session;
 
 pub use iterinv_engine as engine;
 pub use iterinv_kernels as kernels;

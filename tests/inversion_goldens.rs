@@ -18,7 +18,7 @@ use common::{assert_close, entry, fixtures, read_golden, trained_stage, upload, 
 
 use iterinv::engine::invert::iterinv::{fixed_point, iterinv, IterInvMode, IterInvOptions};
 use iterinv::engine::invert::nti::{self, null_text_inversion, NtiOptions, Reduction};
-use iterinv::engine::invert::{ddim, Guidance, StepReport};
+use iterinv::engine::invert::{ddim, Guidance, StepReport, Update};
 use iterinv::pipeline::sampling::LowResCondition;
 use iterinv::pipeline::{IfDenoiser, PipelineFolder, Stage};
 
@@ -81,7 +81,7 @@ fn assert_losses(
     eprintln!("{what}: largest residual RMS difference {worst:.3e} (tolerance {delta:.0e})");
 }
 
-fn no_progress(_: &StepReport) -> iterinv::Result<()> {
+fn no_progress(_: &Update) -> iterinv::Result<()> {
     Ok(())
 }
 

@@ -53,9 +53,30 @@ fn each_nti_timestep_matches_pytorch_as_closely_as_its_float32_loop() {
         let x = upload(&entry(&g["x_before"], k));
         let null = upload(&entry(&g["null_before"], k));
         let target = upload(&entry(&g["target"], k));
-        let (_, report) =
-            nti_timestep(&denoiser, &scheduler, i, t, &x, &target, &cond, &null, opts).unwrap();
+        let mut heard = Vec::new();
+        let (_, report) = nti_timestep(
+            &denoiser,
+            &scheduler,
+            i,
+            t,
+            &x,
+            &target,
+            &cond,
+            &null,
+            opts,
+            &mut |u| {
+                heard.push((u.inner, u.estimate.map(|e| e.shape().to_vec())));
+                Ok(())
+            },
+        )
+        .unwrap();
         assert_eq!(report.iterations, 51);
+        // Each Adam step is told as it is taken, then the timestep's end with its x̂₀.
+        let told: Vec<_> = (1..=51)
+            .map(|k| (Some(k), None))
+            .chain([(None, Some(x.shape().to_vec()))])
+            .collect();
+        assert_eq!(heard, told);
 
         let (want, torch32) = (g["final_f64"].1[k], g["final_f32"].1[k]);
         let loss_err = (report.final_loss - want).abs() / want;

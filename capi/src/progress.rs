@@ -9,8 +9,10 @@ use iterinv::pipeline::inversion::Event;
 /// stage's models —, "DDIM inversion", "null-text inversion", "IterInv", "fixed point",
 /// "reconstruction", ...), `step` of `total`
 /// timesteps done (`total` 0: a phase without timesteps) and the last timestep's inner loss
-/// (NaN where the phase has none), and `user` as given. Return 0 to go on; nonzero cancels: the
-/// call stops at its next timestep and returns `ITERINV_STATUS_CANCELLED`, making nothing.
+/// (NaN where the phase has none), and `user` as given. It is called at each phase's start,
+/// after each timestep and, in NTI and IterInv, after each inner iteration (the same `step`
+/// again). Return 0 to go on; nonzero cancels: the call stops there and returns
+/// `ITERINV_STATUS_CANCELLED`, making nothing.
 pub type IterinvProgress = Option<
     unsafe extern "C" fn(
         user: *mut c_void,

@@ -37,7 +37,7 @@ give DeepFloyd-IF's diffusers folders:
 and --stage3 stable-diffusion-x4-upscaler for 1024 px. --stage2 and --stage3 each take an IF
 stage-II folder (inverted on pixels) or the x4 upscaler's (inverted on its VAE's latent), told
 apart by model_index.json; the IterInv paper's cascade is IF-I-XL with the upscaler as both.
-Ctrl-C stops after the current timestep and writes nothing.")]
+Ctrl-C stops at the next step and writes nothing.")]
 pub struct InvertArgs {
     /// The photo (PNG or JPEG; RGB, RGBA, grey or 16-bit); at least stage II's size on each side.
     image: PathBuf,

@@ -10,15 +10,16 @@ use iterinv::pipeline::inversion::Event;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// On the first Ctrl-C, ask the running inversion to stop at its next timestep (it returns
-/// `Error::Interrupted` and nothing is written); on the second, exit at once.
+/// On the first Ctrl-C, ask the running inversion to stop at its next step, a timestep or an
+/// inner iteration (it returns `Error::Interrupted` and nothing is written); on the second, exit
+/// at once.
 pub fn stop_on_ctrl_c() {
     let installed = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted again: exiting now");
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: stopping after the current timestep (Ctrl-C again to exit now)");
+        eprintln!("\ninterrupted: stopping at the next step (Ctrl-C again to exit now)");
     });
     if let Err(e) = installed {
         log::warn!("Ctrl-C will not stop cleanly: {e}");

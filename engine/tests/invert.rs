@@ -251,9 +251,18 @@ fn iterinv_and_the_fixed_point_invert_the_gaussian_sampler_exactly() {
         ..Default::default()
     };
     let mut reports = Vec::new();
+    let mut inner_updates = Vec::new();
     let faithful_err = gaussian_roundtrip(|d, s, x, g| {
-        iterinv(d, s, x, g, faithful, &mut |r| {
-            reports.push(r.clone());
+        iterinv(d, s, x, g, faithful, &mut |u| {
+            match u.inner {
+                Some(k) => inner_updates.push((u.timestep, k)),
+                None => {
+                    let estimate = u.estimate.expect("a timestep's end carries its x̂₀");
+                    assert_eq!(estimate.shape(), x.shape());
+                    assert!(estimate.to_vec().unwrap().iter().all(|v| v.is_finite()));
+                    reports.push(u.report.clone());
+                }
+            }
             Ok(())
         })
         .unwrap()
@@ -283,6 +292,13 @@ fn iterinv_and_the_fixed_point_invert_the_gaussian_sampler_exactly() {
             .all(|r| r.iterations == 21 && r.final_loss < 1e-6),
         "{reports:?}"
     );
+    // Each update was reported as it happened, numbered within its timestep, before the
+    // timestep's end.
+    let expected: Vec<(usize, usize)> = reports
+        .iter()
+        .flat_map(|r| (1..=21).map(move |k| (r.timestep, k)))
+        .collect();
+    assert_eq!(inner_updates, expected);
 }
 
 /// The exact v-prediction denoiser of x₀ ~ N(0, σ²·I): with s = ᾱσ² + 1 − ᾱ,
@@ -446,7 +462,7 @@ fn a_progress_error_interrupts_the_inversion() {
     let d = UnitGaussian::new(&s, false);
     let g = unguided(&ctx);
     let mut calls = 0;
-    let mut stop_after_two = |_: &iterinv_engine::invert::StepReport| {
+    let mut stop_after_two = |_: &iterinv_engine::invert::Update| {
         calls += 1;
         if calls == 2 {
             Err(Error::Interrupted("test".into()))
@@ -465,7 +481,7 @@ fn a_progress_error_interrupts_the_inversion() {
     assert!(matches!(r, Err(Error::Interrupted(_))), "{:?}", r.err());
     assert_eq!(calls, 2);
     calls = 0;
-    let mut stop_after_two = |_: &iterinv_engine::invert::StepReport| {
+    let mut stop_after_two = |_: &iterinv_engine::invert::Update| {
         calls += 1;
         if calls == 2 {
             Err(Error::Interrupted("test".into()))

@@ -280,7 +280,10 @@ fn an_empty_special_token_is_refused_naming_its_file() {
     let mut map: serde_json::Value =
         serde_json::from_slice(&fixture_bytes(&format!("{CLIP}/special_tokens_map.json"))).unwrap();
     map["eos_token"] = serde_json::json!({"content": "", "normalized": true});
-    let (dir, _) = clip_folder("special_tokens_map.json", &serde_json::to_vec(&map).unwrap());
+    let (dir, _) = clip_folder(
+        "special_tokens_map.json",
+        &serde_json::to_vec(&map).unwrap(),
+    );
     let msg = ClipTokenizer::load(dir.path()).unwrap_err().to_string();
     assert_names_file(&msg, &dir.path().join("special_tokens_map.json"));
     assert!(msg.contains("`eos_token` is an empty token"), "{msg}");

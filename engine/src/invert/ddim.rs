@@ -8,7 +8,7 @@
 //! `DDIMInverseScheduler`. No thresholding or clipping is applied on the way up.
 //! Reconstruction is the scheduler's own step from x_T down.
 
-use super::{Denoiser, Guidance};
+use super::{Denoiser, Guidance, Progress, StepReport, Update};
 use crate::error::{invalid, Result};
 use crate::sched::{Scheduler, StepOptions};
 use crate::tensor::Tensor;
@@ -23,17 +23,36 @@ pub fn invert(
     image: &Tensor,
     guidance: Guidance,
 ) -> Result<Vec<Tensor>> {
-    invert_partially(denoiser, scheduler, image, guidance, usize::MAX)
+    invert_partially(
+        denoiser,
+        scheduler,
+        image,
+        guidance,
+        usize::MAX,
+        &mut |_| Ok(()),
+    )
 }
 
-/// [`invert`] stopped after the `steps` least noisy timesteps (DiffEdit's partial inversion:
-/// its strength keeps the first `⌊strength·n⌋` of n).
+/// [`invert`], telling `progress` after each timestep (its estimate: the step's x̂₀).
+pub fn invert_with(
+    denoiser: &dyn Denoiser,
+    scheduler: &Scheduler,
+    image: &Tensor,
+    guidance: Guidance,
+    progress: Progress,
+) -> Result<Vec<Tensor>> {
+    invert_partially(denoiser, scheduler, image, guidance, usize::MAX, progress)
+}
+
+/// [`invert_with`] stopped after the `steps` least noisy timesteps (DiffEdit's partial
+/// inversion: its strength keeps the first `⌊strength·n⌋` of n).
 pub fn invert_partially(
     denoiser: &dyn Denoiser,
     scheduler: &Scheduler,
     image: &Tensor,
     guidance: Guidance,
     steps: usize,
+    progress: Progress,
 ) -> Result<Vec<Tensor>> {
     let timesteps = scheduler.timesteps();
     if timesteps.is_empty() {
@@ -81,8 +100,18 @@ pub fn invert_partially(
         let (na, nb) = ((alpha_t as f32).sqrt(), ((1.0 - alpha_t) as f32).sqrt());
         x = x0.mul_scalar(na)?.add(&eps.mul_scalar(nb)?)?;
         trace.push(x.clone());
+        progress(&Update::step(pass_report(t), Some(&x0)))?;
     }
     Ok(trace)
+}
+
+/// The report of a timestep that is one model pass (no loss).
+pub(super) fn pass_report(timestep: usize) -> StepReport {
+    StepReport {
+        timestep,
+        iterations: 1,
+        final_loss: f64::NAN,
+    }
 }
 
 /// Deterministic sampling from `x_t` over the scheduler's timesteps (DDIM with eta 0, or any
@@ -93,12 +122,26 @@ pub fn reconstruct(
     x_t: &Tensor,
     guidance: Guidance,
 ) -> Result<Tensor> {
+    reconstruct_with(denoiser, scheduler, x_t, guidance, &mut |_| Ok(()))
+}
+
+/// [`reconstruct`], telling `progress` after each timestep (its estimate: the step's x̂₀).
+pub fn reconstruct_with(
+    denoiser: &dyn Denoiser,
+    scheduler: &Scheduler,
+    x_t: &Tensor,
+    guidance: Guidance,
+    progress: Progress,
+) -> Result<Tensor> {
     let mut x = x_t.clone();
     for &t in scheduler.timesteps() {
         let out = guidance.predict(denoiser, &x, t)?;
-        x = scheduler
-            .step(&out, t, &x, StepOptions::default())?
-            .prev_sample;
+        let step = scheduler.step(&out, t, &x, StepOptions::default())?;
+        x = step.prev_sample;
+        progress(&Update::step(
+            pass_report(t),
+            Some(&step.pred_original_sample),
+        ))?;
     }
     Ok(x)
 }

@@ -11,7 +11,7 @@
 //!
 //! Both return the final latent and a per-timestep report.
 
-use super::{Denoiser, Guidance, Progress};
+use super::{Denoiser, Guidance, Progress, Update};
 use crate::error::{invalid, Result};
 use crate::grad::backward;
 use crate::sched::{Scheduler, StepOptions};
@@ -86,7 +86,7 @@ pub fn step_sizes(base: f64, n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// `sum((step(z, t) − target)²)` as a tracked scalar (z tracked).
+/// `sum((step(z, t) − target)²)` as a tracked scalar (z tracked), and the step's x̂₀.
 fn step_loss(
     denoiser: &dyn Denoiser,
     scheduler: &Scheduler,
@@ -94,14 +94,31 @@ fn step_loss(
     z: &Tensor,
     t: usize,
     target: &Tensor,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     let out = guidance.predict(denoiser, z, t)?;
-    let prev = scheduler
-        .step(&out, t, z, StepOptions::default())?
-        .prev_sample;
-    let d = prev.sub(target)?;
+    let step = scheduler.step(&out, t, z, StepOptions::default())?;
+    let d = step.prev_sample.sub(target)?;
     let all: Vec<usize> = (0..d.rank()).collect();
-    d.square()?.sum(&all, false)
+    Ok((d.square()?.sum(&all, false)?, step.pred_original_sample))
+}
+
+/// A loss read back, and the x̂₀ of the step it measured.
+struct Measured {
+    loss: f64,
+    x0: Tensor,
+}
+
+/// After the `iterations`-th update at timestep `t` (`loss`: NaN where not read back).
+fn inner_update(t: usize, iterations: usize, loss: f64) -> Update<'static> {
+    Update {
+        report: StepReport {
+            timestep: t,
+            iterations,
+            final_loss: loss,
+        },
+        inner: Some(iterations),
+        estimate: None,
+    }
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -134,30 +151,39 @@ pub fn iterinv(
         } => (Some(tolerance), max_halvings),
         IterInvMode::Faithful => (None, 0),
     };
+    // The loss read back, and the x̂₀ of the step it measured (the timestep's estimate).
     let no_grad_loss = |z: &Tensor, t: usize, target: &Tensor| {
-        crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, z, t, target))
-            .and_then(|l| scalar(&l))
+        let (loss, x0) =
+            crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, z, t, target))?;
+        Ok::<_, crate::Error>(Measured {
+            loss: scalar(&loss)?,
+            x0,
+        })
     };
     for (i, &t) in timesteps.iter().enumerate() {
         let mut z = target.clone();
-        // The loss at z when known (safe mode), so that no forward pass is spent twice on it.
+        // The loss at z when known (safe mode), so that no forward pass is spent twice on it,
+        // and the x̂₀ of z's step when known (the timestep's estimate).
         let mut z_loss = None;
+        let mut estimate = None;
         if opts.warm_start > 0 {
-            let seed = solve_step(denoiser, scheduler, guidance, &target, t, opts.warm_start)?;
+            let mut seed = solve_step(denoiser, scheduler, guidance, &target, t, opts.warm_start)?;
             match tolerance {
                 None => z = seed,
                 Some(tol) => {
-                    let seed_loss = no_grad_loss(&seed, t, &target)?;
-                    if seed_loss < tol {
-                        (z, z_loss) = (seed, Some(seed_loss));
+                    let seeded = no_grad_loss(&seed, t, &target)?;
+                    let kept = if seeded.loss < tol {
+                        seeded
                     } else {
-                        let start_loss = no_grad_loss(&target, t, &target)?;
-                        if seed_loss < start_loss {
-                            (z, z_loss) = (seed, Some(seed_loss));
+                        let start = no_grad_loss(&target, t, &target)?;
+                        if seeded.loss < start.loss {
+                            seeded
                         } else {
-                            z_loss = Some(start_loss);
+                            seed = target.clone();
+                            start
                         }
-                    }
+                    };
+                    (z, z_loss, estimate) = (seed, Some(kept.loss), Some(kept.x0));
                 }
             }
         }
@@ -170,16 +196,20 @@ pub fn iterinv(
                 }
             }
             let zt = z.requires_grad();
-            let loss = step_loss(denoiser, scheduler, guidance, &zt, t, &target)?;
+            let (loss, x0) = step_loss(denoiser, scheduler, guidance, &zt, t, &target)?;
             let Some(tol) = tolerance else {
                 let g = backward(&loss, &[&zt])?.remove(0);
                 iterations += 1;
                 z = z.sub(&g.mul_scalar(lr as f32)?)?;
+                progress(&inner_update(t, iterations, f64::NAN))?;
                 continue;
             };
             let loss_value = match z_loss {
                 Some(l) => l,
-                None => scalar(&loss)?,
+                None => {
+                    estimate = Some(x0.detach());
+                    scalar(&loss)?
+                }
             };
             if loss_value < tol {
                 z_loss = Some(loss_value);
@@ -197,9 +227,9 @@ pub fn iterinv(
             let mut accepted = None;
             for halving in 0..=max_halvings {
                 let candidate = z.sub(&g.mul_scalar(lr as f32)?)?;
-                let l = no_grad_loss(&candidate, t, &target)?;
-                if l <= loss_value - ARMIJO * lr * g2 {
-                    accepted = Some((halving, candidate, l));
+                let m = no_grad_loss(&candidate, t, &target)?;
+                if m.loss <= loss_value - ARMIJO * lr * g2 {
+                    accepted = Some((halving, candidate, m));
                     break;
                 }
                 if halving < max_halvings {
@@ -207,26 +237,30 @@ pub fn iterinv(
                 }
             }
             match accepted {
-                Some((halving, candidate, l)) => {
+                Some((halving, candidate, m)) => {
                     if halving == 0 {
                         lr = (lr * 2.0).min(MAX_GROWTH * sizes[i]);
                     }
-                    (z, z_loss) = (candidate, Some(l));
+                    (z, z_loss, estimate) = (candidate, Some(m.loss), Some(m.x0));
                 }
                 // No step size helped: keep z, and try the smaller step next time.
                 None => z_loss = Some(loss_value),
             }
+            progress(&inner_update(t, iterations, z_loss.unwrap_or(f64::NAN)))?;
         }
-        let final_loss = match z_loss {
-            Some(l) => l,
-            None => no_grad_loss(&z, t, &target)?,
+        let (final_loss, estimate) = match (z_loss, estimate) {
+            (Some(l), Some(x0)) => (l, x0),
+            _ => {
+                let m = no_grad_loss(&z, t, &target)?;
+                (m.loss, m.x0)
+            }
         };
         let report = StepReport {
             timestep: t,
             iterations,
             final_loss,
         };
-        progress(&report)?;
+        progress(&Update::step(report.clone(), Some(&estimate)))?;
         reports.push(report);
         target = z;
     }
@@ -250,14 +284,14 @@ pub fn fixed_point(
     let mut reports = Vec::new();
     for &t in scheduler.timesteps().iter().rev() {
         let z = solve_step(denoiser, scheduler, guidance, &target, t, passes)?;
-        let loss =
+        let (loss, x0) =
             crate::grad::no_grad(|| step_loss(denoiser, scheduler, guidance, &z, t, &target))?;
         let report = StepReport {
             timestep: t,
             iterations: passes,
             final_loss: scalar(&loss)?,
         };
-        progress(&report)?;
+        progress(&Update::step(report.clone(), Some(&x0)))?;
         reports.push(report);
         target = z;
     }

@@ -17,9 +17,42 @@ use crate::tensor::Tensor;
 
 pub use iterinv::StepReport;
 
-/// Called after each timestep of a long inversion; an error (e.g. [`crate::Error::Interrupted`])
-/// stops the inversion and is returned by it.
-pub type Progress<'a> = &'a mut dyn FnMut(&StepReport) -> Result<()>;
+/// Called after each timestep of a long loop and, in the inner-loop methods (NTI, IterInv), after
+/// each inner iteration; an error (e.g. [`crate::Error::Interrupted`]) stops the loop and is
+/// returned by it. Each call is a point where a host may pause the work (see `iterinv::session`).
+pub type Progress<'a> = &'a mut dyn FnMut(&Update) -> Result<()>;
+
+/// What a long loop tells its [`Progress`]: the timestep's report (dereferences to it), whether
+/// the call comes from inside the timestep's inner loop, and the loop's current estimate of the
+/// clean sample, for a preview.
+pub struct Update<'a> {
+    /// At the end of a timestep, its report; within it, the iterations so far (`final_loss` is
+    /// NaN where the loop has not read its loss back: reading it would stall the GPU queue).
+    pub report: StepReport,
+    /// `Some(k)` after the k-th inner iteration of the timestep (from 1); `None` at its end.
+    pub inner: Option<usize>,
+    /// x̂₀ as the loop's last scheduler step predicted it (thresholded as the scheduler does),
+    /// where the loop has one at no extra cost; the same shape as the sample.
+    pub estimate: Option<&'a Tensor>,
+}
+
+impl<'a> Update<'a> {
+    /// The end of a timestep.
+    pub fn step(report: StepReport, estimate: Option<&'a Tensor>) -> Update<'a> {
+        Update {
+            report,
+            inner: None,
+            estimate,
+        }
+    }
+}
+
+impl std::ops::Deref for Update<'_> {
+    type Target = StepReport;
+    fn deref(&self) -> &StepReport {
+        &self.report
+    }
+}
 
 /// A noise-prediction network seen by the algorithms: its raw output for `x_t` at timestep `t`
 /// under a text `context` (`[B, L, D]`, one row per sample of `x_t`). The first `C` channels

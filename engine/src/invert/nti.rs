@@ -9,11 +9,11 @@
 //! conditional one the inversion used.
 
 use super::iterinv::StepReport;
-use super::{Denoiser, Guidance, Progress};
+use super::{Denoiser, Guidance, Progress, Update};
 use crate::error::{invalid, Result};
 use crate::grad::{backward, no_grad};
 use crate::optim::Adam;
-use crate::sched::{Scheduler, StepOptions};
+use crate::sched::{Scheduler, StepOptions, StepOutput};
 use crate::tensor::Tensor;
 
 /// How the inner loss is reduced.
@@ -79,9 +79,18 @@ pub fn null_text_inversion(
     let mut reports = Vec::with_capacity(timesteps.len());
     for (i, &t) in timesteps.iter().enumerate() {
         let target = &trace[trace.len() - 2 - i];
-        let (next, report) =
-            nti_timestep(denoiser, scheduler, i, t, &x, target, cond, &null, opts)?;
-        progress(&report)?;
+        let (next, report) = nti_timestep(
+            denoiser,
+            scheduler,
+            i,
+            t,
+            &x,
+            target,
+            cond,
+            &null,
+            opts,
+            &mut *progress,
+        )?;
         reports.push(report);
         nulls.push(null.mul_scalar(1.0)?);
         x = next;
@@ -91,7 +100,8 @@ pub fn null_text_inversion(
 
 /// One timestep of [`null_text_inversion`]: the `i`-th in sampling order, at `t`, from `x` towards
 /// `target`. Optimizes `null` in place (a fresh Adam, lr `opts.lr·(1 − i/100)`), then takes the
-/// guided step with it; returns the step's result and its report.
+/// guided step with it; returns the step's result and its report. `progress` hears of each Adam
+/// step and of the timestep's end (with the guided step's x̂₀).
 #[allow(clippy::too_many_arguments)]
 pub fn nti_timestep(
     denoiser: &dyn Denoiser,
@@ -103,6 +113,7 @@ pub fn nti_timestep(
     cond: &Tensor,
     null: &Tensor,
     opts: NtiOptions,
+    progress: Progress,
 ) -> Result<(Tensor, StepReport)> {
     let lr = opts.lr * (1.0 - i as f64 / 100.0);
     let mut adam = Adam::new(&[null])?;
@@ -125,19 +136,26 @@ pub fn nti_timestep(
         let g = backward(&loss, &[&uncond])?;
         adam.step(&[null], &g, lr.max(0.0))?;
         iterations += 1;
+        progress(&Update {
+            report: StepReport {
+                timestep: t,
+                iterations,
+                final_loss: last_loss,
+            },
+            inner: Some(iterations),
+            estimate: None,
+        })?;
     }
     let guidance = Guidance {
         cond,
         uncond: Some(null),
         scale: opts.guidance,
     };
-    let (next, loss) = no_grad(|| -> Result<(Tensor, Tensor)> {
+    let (step, loss) = no_grad(|| -> Result<(StepOutput, Tensor)> {
         let out = guidance.predict(denoiser, x, t)?;
-        let next = scheduler
-            .step(&out, t, x, StepOptions::default())?
-            .prev_sample;
-        let loss = reduce(&next.sub(target)?.square()?, opts.loss)?;
-        Ok((next, loss))
+        let step = scheduler.step(&out, t, x, StepOptions::default())?;
+        let loss = reduce(&step.prev_sample.sub(target)?.square()?, opts.loss)?;
+        Ok((step, loss))
     })?;
     if opts.early_stop.is_none() {
         last_loss = loss.to_vec()?[0] as f64;
@@ -147,7 +165,11 @@ pub fn nti_timestep(
         iterations,
         final_loss: last_loss,
     };
-    Ok((next, report))
+    progress(&Update::step(
+        report.clone(),
+        Some(&step.pred_original_sample),
+    ))?;
+    Ok((step.prev_sample, report))
 }
 
 fn reduce(x: &Tensor, how: Reduction) -> Result<Tensor> {
@@ -183,6 +205,21 @@ pub fn reconstruct(
     nulls: &[Tensor],
     guidance: f32,
 ) -> Result<Tensor> {
+    reconstruct_with(denoiser, scheduler, x_t, cond, nulls, guidance, &mut |_| {
+        Ok(())
+    })
+}
+
+/// [`reconstruct`], telling `progress` after each timestep (its estimate: the step's x̂₀).
+pub fn reconstruct_with(
+    denoiser: &dyn Denoiser,
+    scheduler: &Scheduler,
+    x_t: &Tensor,
+    cond: &Tensor,
+    nulls: &[Tensor],
+    guidance: f32,
+    progress: Progress,
+) -> Result<Tensor> {
     if nulls.len() != scheduler.timesteps().len() {
         return invalid(
             "null-text reconstruction",
@@ -201,9 +238,12 @@ pub fn reconstruct(
             scale: guidance,
         };
         let out = g.predict(denoiser, &x, t)?;
-        x = scheduler
-            .step(&out, t, &x, StepOptions::default())?
-            .prev_sample;
+        let step = scheduler.step(&out, t, &x, StepOptions::default())?;
+        x = step.prev_sample;
+        progress(&Update::step(
+            super::ddim::pass_report(t),
+            Some(&step.pred_original_sample),
+        ))?;
     }
     Ok(x)
 }

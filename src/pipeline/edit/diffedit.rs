@@ -168,7 +168,7 @@ pub fn diffedit(
         uncond: Some(texts.negative),
         scale: settings.guidance,
     };
-    let trace = ddim::invert_partially(&denoiser, scheduler, image, source, n)?;
+    let trace = ddim::invert_partially(&denoiser, scheduler, image, source, n, &mut |_| Ok(()))?;
     let inverted: Vec<Tensor> = trace[1..].iter().rev().cloned().collect();
 
     let edit = Guidance {

@@ -9,6 +9,7 @@ use iterinv_engine::sched::{Scheduler, SchedulerKind};
 use iterinv_models::config::VaeConfig;
 use iterinv_models::{Error, Result, UNet, Vae};
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::artifacts::HostTensor;
@@ -19,9 +20,15 @@ use crate::pipeline::sampling::LowResCondition;
 use crate::{Gpu, Tensor};
 
 /// The upscaler's UNet, VAE and schedulers, loaded once for inversion and reconstruction.
+/// A scaled latent (what the UNet sees) decoded to pixels.
+fn decode_scaled(vae: &Vae, latent: &Tensor) -> Result<Tensor> {
+    vae.decode(&latent.div_scalar(vae.config().scaling_factor as f32)?)
+}
+
 pub struct LatentModel {
     pub unet: UNet,
-    pub vae: Vae,
+    /// Shared with the stage's previews (see [`Self::decoder`]).
+    pub vae: Arc<Vae>,
     pub scheduler: Scheduler,
     pub noising: Scheduler,
 }
@@ -36,7 +43,7 @@ impl LatentModel {
         variant: Option<&str>,
     ) -> Result<LatentModel> {
         let unet = UNet::load(gpu, &folder.component("unet")?, variant)?;
-        let vae = Vae::load(gpu, &folder.component("vae")?, variant)?;
+        let vae = Arc::new(Vae::load(gpu, &folder.component("vae")?, variant)?);
         let vae_latent = vae.config().latent_channels;
         if vae_latent + 3 != unet.config().in_channels {
             return Err(Error::Input {
@@ -68,8 +75,13 @@ impl LatentModel {
 
     /// The image of a (scaled) latent, about [−1, 1], not clamped.
     pub fn decode(&self, latent: &Tensor) -> Result<Tensor> {
-        let unscaled = latent.div_scalar(self.vae_config().scaling_factor as f32)?;
-        self.vae.decode(&unscaled)
+        decode_scaled(&self.vae, latent)
+    }
+
+    /// [`Self::decode`] for the stage's previews, holding the VAE as long as they live.
+    pub fn decoder(&self) -> super::Decoder {
+        let vae = self.vae.clone();
+        Arc::new(move |latent| decode_scaled(&vae, latent))
     }
 
     /// The condition: `low_res` (`[1, 3, h, w]`, the latent's own size) noised at `noise_level`
@@ -126,6 +138,7 @@ pub fn invert_image(
     let latent = model.encode(image)?;
     let round_trip = model.decode(&latent)?;
     let mut run = super::StageRun::new(number, progress);
+    run.decode_estimates_with(model.decoder());
     let x_t = super::super_resolution::invert(
         model.denoising(),
         condition,
@@ -134,8 +147,17 @@ pub fn invert_image(
         settings,
         &mut run,
     )?;
-    let reconstructed_latent =
-        super::super_resolution::reconstruct(model.denoising(), condition, &x_t, cond)?;
+    run.event(super::Event::phase(
+        "reconstruction",
+        model.scheduler.timesteps().len(),
+    ))?;
+    let reconstructed_latent = super::super_resolution::reconstruct(
+        model.denoising(),
+        condition,
+        &x_t,
+        cond,
+        &mut *run.on_step(),
+    )?;
     let reconstruction = model.decode(&reconstructed_latent)?;
     Ok(LatentInversion {
         latent,

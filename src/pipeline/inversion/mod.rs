@@ -10,6 +10,7 @@
 pub mod artifacts;
 pub mod latent;
 pub mod memory;
+mod progress;
 mod replay;
 mod report;
 pub mod stage1;
@@ -18,11 +19,11 @@ pub mod super_resolution;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use iterinv_engine::invert::StepReport;
 use iterinv_engine::sched::SchedulerKind;
 use iterinv_models::{Error, Result, UNet};
 
 pub use artifacts::{Artifacts, ArtifactsMeta, HostTensor, StageMeta};
+pub use progress::{Decoder, Estimate, Event, Progress, StageRun};
 pub use replay::{open_folders, reconstruct, replay_super_resolution, FolderOverrides, StageText};
 pub use report::StageReport;
 pub use stage1::Stage1Settings;
@@ -177,86 +178,6 @@ impl Default for InvertOptions {
             steps: 50,
             seed: 0,
         }
-    }
-}
-
-/// A progress notice: the stage, what it is doing, and the timesteps done of `total` (with the
-/// last step's final inner loss, for the inner-loop methods).
-#[derive(Clone, Debug)]
-pub struct Event {
-    /// The stage's number in the cascade, from 1.
-    pub stage: usize,
-    pub phase: &'static str,
-    pub step: usize,
-    pub total: usize,
-    pub loss: Option<f64>,
-}
-
-impl Event {
-    /// The first event of stage `stage`: its models are about to load.
-    pub(crate) fn loading(stage: usize) -> Event {
-        Event {
-            stage,
-            ..Event::phase("loading", 0)
-        }
-    }
-
-    pub(crate) fn phase(phase: &'static str, total: usize) -> Event {
-        Event {
-            stage: 1,
-            phase,
-            step: 0,
-            total,
-            loss: None,
-        }
-    }
-}
-
-/// Called with each [`Event`]; an error (e.g. `engine::Error::Interrupted` on Ctrl-C) stops
-/// the run and is returned by it.
-pub type Progress<'a> = &'a mut dyn FnMut(&Event) -> iterinv_engine::Result<()>;
-
-/// The engine's per-timestep callback, boxed.
-type StepCallback<'a> = Box<dyn FnMut(&StepReport) -> iterinv_engine::Result<()> + 'a>;
-
-/// One stage's progress and per-step record while it runs.
-pub struct StageRun<'a> {
-    stage: usize,
-    current: Event,
-    progress: &'a mut dyn FnMut(&Event) -> iterinv_engine::Result<()>,
-    steps: Vec<StepReport>,
-}
-
-impl<'a> StageRun<'a> {
-    fn new(
-        stage: usize,
-        progress: &'a mut dyn FnMut(&Event) -> iterinv_engine::Result<()>,
-    ) -> Self {
-        StageRun {
-            stage,
-            current: Event::phase("", 0),
-            progress,
-            steps: Vec::new(),
-        }
-    }
-
-    fn event(&mut self, mut e: Event) -> iterinv_engine::Result<()> {
-        e.stage = self.stage;
-        self.current = e.clone();
-        (self.progress)(&e)
-    }
-
-    /// A callback for the engine's per-timestep reports.
-    fn on_step(&mut self) -> StepCallback<'_> {
-        Box::new(move |r| {
-            self.current.step += 1;
-            self.current.loss = Some(r.final_loss);
-            (self.progress)(&self.current)
-        })
-    }
-
-    fn record_steps(&mut self, reports: &[StepReport]) {
-        self.steps = reports.to_vec();
     }
 }
 
@@ -491,7 +412,7 @@ pub fn invert_rgb(
     let start = Instant::now();
     let latents = stage1::invert(&unet1, &sched1, &input1, &text.cond, &uncond, &s1, &mut run)?;
     let seconds = start.elapsed().as_secs_f64();
-    run.event(Event::phase("reconstruction", 0))?;
+    run.event(Event::phase("reconstruction", opts.steps))?;
     let rec1 = stage1::reconstruct(
         &unet1,
         &sched1,
@@ -500,6 +421,7 @@ pub fn invert_rgb(
         &uncond,
         s1.method,
         s1.guidance,
+        &mut *run.on_step(),
     )?;
     let report1 = StageReport::new(
         "stage1",

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use iterinv_models::{Error, Result, UNet};
 
 use super::artifacts::{self, Artifacts, HostTensor, StageMeta};
-use super::{inversion_scheduler, latent, stage1, super_resolution, Event, Progress, Stage1Method};
+use super::{
+    inversion_scheduler, latent, stage1, super_resolution, Event, Progress, Stage1Method, StageRun,
+};
 use crate::pipeline::folder::{PipelineFolder, Stage};
 use crate::{Gpu, Tensor};
 
@@ -98,8 +100,9 @@ pub fn reconstruct(
         }
         _ => None,
     };
-    (progress)(&Event::phase("reconstruction", 0))?;
     let latents = stage1::Stage1Latents { x_t, nulls };
+    let mut run = StageRun::new(1, &mut *progress);
+    run.event(Event::phase("reconstruction", meta.stage1.steps))?;
     let rec1 = stage1::reconstruct(
         &unet1,
         &sched1,
@@ -108,7 +111,9 @@ pub fn reconstruct(
         &uncond,
         method1,
         meta.stage1.guidance,
+        &mut *run.on_step(),
     )?;
+    drop(run);
     drop((unet1, latents));
     gpu.trim_pool();
     let mut text = |number: usize, kind: Stage| -> Result<Tensor> {
@@ -149,10 +154,8 @@ pub fn replay_super_resolution(
         let tensor = |field: &str, shape: &[Option<usize>]| -> Result<&HostTensor> {
             artifacts.tensor(&format!("stage{number}.{field}"), shape)
         };
-        (progress)(&Event {
-            stage: number,
-            ..Event::phase("reconstruction", 0)
-        })?;
+        let mut run = StageRun::new(number, &mut *progress);
+        run.event(Event::phase("reconstruction", m.steps))?;
         let Some(level) = m.noise_level else {
             return Err(Error::Input {
                 what: format!("artifacts' stage {number}"),
@@ -169,8 +172,14 @@ pub fn replay_super_resolution(
                 let noise = tensor("condition_noise", &[Some(1), Some(3), Some(h), Some(w)])?
                     .upload(gpu)?;
                 let condition = model.condition(&low_res, &noise, level)?;
-                let regenerated =
-                    super_resolution::reconstruct(model.denoising(), &condition, &x_t, &cond)?;
+                run.decode_estimates_with(model.decoder());
+                let regenerated = super_resolution::reconstruct(
+                    model.denoising(),
+                    &condition,
+                    &x_t,
+                    &cond,
+                    &mut *run.on_step(),
+                )?;
                 model.decode(&regenerated)?
             }
             _ => {
@@ -185,7 +194,13 @@ pub fn replay_super_resolution(
                 let x_t = tensor("x_t", &shape)?.upload(gpu)?;
                 let noise = tensor("condition_noise", &shape)?.upload(gpu)?;
                 let condition = model.condition(&low_res, &noise, level)?;
-                super_resolution::reconstruct(model.denoising(), &condition, &x_t, &cond)?
+                super_resolution::reconstruct(
+                    model.denoising(),
+                    &condition,
+                    &x_t,
+                    &cond,
+                    &mut *run.on_step(),
+                )?
             }
         };
         gpu.trim_pool();

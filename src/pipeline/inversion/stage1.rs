@@ -3,7 +3,7 @@
 //! prompt), or nothing (plain DDIM: the reconstruction drifts at guidance > 1, the baseline).
 
 use iterinv_engine::invert::nti::{self, NtiOptions, Reduction};
-use iterinv_engine::invert::{ddim, Guidance};
+use iterinv_engine::invert::{ddim, Guidance, Progress};
 use iterinv_engine::sched::Scheduler;
 use iterinv_models::{Result, UNet};
 use serde_json::json;
@@ -88,7 +88,7 @@ pub fn invert(
     };
     let total = scheduler.timesteps().len();
     run.event(Event::phase("DDIM inversion", total))?;
-    let trace = ddim::invert(&denoiser, scheduler, image, plain)?;
+    let trace = ddim::invert_with(&denoiser, scheduler, image, plain, &mut *run.on_step())?;
     let x_t = trace[trace.len() - 1].clone();
     let nulls = match settings.nti_options() {
         None => {
@@ -115,7 +115,9 @@ pub fn invert(
     Ok(Stage1Latents { x_t, nulls })
 }
 
-/// Regenerate the image from the latents: guided DDIM with the method's null embedding(s).
+/// Regenerate the image from the latents: guided DDIM with the method's null embedding(s),
+/// telling `progress` after each timestep.
+#[allow(clippy::too_many_arguments)]
 pub fn reconstruct(
     unet: &UNet,
     scheduler: &Scheduler,
@@ -124,6 +126,7 @@ pub fn reconstruct(
     uncond: &Tensor,
     method: Stage1Method,
     guidance: f32,
+    progress: Progress,
 ) -> Result<Tensor> {
     let denoiser = IfDenoiser {
         unet,
@@ -131,7 +134,8 @@ pub fn reconstruct(
     };
     Ok(match (&latents.nulls, method) {
         (Some(nulls), _) => {
-            nti::reconstruct(&denoiser, scheduler, &latents.x_t, cond, nulls, guidance)?
+            let x_t = &latents.x_t;
+            nti::reconstruct_with(&denoiser, scheduler, x_t, cond, nulls, guidance, progress)?
         }
         (None, Stage1Method::Npi) => {
             // NPI: the prompt is its own null, so u + w·(c − u) is the conditional prediction
@@ -141,7 +145,7 @@ pub fn reconstruct(
                 uncond: None,
                 scale: 1.0,
             };
-            ddim::reconstruct(&denoiser, scheduler, &latents.x_t, g)?
+            ddim::reconstruct_with(&denoiser, scheduler, &latents.x_t, g, progress)?
         }
         (None, _) => {
             let g = Guidance {
@@ -149,7 +153,7 @@ pub fn reconstruct(
                 uncond: Some(uncond),
                 scale: guidance,
             };
-            ddim::reconstruct(&denoiser, scheduler, &latents.x_t, g)?
+            ddim::reconstruct_with(&denoiser, scheduler, &latents.x_t, g, progress)?
         }
     })
 }

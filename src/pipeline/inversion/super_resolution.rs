@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use iterinv_engine::invert::iterinv::{self, IterInvMode, IterInvOptions};
-use iterinv_engine::invert::{ddim, Guidance};
+use iterinv_engine::invert::{ddim, Guidance, Progress as EngineProgress};
 use iterinv_engine::sched::{Scheduler, SchedulerKind};
 use iterinv_models::{Result, UNet};
 use serde_json::json;
@@ -182,7 +182,7 @@ pub fn invert(
     let (x_t, reports) = match settings.method {
         SrMethod::Ddim => {
             run.event(Event::phase("DDIM inversion", total))?;
-            let trace = ddim::invert(&denoiser, scheduler, image, g)?;
+            let trace = ddim::invert_with(&denoiser, scheduler, image, g, &mut *run.on_step())?;
             (trace[trace.len() - 1].clone(), Vec::new())
         }
         SrMethod::FixedPoint => {
@@ -208,15 +208,23 @@ pub fn invert(
     Ok(x_t)
 }
 
-/// Plain DDIM from x_T under the same condition and text, guidance 1.
+/// Plain DDIM from x_T under the same condition and text, guidance 1, telling `progress` after
+/// each timestep.
 pub fn reconstruct(
     model: SrDenoising,
     condition: &LowResCondition,
     x_t: &Tensor,
     cond: &Tensor,
+    progress: EngineProgress,
 ) -> Result<Tensor> {
     let (denoiser, g) = model.conditioned(condition, cond);
-    Ok(ddim::reconstruct(&denoiser, model.scheduler, x_t, g)?)
+    Ok(ddim::reconstruct_with(
+        &denoiser,
+        model.scheduler,
+        x_t,
+        g,
+        progress,
+    )?)
 }
 
 /// IF stage II as stage `input.number` of an inversion: the photo at the UNet's size, the
@@ -251,8 +259,14 @@ pub(crate) fn run(
         &mut run,
     )?;
     let seconds = start.elapsed().as_secs_f64();
-    run.event(Event::phase("reconstruction", 0))?;
-    let rec = reconstruct(model.denoising(), &condition, &x_t, input.t5_text)?;
+    run.event(Event::phase("reconstruction", opts.steps))?;
+    let rec = reconstruct(
+        model.denoising(),
+        &condition,
+        &x_t,
+        input.t5_text,
+        &mut *run.on_step(),
+    )?;
     let name = input.name();
     let report = StageReport::new(
         &name,

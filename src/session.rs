@@ -1,9 +1,9 @@
-//! Frame-driven sessions: a long inversion or reconstruction done a bounded slice at a time, so
-//! that a host's render loop keeps its frame rate while the work runs on the same GPU.
+//! Frame-driven sessions: a long inversion, reconstruction or generation done a bounded slice at
+//! a time, so that a host's render loop keeps its frame rate while the work runs on the same GPU.
 //!
-//! A [`Session`] runs the one-call function ([`crate::pipeline::inversion::invert_rgb`],
-//! [`crate::pipeline::inversion::reconstruct`]) as a coroutine: the function's progress events
-//! are its pause points. [`Session::step`] lets it run to the next pause point the host asked
+//! A [`Session`] runs the one-call function ([`inversion`]: [`inversion::invert_rgb`];
+//! [`reconstruction`]: [`inversion::reconstruct`]; [`generation`]: [`cascade::generate`]) as a
+//! coroutine: the function's progress events are its pause points. [`Session::step`] lets it run to the next pause point the host asked
 //! for (one inner iteration of NTI or IterInv, or one timestep), submits the work recorded so
 //! far to the GPU without waiting for it, and returns the [`Event`] it paused at, with a preview
 //! of the active stage's current estimate of its image if asked. Dropping or
@@ -28,9 +28,11 @@ use iterinv_engine::Error;
 use iterinv_models::Result;
 
 use crate::image_io::Rgb;
+use crate::pipeline::cascade::{self, CascadeOptions, CascadeOutput};
 use crate::pipeline::inversion::{
     self, Artifacts, Event, FolderOverrides, InvertOptions, InvertOutput,
 };
+use crate::pipeline::NoiseSource;
 use crate::{Gpu, Tensor};
 
 /// How much work one [`Session::step`] does at most.
@@ -228,6 +230,19 @@ impl<T: Send + 'static> Drop for Session<T> {
         self.resume = None;
         self.join();
     }
+}
+
+/// A generation ([`cascade::generate`]) as a session, drawing its noise from `noise` (e.g.
+/// [`crate::pipeline::SeededNoise`]).
+pub fn generation(
+    gpu: &Gpu,
+    opts: CascadeOptions,
+    mut noise: Box<dyn NoiseSource + Send>,
+) -> Session<CascadeOutput> {
+    let worker_gpu = gpu.clone();
+    Session::new(gpu, move |progress| {
+        cascade::generate(&worker_gpu, &opts, &mut *noise, progress)
+    })
 }
 
 /// An inversion ([`inversion::invert_rgb`]) as a session.

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use iterinv::engine::sched::SchedulerKind;
 use iterinv::models::Error;
 use iterinv::pipeline::cascade::{encode_text, run_if_super_resolution, run_stage1, CascadeStage};
+use iterinv::pipeline::progress::Event;
 use iterinv::pipeline::{CascadeOptions, InjectedNoise, PipelineFolder, Stage, StageSettings};
 use iterinv::{Gpu, Tensor};
 use safetensors::SafeTensors;
@@ -110,10 +111,15 @@ fn check(kind: SchedulerKind, file: &str) {
 
     let mut noise = injected(&g);
     let mut steps = Vec::new();
-    let image1 = run_stage1(gpu, &stage1, &text, &opts, &mut noise, &mut |s, i, n| {
-        steps.push((s, i, n))
-    })
-    .unwrap();
+    let mut record = |e: &Event| {
+        // A timestep's end carries its x̂₀, the stage's image estimate.
+        if e.phase == "sampling" && e.step > 0 {
+            assert!(e.estimate.is_some(), "{e:?}");
+            steps.push((e.stage, e.step, e.total));
+        }
+        Ok(())
+    };
+    let image1 = run_stage1(gpu, &stage1, &text, &opts, &mut noise, &mut record).unwrap();
     assert_close("stage1_output", &image1, &g["stage1_output"]);
     // Stage II from diffusers' stage-I output, so its check does not inherit stage I's error.
     let low_res = upload(&g["stage1_output"]);
@@ -126,7 +132,7 @@ fn check(kind: SchedulerKind, file: &str) {
         &text,
         &opts,
         &mut noise,
-        &mut |s, i, n| steps.push((s, i, n)),
+        &mut record,
     )
     .unwrap();
     assert_close("stage2_output", &image2, &g["stage2_output"]);
@@ -167,7 +173,7 @@ fn stages_free_their_models() {
     let peak_text = peak();
 
     gpu.reset_peak();
-    let image1 = run_stage1(&gpu, &stage1, &text, &opts, &mut noise, &mut |_, _, _| {}).unwrap();
+    let image1 = run_stage1(&gpu, &stage1, &text, &opts, &mut noise, &mut |_| Ok(())).unwrap();
     let image_bytes: u64 = 3 * 16 * 16 * 4;
     assert!(
         in_use() <= 2 * (text_bytes + image_bytes),
@@ -185,7 +191,7 @@ fn stages_free_their_models() {
         &text,
         &opts,
         &mut noise,
-        &mut |_, _, _| {},
+        &mut |_| Ok(()),
     )
     .unwrap();
     let peak2 = peak();
@@ -226,7 +232,7 @@ fn bad_folders_and_settings_are_clear_errors() {
     let mut opts = options(SchedulerKind::Ddpm);
     opts.stage1_settings.steps = 0;
     let mut noise = iterinv::pipeline::SeededNoise::new(gpu, 0);
-    let e = run_stage1(gpu, &stage1, &text, &opts, &mut noise, &mut |_, _, _| {}).unwrap_err();
+    let e = run_stage1(gpu, &stage1, &text, &opts, &mut noise, &mut |_| Ok(())).unwrap_err();
     assert!(msg(e).contains("0"), "0 steps");
     // An invalid scheduler config.
     let tmp = tempfile::tempdir().unwrap();

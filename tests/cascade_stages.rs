@@ -152,7 +152,13 @@ fn generation_chains_two_upscalers() {
         inner: SeededNoise::new(gpu, 5),
         names: Vec::new(),
     };
-    let out = generate(gpu, &opts, &mut noise, &mut |s, i, n| seen.push((s, i, n))).unwrap();
+    let out = generate(gpu, &opts, &mut noise, &mut |e| {
+        if e.phase == "sampling" && e.step > 0 {
+            seen.push((e.stage, e.step, e.total));
+        }
+        Ok(())
+    })
+    .unwrap();
     let sizes: Vec<_> = out.images.iter().map(|t| t.shape().to_vec()).collect();
     assert_eq!(sizes, [[1, 3, 16, 16], [1, 3, 64, 64], [1, 3, 256, 256]]);
     assert_eq!(seen.last(), Some(&(3, 2, 2)));
@@ -184,9 +190,9 @@ fn generation_chains_two_upscalers() {
         &out.images[0],
         &text,
         &upscaler_opts,
-        "stage2",
+        (2, "stage2"),
         &mut SeededNoise::new(gpu, 5),
-        &mut |_, _| {},
+        &mut |_| Ok(()),
     )
     .unwrap();
     assert_eq!(bits(&direct.image), bits(&out.images[1]));

@@ -1,15 +1,17 @@
 //! Frame-driven sessions (src/session.rs) on the trained three-stage cascade: stepped one event
 //! at a time, with previews, an inversion gives bit for bit what the one-call function gives; a
-//! reconstruction session likewise; a cancelled session stops where it is and leaves no GPU
-//! memory held; one dropped before its first step runs nothing.
+//! reconstruction and a generation session likewise; a cancelled session stops where it is and
+//! leaves no GPU memory held; one dropped before its first step runs nothing.
 
 mod common;
 
 use common::{fixtures, gpu};
 use iterinv::image_io::{load_rgb, Rgb};
+use iterinv::pipeline::cascade::{generate, CascadeOptions, CascadeStage};
 use iterinv::pipeline::inversion::{
     invert_rgb, reconstruct, FolderOverrides, InvertOptions, SrSettings, SrStage,
 };
+use iterinv::pipeline::SeededNoise;
 use iterinv::session::{self, Slice, StepOutcome, StepRequest};
 use iterinv::{Gpu, Tensor};
 
@@ -229,4 +231,50 @@ fn a_reconstruction_session_is_the_one_call_reconstruction() {
         stages_previewed.into_iter().collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
+}
+
+#[test]
+fn a_generation_session_is_the_one_call_generation() {
+    let gpu = gpu();
+    let cascade = fixtures().join("trained_cascade");
+    let mut opts = CascadeOptions {
+        prompt: "a photo of a cat".into(),
+        stage1: cascade.join("stage1"),
+        ..CascadeOptions::default()
+    };
+    opts.stage1_settings.steps = 4;
+    for name in ["stage2", "stage3"] {
+        let mut stage = CascadeStage::with_defaults(&cascade.join(name)).unwrap();
+        stage.settings.steps = 3;
+        opts.super_resolution.push(stage);
+    }
+    let direct = generate(gpu, &opts, &mut SeededNoise::new(gpu, 7), &mut |_| Ok(())).unwrap();
+
+    let mut s = session::generation(gpu, opts, Box::new(SeededNoise::new(gpu, 7)));
+    let mut sampled = Vec::new();
+    while let StepOutcome::Paused { event, preview } = s
+        .step(StepRequest {
+            slice: Slice::Event,
+            preview: true,
+        })
+        .unwrap()
+    {
+        if event.phase == "sampling" && event.step > 0 {
+            // Each sampling step's x̂₀, as an image of the stage's size (the upscaler's latent
+            // decoded by its VAE).
+            let p = preview.expect("a sampling step has an estimate");
+            let size = direct.images[event.stage - 1].shape();
+            assert_eq!(p.shape(), size, "{event:?}");
+            sampled.push((event.stage, event.step, event.total));
+        }
+    }
+    let stepped = s.finish().unwrap();
+    for (i, (a, b)) in direct.images.iter().zip(&stepped.images).enumerate() {
+        same_bits(&format!("stage {}", i + 1), a, b);
+    }
+    let want: Vec<_> = [(1, 4), (2, 3), (3, 3)]
+        .into_iter()
+        .flat_map(|(stage, n)| (1..=n).map(move |k| (stage, k, n)))
+        .collect();
+    assert_eq!(sampled, want);
 }

@@ -79,9 +79,17 @@ fn upscaling_matches_the_pipeline() {
         &upload(&g["image"]),
         &text,
         &options(),
-        "upscaler",
+        (1, "upscaler"),
         &mut noise,
-        &mut |i, n| steps.push((i, n)),
+        &mut |e| {
+            if e.phase == "sampling" && e.step > 0 {
+                // The latent estimate, decoded by the VAE for a preview.
+                let image = e.estimate.as_ref().unwrap().image().unwrap();
+                assert_eq!(image.shape(), &g["decoded"].0[..]);
+                steps.push((e.step, e.total));
+            }
+            Ok(())
+        },
     )
     .unwrap();
     assert_eq!(steps, [(1, 4), (2, 4), (3, 4), (4, 4)]);
@@ -112,9 +120,9 @@ fn wrong_folders_and_images_are_refused() {
         &gray,
         &text,
         &options(),
-        "upscaler",
+        (1, "upscaler"),
         &mut InjectedNoise::new(),
-        &mut |_, _| {},
+        &mut |_| Ok(()),
     )
     .err()
     .unwrap()

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use iterinv::engine::sched::SchedulerKind;
 use iterinv::image_io::save_png;
 use iterinv::pipeline::cascade::CascadeStage;
 use iterinv::pipeline::{generate, CascadeOptions, SeededNoise, StageSettings};
 use iterinv::Gpu;
+
+use crate::progress::{stop_on_ctrl_c, Bars};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Sampler {
@@ -152,27 +153,11 @@ pub fn run(gpu: &Gpu, args: GenerateArgs) -> Result<()> {
         }),
     };
     let mut noise = SeededNoise::new(gpu, args.seed);
-    let mut bar: Option<(usize, ProgressBar)> = None;
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {elapsed}")
-        .expect("a valid template")
-        .progress_chars("=> ");
-    let mut progress = |stage: usize, done: usize, total: usize| {
-        if bar.as_ref().map(|(s, _)| *s) != Some(stage) {
-            if let Some((_, b)) = bar.take() {
-                b.finish();
-            }
-            let b = ProgressBar::new(total as u64).with_style(style.clone());
-            b.set_prefix(format!("stage{stage}"));
-            bar = Some((stage, b));
-        }
-        if let Some((_, b)) = &bar {
-            b.set_position(done as u64);
-        }
-    };
-    let out = generate(gpu, &opts, &mut noise, &mut progress)?;
-    if let Some((_, b)) = bar.take() {
-        b.finish();
-    }
+    stop_on_ctrl_c();
+    let mut bars = Bars::default();
+    let out = generate(gpu, &opts, &mut noise, &mut |e| bars.update(e));
+    bars.finish();
+    let out = out?;
     for (i, image) in out.images.iter().enumerate() {
         let path = sibling(&args.out, &format!("stage{}", i + 1));
         save_png(image, 0, &path)?;

@@ -17,6 +17,7 @@ use iterinv_models::{Result, UNet};
 use super::folder::{PipelineFolder, Stage};
 use super::guidance::TextCondition;
 use super::noise::NoiseSource;
+use super::progress::{Event, Progress, StageRun, SAMPLING};
 use super::sampling::{denoise, LowResCondition, StageSettings};
 use super::upscaler::{self, UpscalerOptions};
 use crate::{Gpu, Tensor};
@@ -92,9 +93,6 @@ impl Default for CascadeOptions {
     }
 }
 
-/// Progress of a run: (stage number from 1, steps done, total).
-pub type CascadeProgress<'a> = &'a mut dyn FnMut(usize, usize, usize);
-
 /// The image of each stage, stage I first, `[1, 3, H, W]` in about [−1, 1] (not clamped).
 pub struct CascadeOutput {
     pub images: Vec<Tensor>,
@@ -152,13 +150,16 @@ pub fn run_stage1(
     text: &TextCondition,
     opts: &CascadeOptions,
     noise: &mut dyn NoiseSource,
-    progress: CascadeProgress,
+    progress: Progress,
 ) -> Result<Tensor> {
+    let mut run = StageRun::new(1, progress);
+    run.event(Event::loading(1))?;
     let unet = UNet::load(gpu, &folder.component("unet")?, opts.variant.as_deref())?;
     let mut scheduler = folder.scheduler("scheduler", opts.sampler)?;
     let size = unet.sample_size()?;
     let channels = unet.config().in_channels;
     let x = noise.noise("stage1_initial", &[1, channels, size, size])?;
+    run.event(Event::phase(SAMPLING, opts.stage1_settings.steps))?;
     let image = denoise(
         &unet,
         &mut scheduler,
@@ -168,7 +169,7 @@ pub fn run_stage1(
         opts.stage1_settings,
         Stage::One.name(),
         noise,
-        &mut |i, n| progress(1, i, n),
+        &mut *run.on_step(),
     )?;
     drop(unet);
     gpu.trim_pool();
@@ -189,8 +190,10 @@ pub fn run_if_super_resolution(
     text: &TextCondition,
     opts: &CascadeOptions,
     noise: &mut dyn NoiseSource,
-    progress: CascadeProgress,
+    progress: Progress,
 ) -> Result<Tensor> {
+    let mut run = StageRun::new(number, progress);
+    run.event(Event::loading(number))?;
     let unet = UNet::load(gpu, &folder.component("unet")?, opts.variant.as_deref())?;
     let mut scheduler = folder.scheduler("scheduler", opts.sampler)?;
     let noising = folder.scheduler("image_noising_scheduler", Some(SchedulerKind::Ddpm))?;
@@ -205,6 +208,7 @@ pub fn run_if_super_resolution(
         upscaled,
         noise_level: stage.noise_level,
     };
+    run.event(Event::phase(SAMPLING, stage.settings.steps))?;
     let image = denoise(
         &unet,
         &mut scheduler,
@@ -214,7 +218,7 @@ pub fn run_if_super_resolution(
         stage.settings,
         &name,
         noise,
-        &mut |i, n| progress(number, i, n),
+        &mut *run.on_step(),
     )?;
     drop(unet);
     gpu.trim_pool();
@@ -226,7 +230,7 @@ pub fn generate(
     gpu: &Gpu,
     opts: &CascadeOptions,
     noise: &mut dyn NoiseSource,
-    progress: CascadeProgress,
+    progress: Progress,
 ) -> Result<CascadeOutput> {
     // Open every folder first: a wrong one fails before any model loads.
     let stage1 = PipelineFolder::open(&opts.stage1, Stage::One)?;
@@ -235,6 +239,8 @@ pub fn generate(
         .iter()
         .map(|s| PipelineFolder::open_super_resolution(&s.folder))
         .collect::<Result<Vec<_>>>()?;
+    // Stage I's text encoder first.
+    progress(&Event::loading(1))?;
     let text = encode_text(
         gpu,
         &stage1,
@@ -243,7 +249,14 @@ pub fn generate(
         opts.clean_caption,
         opts.variant.as_deref(),
     )?;
-    let mut images = vec![run_stage1(gpu, &stage1, &text, opts, noise, progress)?];
+    let mut images = vec![run_stage1(
+        gpu,
+        &stage1,
+        &text,
+        opts,
+        noise,
+        &mut *progress,
+    )?];
     for (i, (stage, folder)) in opts.super_resolution.iter().zip(&folders).enumerate() {
         let number = i + 2;
         let low_res = images.last().expect("stage I ran");
@@ -268,14 +281,22 @@ pub fn generate(
                     low_res,
                     &text,
                     &upscaler_opts,
-                    &format!("stage{number}"),
+                    (number, &format!("stage{number}")),
                     noise,
-                    &mut |i, n| progress(number, i, n),
+                    &mut *progress,
                 )?
                 .image
             }
             _ => run_if_super_resolution(
-                gpu, folder, stage, number, low_res, &text, opts, noise, progress,
+                gpu,
+                folder,
+                stage,
+                number,
+                low_res,
+                &text,
+                opts,
+                noise,
+                &mut *progress,
             )?,
         };
         images.push(image);

@@ -8,6 +8,7 @@ pub mod folder;
 pub mod guidance;
 pub mod inversion;
 pub mod noise;
+pub mod progress;
 pub mod sampling;
 pub mod upscaler;
 

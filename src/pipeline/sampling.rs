@@ -2,6 +2,7 @@
 //! `IFSuperResolutionPipeline` run them: batched classifier-free guidance, the scheduler step on
 //! the GPU, no readback inside the loop.
 
+use iterinv_engine::invert::{StepReport, Update};
 use iterinv_engine::sched::{Scheduler, SchedulerKind, StepOptions};
 use iterinv_models::{UNet, UNetInputs};
 
@@ -20,8 +21,8 @@ pub struct StageSettings {
     pub eta: f32,
 }
 
-/// Called after each step with (steps done, total).
-pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+/// Told after each step, with the step's x̂₀ as its estimate; an error stops the sampling.
+pub type Progress<'a> = iterinv_engine::invert::Progress<'a>;
 
 /// Stage II's conditioning image: the upscaled low-res image with its noise added once, and that
 /// noise level (also the UNet's class label).
@@ -86,18 +87,22 @@ pub fn denoise(
             }
             _ => None,
         };
-        x = scheduler
-            .step(
-                &out,
-                t,
-                &x,
-                StepOptions {
-                    noise: step_noise.as_ref(),
-                    eta: settings.eta,
-                },
-            )?
-            .prev_sample;
-        progress(i + 1, timesteps.len());
+        let step = scheduler.step(
+            &out,
+            t,
+            &x,
+            StepOptions {
+                noise: step_noise.as_ref(),
+                eta: settings.eta,
+            },
+        )?;
+        x = step.prev_sample;
+        let report = StepReport {
+            timestep: t,
+            iterations: 1,
+            final_loss: f64::NAN,
+        };
+        progress(&Update::step(report, Some(&step.pred_original_sample)))?;
     }
     Ok(x)
 }

@@ -9,13 +9,17 @@
 //! Components are loaded when needed and dropped (their GPU memory returned with `trim_pool`)
 //! before the next one, so peak GPU memory is the UNet's or the VAE's, not their sum.
 
+use std::sync::Arc;
+
 use iterinv_models::text::tokenizer::ClipTokenizer;
 use iterinv_models::{ClipTextEncoder, Error, Result, UNet, Vae};
 
 use super::folder::PipelineFolder;
 use super::guidance::TextCondition;
+use super::inversion::latent::decoder;
 use super::noise::NoiseSource;
-use super::sampling::{denoise, LowResCondition, Progress, StageSettings};
+use super::progress::{Event, Progress, StageRun, SAMPLING};
+use super::sampling::{denoise, LowResCondition, StageSettings};
 use crate::{Gpu, Tensor};
 
 /// CLIP's text length.
@@ -81,7 +85,8 @@ pub fn encode_text(
 /// Upscale `low_res` (`[1, 3, h, w]`, about [−1, 1]) with the text `text`. The random draws are
 /// `{name}_condition` (the noise added to `low_res`, its shape) and `{name}_initial` (the
 /// initial latent, `[1, latent_channels, h, w]`), and `{name}_step_{i}` for a stochastic sampler
-/// (`name`: `upscaler` alone, `stage3` as a cascade's third stage).
+/// (`name`: `upscaler` alone, `stage3` as a cascade's third stage). Its events are stage
+/// `number`'s (1 alone); their estimates are decoded by the VAE, loaded first for them.
 #[allow(clippy::too_many_arguments)]
 pub fn upscale(
     gpu: &Gpu,
@@ -89,10 +94,12 @@ pub fn upscale(
     low_res: &Tensor,
     text: &TextCondition,
     opts: &UpscalerOptions,
-    name: &str,
+    (number, name): (usize, &str),
     noise: &mut dyn NoiseSource,
     progress: Progress,
 ) -> Result<UpscalerOutput> {
+    let mut run = StageRun::new(number, progress);
+    run.event(Event::loading(number))?;
     let variant = opts.variant.as_deref();
     let unet = UNet::load(gpu, &folder.component("unet")?, variant)?;
     let vae_dir = folder.component("vae")?;
@@ -123,6 +130,9 @@ pub fn upscale(
     };
     // DDIM's and DDPM's initial noise sigma is 1.
     let x = noise.noise(&format!("{name}_initial"), &[1, latent_channels, h, w])?;
+    let vae = Arc::new(Vae::load(gpu, &vae_dir, variant)?);
+    run.decode_estimates_with(decoder(vae.clone()));
+    run.event(Event::phase(SAMPLING, opts.settings.steps))?;
     let latents = denoise(
         &unet,
         &mut scheduler,
@@ -132,11 +142,10 @@ pub fn upscale(
         opts.settings,
         name,
         noise,
-        progress,
+        &mut *run.on_step(),
     )?;
-    drop(unet);
+    drop((unet, run));
     gpu.trim_pool();
-    let vae = Vae::load(gpu, &vae_dir, variant)?;
     let image = vae.decode(&latents.div_scalar(vae_config.scaling_factor as f32)?)?;
     drop(vae);
     gpu.trim_pool();

@@ -25,6 +25,11 @@ fn decode_scaled(vae: &Vae, latent: &Tensor) -> Result<Tensor> {
     vae.decode(&latent.div_scalar(vae.config().scaling_factor as f32)?)
 }
 
+/// Previews of scaled latents through `vae`.
+pub(crate) fn decoder(vae: Arc<Vae>) -> super::Decoder {
+    Arc::new(move |latent| decode_scaled(&vae, latent))
+}
+
 pub struct LatentModel {
     pub unet: UNet,
     /// Shared with the stage's previews (see [`Self::decoder`]).
@@ -80,8 +85,7 @@ impl LatentModel {
 
     /// [`Self::decode`] for the stage's previews, holding the VAE as long as they live.
     pub fn decoder(&self) -> super::Decoder {
-        let vae = self.vae.clone();
-        Arc::new(move |latent| decode_scaled(&vae, latent))
+        decoder(self.vae.clone())
     }
 
     /// The condition: `low_res` (`[1, 3, h, w]`, the latent's own size) noised at `noise_level`

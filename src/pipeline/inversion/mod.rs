@@ -10,7 +10,6 @@
 pub mod artifacts;
 pub mod latent;
 pub mod memory;
-mod progress;
 mod replay;
 mod report;
 pub mod stage1;
@@ -22,8 +21,8 @@ use std::time::Instant;
 use iterinv_engine::sched::SchedulerKind;
 use iterinv_models::{Error, Result, UNet};
 
+pub use super::progress::{Decoder, Estimate, Event, Progress, StageRun};
 pub use artifacts::{Artifacts, ArtifactsMeta, HostTensor, StageMeta};
-pub use progress::{Decoder, Estimate, Event, Progress, StageRun};
 pub use replay::{open_folders, reconstruct, replay_super_resolution, FolderOverrides, StageText};
 pub use report::StageReport;
 pub use stage1::Stage1Settings;

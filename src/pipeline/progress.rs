@@ -1,6 +1,6 @@
-//! What a long inversion or reconstruction tells its caller as it runs: [`Event`]s, each a point
-//! where a host may pause the work (see [`crate::session`]), with the active stage's current
-//! [`Estimate`] of its image for a preview.
+//! What a long inversion, reconstruction or generation tells its caller as it runs: [`Event`]s,
+//! each a point where a host may pause the work (see [`crate::session`]), with the active
+//! stage's current [`Estimate`] of its image for a preview.
 
 use std::sync::Arc;
 
@@ -30,14 +30,16 @@ pub struct Event {
 
 impl Event {
     /// The first event of stage `stage`: its models are about to load.
-    pub(crate) fn loading(stage: usize) -> Event {
+    pub fn loading(stage: usize) -> Event {
         Event {
             stage,
             ..Event::phase("loading", 0)
         }
     }
 
-    pub(crate) fn phase(phase: &'static str, total: usize) -> Event {
+    /// The start of `phase`, of `total` timesteps (0: none), at stage 1 (a [`StageRun`] sets
+    /// its own).
+    pub fn phase(phase: &'static str, total: usize) -> Event {
         Event {
             stage: 1,
             phase,
@@ -49,6 +51,9 @@ impl Event {
         }
     }
 }
+
+/// The phase of a generation's denoising loop.
+pub const SAMPLING: &str = "sampling";
 
 /// Turns a latent estimate into pixels (the upscaler stage's VAE decode).
 pub type Decoder = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;

@@ -10,7 +10,8 @@
 //!   [`scoring`]: the paper's scores with LPIPS and CLIP; [`eval`]: the table over a dataset;
 //!   `embedded` (feature `embedded-cascade`): the tiny trained cascade compiled in.
 //!
-//! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`].
+//! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`],
+//! and hands photos in and takes images out as its own textures ([`texture`]).
 
 pub mod clip_image;
 #[cfg(feature = "embedded-cascade")]
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 mod resample;
 pub mod scoring;
+pub mod texture;
 
 pub use iterinv_engine as engine;
 pub use iterinv_kernels as kernels;

@@ -263,7 +263,9 @@ impl<'a> StageRun<'a> {
     }
 }
 
-/// One stage's outcome: the input as the stage sees it, the reconstruction and the report.
+/// One stage's outcome: the input as the stage sees it, the reconstruction and the report. The
+/// images are `[1, 3, S, S]` in [−1, 1] on the GPU (into a texture with
+/// [`crate::texture::write_texture`]).
 pub struct StageOutput {
     pub input: Tensor,
     pub reconstruction: Tensor,
@@ -419,6 +421,23 @@ pub fn invert_rgb(
     progress: Progress,
 ) -> Result<InvertOutput> {
     let source = PhotoSource::Pixels(photo);
+    invert_photo(gpu, Photo { source, origin }, opts, progress)
+}
+
+/// [`invert`] of a photo in a texture of the host application, on the device `gpu` shares with
+/// it ([`Gpu::from_device`]): rgba8unorm, rgba8unorm-srgb, rgba16float or rgba32float with
+/// COPY_SRC usage, read once when the run starts (see [`crate::texture`] for what its texels
+/// mean). `origin` names it in errors and is recorded in the artifacts as the image. An 8-bit
+/// texture holding a PNG's pixels gives the same result as the PNG, bit for bit; the
+/// reconstructions go back to textures with [`crate::texture::write_texture`].
+pub fn invert_texture(
+    gpu: &Gpu,
+    texture: &wgpu::Texture,
+    origin: &Path,
+    opts: &InvertOptions,
+    progress: Progress,
+) -> Result<InvertOutput> {
+    let source = PhotoSource::Texture(texture);
     invert_photo(gpu, Photo { source, origin }, opts, progress)
 }
 

@@ -1,10 +1,12 @@
 //! Images in and out of the engine: image files ⇄ `[B, 3, H, W]` tensors in [−1, 1].
 //!
 //! Input: any PNG or JPEG (RGB, RGBA — alpha dropped —, grey, 8 or 16 bits), made square and
-//! resized to a stage's resolution with PIL's antialiased bicubic filter, computed in f32.
+//! resized to a stage's resolution with PIL's antialiased bicubic filter, on the GPU.
 
 use std::path::Path;
 
+pub use iterinv_engine::ops::resample::Window;
+use iterinv_engine::ops::resample::{resample, Filter};
 use iterinv_models::{Error, Result};
 
 use crate::Tensor;
@@ -311,27 +313,75 @@ pub enum Fit {
     Stretch,
 }
 
-/// `image` resized to `size`×`size` (PIL's BICUBIC, antialiased), planar `[3, size, size]`.
-pub fn resize_square(image: &Rgb, size: usize, fit: Fit) -> Vec<f32> {
-    let (h, w) = (image.height, image.width);
-    let (top, left, ch, cw) = match fit {
-        Fit::CropCenter => {
-            let s = h.min(w);
-            ((h - s) / 2, (w - s) / 2, s, s)
+impl Fit {
+    /// The part of a `width`×`height` image that is resized to a square.
+    pub fn window(self, width: usize, height: usize) -> Window {
+        match self {
+            Fit::CropCenter => {
+                let s = height.min(width);
+                Window {
+                    top: (height - s) / 2,
+                    left: (width - s) / 2,
+                    height: s,
+                    width: s,
+                }
+            }
+            Fit::Stretch => Window {
+                top: 0,
+                left: 0,
+                height,
+                width,
+            },
         }
-        Fit::Stretch => (0, 0, h, w),
-    };
-    let mut out = Vec::with_capacity(3 * size * size);
-    for c in 0..3 {
-        let plane: Vec<f32> = (0..ch)
-            .flat_map(|y| {
-                let row = c * h * w + (top + y) * w + left;
-                image.data[row..row + cw].to_vec()
-            })
-            .collect();
-        out.extend(crate::resample::bicubic(&plane, ch, cw, size, size));
     }
-    out
+}
+
+/// `image` at full size on the GPU: values v·2 − 1 in [−1, 1] (v its [0, 1] values, computed in
+/// f32) in the rows layout `[H, 3, W]`, split over buffers by rows when it is larger than one
+/// storage binding. What [`resize_for_stage`] takes; a texture gives the same from its texels
+/// ([`crate::texture`]).
+pub fn photo_rows(gpu: &crate::Gpu, image: &Rgb) -> Result<Tensor> {
+    let (h, w) = (image.height, image.width);
+    let mut rows = vec![0f32; 3 * h * w];
+    for c in 0..3 {
+        for y in 0..h {
+            let src = &image.data[(c * h + y) * w..][..w];
+            for (dst, &v) in rows[(y * 3 + c) * w..][..w].iter_mut().zip(src) {
+                *dst = v * 2.0 - 1.0;
+            }
+        }
+    }
+    Ok(Tensor::from_f32(gpu, &[h, 3, w], &rows)?)
+}
+
+/// A photo at full size in the rows layout (from [`photo_rows`] or a texture) as a stage sees
+/// it: made square by `fit` and resized on the GPU with PIL's antialiased bicubic filter to a
+/// `[1, 3, size, size]` tensor in [−1, 1] (weights in f64 as PIL's, sums in f32). The photo must
+/// be at least `size` on its shorter side (upscaling a small photo would invent detail);
+/// `origin` names it in that error.
+pub fn resize_for_stage(photo: &Tensor, origin: &str, size: usize, fit: Fit) -> Result<Tensor> {
+    let &[h, 3, w] = photo.shape() else {
+        return Err(Error::Input {
+            what: format!("image {origin}"),
+            detail: format!(
+                "must be a photo in the rows layout [H, 3, W], got shape {:?}",
+                photo.shape()
+            ),
+        });
+    };
+    if h.min(w) < size {
+        return Err(Error::Input {
+            what: format!("image {origin}"),
+            detail: format!("is {w}×{h}; it must be at least {size} pixels on each side"),
+        });
+    }
+    let window = fit.window(w, h);
+    Ok(resample(
+        photo,
+        window,
+        &Filter::bicubic(window.height, size),
+        &Filter::bicubic(window.width, size),
+    )?)
 }
 
 /// An image file as a `[1, 3, size, size]` tensor in [−1, 1] (see [`stage_tensor`]).
@@ -345,9 +395,8 @@ pub fn load_for_stage(gpu: &crate::Gpu, path: &Path, size: usize, fit: Fit) -> R
     )
 }
 
-/// `image` as a stage sees it: made square by `fit`, resized to `size`×`size`, a
-/// `[1, 3, size, size]` tensor in [−1, 1]. The image must be at least `size` on its shorter
-/// side (upscaling a small photo would invent detail); `origin` names it in that error.
+/// `image` as a stage sees it: [`photo_rows`] then [`resize_for_stage`] (the photo is uploaded at
+/// full size and resized on the GPU).
 pub fn stage_tensor(
     gpu: &crate::Gpu,
     image: &Rgb,
@@ -355,18 +404,5 @@ pub fn stage_tensor(
     size: usize,
     fit: Fit,
 ) -> Result<Tensor> {
-    if image.height.min(image.width) < size {
-        return Err(Error::Input {
-            what: format!("image {origin}"),
-            detail: format!(
-                "is {}×{}; it must be at least {size} pixels on each side",
-                image.width, image.height
-            ),
-        });
-    }
-    let data: Vec<f32> = resize_square(image, size, fit)
-        .into_iter()
-        .map(|v| v * 2.0 - 1.0)
-        .collect();
-    Ok(Tensor::from_f32(gpu, &[1, 3, size, size], &data)?)
+    resize_for_stage(&photo_rows(gpu, image)?, origin, size, fit)
 }

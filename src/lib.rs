@@ -11,7 +11,8 @@
 //!   `embedded` (feature `embedded-cascade`): the tiny trained cascade compiled in;
 //!   [`session`]: long work stepped a bounded slice at a time from a host's frame loop.
 //!
-//! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`].
+//! A host application that already owns a `wgpu::Device` shares it with [`Gpu::from_device`],
+//! and hands photos in and takes images out as its own textures ([`texture`]).
 
 pub mod clip_image;
 #[cfg(feature = "embedded-cascade")]
@@ -23,6 +24,7 @@ pub mod pipeline;
 mod resample;
 pub mod scoring;
 pub mod session;
+pub mod texture;
 
 pub use iterinv_engine as engine;
 pub use iterinv_kernels as kernels;

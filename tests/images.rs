@@ -1,15 +1,16 @@
 //! Image input and metrics against PIL and NumPy (tools/reference/make_image_fixtures.py):
-//! decoding of PNG (RGB, RGBA, grey, 16-bit) and JPEG, centre-crop + antialiased bicubic resize,
-//! MSE and PSNR. (The fixture's SSIM values are scikit-image's, which iterinv no longer follows:
+//! decoding of PNG (RGB, RGBA, grey, 16-bit) and JPEG, centre-crop + antialiased bicubic resize
+//! (on the GPU), MSE and PSNR. (The fixture's SSIM values are scikit-image's, which iterinv no longer follows:
 //! SSIM is checked against torchmetrics in tests/metrics.rs.)
 
 use std::path::{Path, PathBuf};
 
 use iterinv::image_io::{
-    load_for_stage, load_rgb, resize_square, Fit, ImageLimits, PixelFormat, PixelLayout, Rgb,
+    load_for_stage, load_rgb, photo_rows, resize_for_stage, stage_tensor, Fit, ImageLimits,
+    PixelFormat, PixelLayout, Rgb,
 };
 use iterinv::metrics::{mse, psnr};
-use iterinv::Gpu;
+use iterinv::{Gpu, GpuOptions};
 
 fn dir() -> PathBuf {
     Path::new(concat!(
@@ -39,8 +40,18 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+fn poisoned(max_binding_size: Option<u64>) -> Gpu {
+    Gpu::with_options(GpuOptions {
+        poison: true,
+        max_binding_size,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 #[test]
 fn decoding_and_resizing_match_pil() {
+    let gpu = poisoned(None);
     let e = expected();
     let size = e["size"].as_u64().unwrap() as usize;
     for (name, want) in e["files"].as_object().unwrap() {
@@ -69,8 +80,20 @@ fn decoding_and_resizing_match_pil() {
             width: img.width,
             data: floats(&want["rgb"]),
         };
-        let r = resize_square(&pil_decoded, size, Fit::CropCenter);
-        let d = max_diff(&r, &floats(&want["resized"]));
+        // The stage tensor is in [−1, 1]: back to [0, 1] (exactly, in f64) to compare. PIL's
+        // float mode sums in f64, the GPU in f32: the 1e-5 leaves room for the f32 sums (about
+        // 1e-6 at these sizes, see engine/tests/ops/resample.rs) and the fixture's JSON digits.
+        let t = stage_tensor(&gpu, &pil_decoded, name, size, Fit::CropCenter).unwrap();
+        assert_eq!(t.shape(), &[1, 3, size, size]);
+        let r: Vec<f32> = t
+            .to_vec()
+            .unwrap()
+            .iter()
+            .map(|&v| ((v as f64 + 1.0) / 2.0) as f32)
+            .collect();
+        let pil = floats(&want["resized"]);
+        assert!(r.iter().all(|v| v.is_finite()), "{name}: {r:?}");
+        let d = max_diff(&r, &pil);
         eprintln!("{name}: resize max difference {d:.2e}");
         assert!(d <= 1e-5, "{name}: resized values differ by {d}");
     }
@@ -107,6 +130,30 @@ fn stage_inputs_are_in_model_range_and_bad_files_are_errors() {
     assert!(e.to_string().contains("cannot be read"), "{e}");
     let e = load_rgb(&dir().join("missing.png")).err().unwrap();
     assert!(e.to_string().contains("missing.png"), "{e}");
+}
+
+/// A photo larger than one storage binding is uploaded split over buffers by rows and resized
+/// one buffer at a time: the same stage tensors, bit for bit, as from one buffer (and both fits).
+#[test]
+fn photos_larger_than_a_binding_resize_as_in_one_buffer() {
+    // 41×27: 13,284 bytes, in buffers of 12 rows; the crop window starts mid-row.
+    let img = load_rgb(&dir().join("rgb.png")).unwrap();
+    let (gpu, small) = (poisoned(None), poisoned(Some(6 * 1024)));
+    let rows = photo_rows(&small, &img).unwrap();
+    assert!(rows.is_chunked(), "{}×{} over 6 KiB", img.width, img.height);
+    assert_eq!(rows.shape(), &[img.height, 3, img.width]);
+    let whole = photo_rows(&gpu, &img).unwrap();
+    assert!(!whole.is_chunked());
+    for fit in [Fit::CropCenter, Fit::Stretch] {
+        for size in [8, 16] {
+            let a = resize_for_stage(&rows, "rgb.png", size, fit).unwrap();
+            let b = resize_for_stage(&whole, "rgb.png", size, fit).unwrap();
+            let (a, b) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+            assert!(a.iter().all(|v| (-1.0..=1.0).contains(v)), "{a:?}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "{fit:?} at {size}");
+        }
+    }
 }
 
 /// Pixels handed over in memory (the C API's way in) read exactly as their file does: RGB8

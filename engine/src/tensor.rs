@@ -315,6 +315,56 @@ impl Tensor {
         Ok(t)
     }
 
+    /// A fresh f32 tensor for an op's output that may be larger than one storage binding: split
+    /// along dimension 0 into as few chunks as the limit allows, as an upload of the same shape
+    /// is (a photo at full size, one buffer per band of rows). Contents undefined (NaN in poison
+    /// mode, every chunk).
+    pub(crate) fn uninit_rows(gpu: &Gpu, shape: &[usize], op: &'static str) -> Result<Tensor> {
+        let rows = shape.first().copied().unwrap_or(1).max(1);
+        let row_bytes = (numel(shape) / rows * DType::F32.size()) as u64;
+        let limit = gpu.caps().max_binding_size;
+        if padded_bytes(numel(shape), DType::F32) <= limit || row_bytes == 0 {
+            return Tensor::uninit(gpu, shape, op);
+        }
+        if row_bytes > limit {
+            return Err(Error::TooLarge {
+                what: format!("one row of the output of {op} (shape {shape:?})"),
+                bytes: row_bytes,
+                limit,
+                hint: "a tensor is split along its first dimension only",
+            });
+        }
+        let rows_per_chunk = (limit / row_bytes) as usize;
+        let guard = if gpu.0.poison { GUARD_BYTES } else { 0 };
+        let mut chunks = Vec::new();
+        for start in (0..rows).step_by(rows_per_chunk) {
+            let bytes = (rows_per_chunk.min(rows - start)) as u64 * row_bytes;
+            chunks.push(gpu.acquire(bytes + guard, || {
+                format!("the output of {op} (shape {shape:?})")
+            })?);
+        }
+        let t = Tensor {
+            gpu: gpu.clone(),
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+            storage: Arc::new(Storage {
+                gpu: gpu.0.clone(),
+                chunks,
+                rows_per_chunk,
+                guarded: gpu.0.poison,
+            }),
+            node: None,
+        };
+        if gpu.0.poison {
+            for i in 0..t.chunk_count() {
+                let b = t.bind_chunk(i);
+                let words = (b.size / 4) as usize;
+                crate::ops::elementwise::fill_binding(gpu, b, POISON_BITS, words)?;
+            }
+        }
+        Ok(t)
+    }
+
     /// Read back the raw bytes of every chunk, in order (waits for the GPU).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let total = self.numel() * self.dtype.size();
@@ -370,16 +420,25 @@ impl Tensor {
         Ok(bytemuck::pod_collect_to_vec(&self.to_bytes()?))
     }
 
-    /// In poison mode: true when every word after the tensor's data in its buffer still holds the
-    /// poison, i.e. no kernel wrote out of bounds. Always true outside poison mode.
+    /// In poison mode: true when every word after the tensor's data in its buffers (each chunk's)
+    /// still holds the poison, i.e. no kernel wrote out of bounds. Always true outside poison mode.
     pub fn guards_intact(&self) -> Result<bool> {
         if !self.storage.guarded || self.gpu.0.planning {
             return Ok(true);
         }
-        let cap = self.storage.chunks[0].capacity as usize;
-        let data = read_buffers(&self.gpu, &self.storage.chunks[..1], &[cap])?.remove(0);
-        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&data);
-        Ok(words[self.numel()..].iter().all(|&w| w == POISON_BITS))
+        let chunks = &self.storage.chunks;
+        let caps: Vec<usize> = chunks.iter().map(|c| c.capacity as usize).collect();
+        let row_words = self.numel() / self.shape.first().copied().unwrap_or(1).max(1);
+        let data = read_buffers(&self.gpu, chunks, &caps)?;
+        Ok(data.iter().enumerate().all(|(i, bytes)| {
+            let words: Vec<u32> = bytemuck::pod_collect_to_vec(bytes);
+            let used = if chunks.len() == 1 {
+                self.numel()
+            } else {
+                self.chunk_rows(i).len() * row_words
+            };
+            words[used..].iter().all(|&w| w == POISON_BITS)
+        }))
     }
 }
 

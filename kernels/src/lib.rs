@@ -1,7 +1,7 @@
 //! The WGSL compute kernels of iterinv and the table that names them.
 //!
 //! A kernel body is plain WGSL that reads its tensor inputs through loader functions (`ld_NAME(i)`)
-//! and writes `f32` outputs directly. [`assemble`] prepends the bindings and loaders for the storage
+//! and writes its outputs directly (`f32`, or packed `u32` words where the table says so). [`assemble`] prepends the bindings and loaders for the storage
 //! types the caller binds (so one body serves f32, f16 and bf16 weights, the 16-bit ones read as
 //! `u32` words and widened with integer ops, without `SHADER_F16`) and the compile-time constants that
 //! specialise it (tile sizes, operation codes, optional inputs). Binding 0 is always the kernel's
@@ -21,6 +21,9 @@ pub enum InputClass {
     Float,
     /// Integer ids stored as i32. `ld_NAME(i)` returns `i32`.
     Int,
+    /// Raw 32-bit words, stored as u32: packed pixels copied from a texture. `ld_NAME(i)` returns
+    /// `u32`.
+    Word,
 }
 
 /// One read-only input of a kernel.
@@ -36,6 +39,8 @@ pub struct Kernel {
     pub name: &'static str,
     pub body: &'static str,
     pub inputs: &'static [Input],
+    /// Each output's name, an `array<f32>`; `"NAME: u32"` makes it an `array<u32>` of packed
+    /// words (pixels on their way to a texture).
     pub outputs: &'static [&'static str],
     /// `(name, default)` for every constant the body uses; the default is a WGSL expression.
     pub constants: &'static [(&'static str, &'static str)],
@@ -48,6 +53,7 @@ pub enum StorageType {
     F16,
     Bf16,
     I32,
+    U32,
 }
 
 impl StorageType {
@@ -57,6 +63,7 @@ impl StorageType {
             StorageType::F16 => "f16",
             StorageType::Bf16 => "bf16",
             StorageType::I32 => "i32",
+            StorageType::U32 => "u32",
         }
     }
 }
@@ -79,6 +86,7 @@ fn loader(name: &str, binding: usize, ty: StorageType) -> String {
     match ty {
         StorageType::F32 => decl("f32") + &format!("fn ld_{name}(i: u32) -> f32 {{ return {name}_buf[i]; }}\n"),
         StorageType::I32 => decl("i32") + &format!("fn ld_{name}(i: u32) -> i32 {{ return {name}_buf[i]; }}\n"),
+        StorageType::U32 => decl("u32") + &format!("fn ld_{name}(i: u32) -> u32 {{ return {name}_buf[i]; }}\n"),
         // Two halves per little-endian word: element 2k in the low 16 bits. Decoded with integer
         // ops (`half_to_f32` in common.wgsl), exact, and free of the SHADER_F16_IN_F32 downlevel flag.
         StorageType::F16 => {
@@ -134,8 +142,9 @@ pub fn assemble(
     src += "@group(0) @binding(0) var<uniform> p: Params;\n";
     for (i, (input, ty)) in kernel.inputs.iter().zip(input_types).enumerate() {
         let ok = match input.class {
-            InputClass::Float => *ty != StorageType::I32,
+            InputClass::Float => storage_types(InputClass::Float).contains(ty),
             InputClass::Int => *ty == StorageType::I32,
+            InputClass::Word => *ty == StorageType::U32,
         };
         if !ok {
             return Err(AssembleError(format!(
@@ -147,10 +156,20 @@ pub fn assemble(
         }
         src += &loader(input.name, i + 1, *ty);
     }
-    for (i, name) in kernel.outputs.iter().enumerate() {
+    for (i, output) in kernel.outputs.iter().enumerate() {
         let binding = 1 + kernel.inputs.len() + i;
+        let (name, elem) = match output.split_once(':') {
+            None => (*output, "f32"),
+            Some((name, elem)) if elem.trim() == "u32" => (name.trim(), "u32"),
+            Some((name, elem)) => {
+                return Err(AssembleError(format!(
+                    "kernel {}: output {name} has element type {elem}; outputs are f32 or u32",
+                    kernel.name
+                )))
+            }
+        };
         src += &format!(
-            "@group(0) @binding({binding}) var<storage, read_write> {name}: array<f32>;\n"
+            "@group(0) @binding({binding}) var<storage, read_write> {name}: array<{elem}>;\n"
         );
     }
     src += kernel.body;
@@ -162,5 +181,6 @@ pub fn storage_types(class: InputClass) -> &'static [StorageType] {
     match class {
         InputClass::Float => &[StorageType::F32, StorageType::F16, StorageType::Bf16],
         InputClass::Int => &[StorageType::I32],
+        InputClass::Word => &[StorageType::U32],
     }
 }

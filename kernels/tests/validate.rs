@@ -2,7 +2,7 @@
 
 mod common;
 
-use iterinv_kernels::{all, assemble, StorageType};
+use iterinv_kernels::{all, assemble, Kernel, StorageType};
 
 #[test]
 fn every_kernel_validates_with_every_input_storage_type() {
@@ -38,4 +38,22 @@ fn assemble_rejects_wrong_interfaces() {
     assert!(assemble(k, &[], &[]).is_err());
     assert!(assemble(k, &[StorageType::I32], &[]).is_err());
     assert!(assemble(k, &[StorageType::F32], &[("NOPE", "1u".into())]).is_err());
+    // Words are u32 and nothing else; outputs are f32 or u32 words.
+    let t = iterinv_kernels::kernel("texture_read").unwrap();
+    assert!(assemble(t, &[StorageType::I32], &[]).is_err());
+    assert!(assemble(&UNARY_INTO_HALVES, &[StorageType::F32], &[])
+        .unwrap_err()
+        .0
+        .contains("f16"));
 }
+
+static UNARY_INTO_HALVES: Kernel = Kernel {
+    name: "unary_into_halves",
+    body: "",
+    inputs: &[iterinv_kernels::Input {
+        name: "x",
+        class: iterinv_kernels::InputClass::Float,
+    }],
+    outputs: &["out: f16"],
+    constants: &[],
+};

@@ -93,7 +93,8 @@ impl Default for CascadeOptions {
     }
 }
 
-/// The image of each stage, stage I first, `[1, 3, H, W]` in about [−1, 1] (not clamped).
+/// The image of each stage, stage I first, `[1, 3, H, W]` in about [−1, 1] (not clamped); into
+/// a texture of the host application with [`crate::texture::write_texture`].
 pub struct CascadeOutput {
     pub images: Vec<Tensor>,
 }
@@ -226,6 +227,7 @@ pub fn run_if_super_resolution(
 }
 
 /// The whole cascade: text, stage I, then each super-resolution stage on the previous image.
+/// The images stay on the GPU ([`CascadeOutput`]), ready for a texture.
 pub fn generate(
     gpu: &Gpu,
     opts: &CascadeOptions,

@@ -3,11 +3,12 @@
 use iterinv_kernels::families::elementwise::{BINARY, FILL, UNARY};
 
 use crate::error::{shape_err, Result};
+use crate::gpu::Gpu;
 use crate::grad::{
     self,
     elementwise::{binary_grad, unary_grad},
 };
-use crate::launch::{expect_float, to_u32, Launch, Params};
+use crate::launch::{expect_float, to_u32, Binding, Launch, Params};
 use crate::tensor::Tensor;
 
 const WG: u64 = 256;
@@ -195,13 +196,17 @@ pub fn binary(x: &Tensor, y: &Tensor, op: Binary) -> Result<Tensor> {
 
 /// Write `bits` (as f32 words) to the first `words` words of `t`'s buffer.
 pub(crate) fn fill_bits(t: &Tensor, bits: u32, words: usize) -> Result<()> {
+    fill_binding(t.gpu(), t.bind("fill")?, bits, words)
+}
+
+/// The first `words` words of a bound buffer set to `bits` (one chunk of a tensor, say).
+pub(crate) fn fill_binding(gpu: &Gpu, b: Binding, bits: u32, words: usize) -> Result<()> {
     if words == 0 {
         return Ok(());
     }
-    let gpu = t.gpu();
     gpu.launch(
         Launch::new(&FILL)
-            .output(t.bind("fill")?)
+            .output(b)
             .params(Params::new().u32(to_u32("fill", words)?).u32(bits))
             .groups(gpu.grid((words as u64).div_ceil(WG))?),
     )

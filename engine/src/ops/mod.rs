@@ -1,6 +1,7 @@
 //! Forward ops: one module per kernel family, each a thin launcher over its WGSL kernel that checks
 //! shapes and dtypes and names the op in every error. Outputs are f32; inputs may be stored as f32,
-//! f16 or bf16 (weights stay in their file's precision).
+//! f16 or bf16 (weights stay in their file's precision). `texture` also reads and writes the host
+//! application's textures.
 
 pub mod attention;
 pub mod attention_blocked;
@@ -9,9 +10,11 @@ pub mod elementwise;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
+pub mod resample;
 pub mod shape;
 pub mod softmax;
 pub mod spatial;
+pub mod texture;
 
 /// An activation applied in an op's epilogue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

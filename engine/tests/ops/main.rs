@@ -18,5 +18,7 @@ mod matmul;
 mod norm;
 mod optim;
 mod reduce;
+mod resample;
 mod shape;
 mod softmax;
+mod texture;

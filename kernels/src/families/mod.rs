@@ -10,6 +10,7 @@ pub mod optim;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;
+pub mod texture;
 
 use crate::Kernel;
 
@@ -25,6 +26,7 @@ pub fn all() -> Vec<&'static Kernel> {
         shape::KERNELS,
         reduce::KERNELS,
         optim::KERNELS,
+        texture::KERNELS,
     ]
     .concat()
 }

@@ -1,6 +1,7 @@
 //! Shape kernels: a strided block copy (concat, slice, split), a general strided gather (permute,
 //! and the broadcast that the backward of sum and mean needs), nearest 2× upsampling, bilinear
-//! resizing (align_corners), 2×2 block sums (average pooling), 2×2 block maxima (max pooling), the embedding gather, and the backward
+//! resizing (align_corners), one pass of a separable resampling with host-computed taps (PIL's
+//! antialiased bicubic), 2×2 block sums (average pooling), 2×2 block maxima (max pooling), the embedding gather, and the backward
 //! kernels of this family: the bilinear interpolation matrices and the embedding table gradient.
 //! Upsampling and block sums are each other's adjoints (up to their scale), so each serves the
 //! other's backward. All use flat one-element-per-lane grids.
@@ -44,6 +45,29 @@ pub static RESIZE_BILINEAR: Kernel = Kernel {
     name: "shape_resize_bilinear",
     body: include_str!("../wgsl/shape_resize.wgsl"),
     inputs: X,
+    outputs: &["out"],
+    constants: &[("WG", "256u")],
+};
+
+/// One axis of a separable resampling: the image `x`, the per-output `spans` (start, count) and the
+/// zero-padded weights `w` [outputs, taps].
+pub static RESAMPLE: Kernel = Kernel {
+    name: "shape_resample",
+    body: include_str!("../wgsl/shape_resample.wgsl"),
+    inputs: &[
+        Input {
+            name: "x",
+            class: Float,
+        },
+        Input {
+            name: "spans",
+            class: Int,
+        },
+        Input {
+            name: "w",
+            class: Float,
+        },
+    ],
     outputs: &["out"],
     constants: &[("WG", "256u")],
 };
@@ -113,6 +137,7 @@ pub static KERNELS: &[&Kernel] = &[
     &PERMUTE,
     &UPSAMPLE_NEAREST2X,
     &RESIZE_BILINEAR,
+    &RESAMPLE,
     &AVG_POOL2X2,
     &MAX_POOL2X2,
     &EMBEDDING,

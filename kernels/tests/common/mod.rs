@@ -1,5 +1,5 @@
 //! The kernel sources every kernel test checks: each kernel of the table assembled once per float
-//! storage type of its inputs (integer inputs stay i32), and naga's parse + validation of one.
+//! storage type of its inputs (integer inputs stay i32, words u32), and naga's parse + validation of one.
 //! Shared so that validation and translation run over exactly the same set.
 
 use iterinv_kernels::{all, assemble, storage_types, InputClass, StorageType};
@@ -30,6 +30,7 @@ pub fn variants() -> Vec<Variant> {
                 .map(|i| match i.class {
                     InputClass::Float => float_type,
                     InputClass::Int => StorageType::I32,
+                    InputClass::Word => StorageType::U32,
                 })
                 .collect();
             let source = assemble(k, &types, &[])

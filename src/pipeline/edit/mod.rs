@@ -6,7 +6,7 @@
 
 pub mod diffedit;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use iterinv_models::{Error, Result, UNet};
 use serde::Serialize;
@@ -20,7 +20,7 @@ use super::inversion::{
     Progress,
 };
 use super::noise::SeededNoise;
-use crate::image_io::{load_for_stage, Fit};
+use crate::image_io::{load_for_stage, resize_for_stage, Fit};
 use crate::{Gpu, Tensor};
 
 /// What an edit needs besides the inversion.
@@ -31,7 +31,7 @@ pub struct EditOptions {
     pub settings: DiffEditSettings,
     /// Seed of the mask's noise maps (`diffedit_mask_{k}` draws).
     pub seed: u64,
-    /// The photo, if not where the inversion found it.
+    /// The photo, if not where the inversion found it ([`edit_texture`] takes it from a texture).
     pub image: Option<PathBuf>,
     /// Pipeline folders, if not where the inversion found them.
     #[serde(skip)]
@@ -68,6 +68,40 @@ pub fn edit(
     opts: &EditOptions,
     progress: Progress,
 ) -> Result<EditOutput> {
+    let path = opts
+        .image
+        .clone()
+        .unwrap_or_else(|| artifacts.meta.image.clone());
+    edit_photo(gpu, artifacts, EditPhoto::File(&path), opts, progress)
+}
+
+/// [`edit`] of the photo in a texture of the host application (`opts.image` is not read), on
+/// the device `gpu` shares with it: rgba8unorm, rgba8unorm-srgb, rgba16float or rgba32float with
+/// COPY_SRC usage, resized to stage I on the GPU as a file is (see [`crate::texture`]). The
+/// edited images go back to textures with [`crate::texture::write_texture`].
+pub fn edit_texture(
+    gpu: &Gpu,
+    artifacts: &Artifacts,
+    texture: &wgpu::Texture,
+    opts: &EditOptions,
+    progress: Progress,
+) -> Result<EditOutput> {
+    edit_photo(gpu, artifacts, EditPhoto::Texture(texture), opts, progress)
+}
+
+/// Where an edit's photo is.
+enum EditPhoto<'a> {
+    File(&'a Path),
+    Texture(&'a wgpu::Texture),
+}
+
+fn edit_photo(
+    gpu: &Gpu,
+    artifacts: &Artifacts,
+    photo: EditPhoto,
+    opts: &EditOptions,
+    progress: Progress,
+) -> Result<EditOutput> {
     opts.settings.check()?;
     if opts.edit_prompt.trim().is_empty() {
         return Err(Error::Input {
@@ -81,8 +115,15 @@ pub fn edit(
         "stretch" => Fit::Stretch,
         _ => Fit::CropCenter,
     };
-    let image_path = opts.image.clone().unwrap_or_else(|| meta.image.clone());
-    let input = load_for_stage(gpu, &image_path, meta.stage1.size, fit)?;
+    let input = match photo {
+        EditPhoto::File(path) => load_for_stage(gpu, path, meta.stage1.size, fit)?,
+        EditPhoto::Texture(t) => resize_for_stage(
+            &crate::texture::texture_to_rows(gpu, t)?,
+            "in the texture",
+            meta.stage1.size,
+            fit,
+        )?,
+    };
     let variant = meta.variant.as_deref();
     let t5 = encode_texts(
         gpu,

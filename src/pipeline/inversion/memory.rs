@@ -15,7 +15,7 @@ use std::path::Path;
 use iterinv_engine::mib;
 use iterinv_models::{Error, Result};
 
-use super::{invert_rgb, Event, InvertOptions, Photo, SrMethod, Stage1Method};
+use super::{invert_photo, Event, InvertOptions, Photo, PhotoSource, SrMethod, Stage1Method};
 use crate::image_io::load_rgb;
 use crate::Gpu;
 
@@ -103,18 +103,19 @@ pub fn plan(gpu: &Gpu, image: &Path, opts: &InvertOptions) -> Result<MemoryPlan>
 /// plans for a device of other caps than the one at hand).
 pub fn plan_on(planner: &Gpu, image: &Path, opts: &InvertOptions) -> Result<MemoryPlan> {
     let rgb = load_rgb(image)?;
+    let source = PhotoSource::Pixels(&rgb);
     plan_photo(
         planner,
-        &Photo {
-            rgb: &rgb,
+        Photo {
+            source,
             origin: image,
         },
         opts,
     )
 }
 
-/// [`plan_on`] of a photo already decoded (what [`invert_rgb`] plans).
-fn plan_photo(planner: &Gpu, photo: &Photo, opts: &InvertOptions) -> Result<MemoryPlan> {
+/// [`plan_on`] of a photo from any source (what [`invert_photo`] plans).
+fn plan_photo(planner: &Gpu, photo: Photo, opts: &InvertOptions) -> Result<MemoryPlan> {
     if !planner.is_planning() {
         return Err(Error::Input {
             what: "memory plan".into(),
@@ -126,13 +127,7 @@ fn plan_photo(planner: &Gpu, photo: &Photo, opts: &InvertOptions) -> Result<Memo
         peaks.observe(planner, e);
         Ok(())
     };
-    invert_rgb(
-        planner,
-        photo.rgb,
-        photo.origin,
-        &one_iteration(opts),
-        &mut progress,
-    )?;
+    invert_photo(planner, photo, &one_iteration(opts), &mut progress)?;
     Ok(peaks.finish(planner))
 }
 
@@ -141,10 +136,11 @@ fn plan_photo(planner: &Gpu, photo: &Photo, opts: &InvertOptions) -> Result<Memo
 /// fp16 variant, or the cascade without that stage.
 pub fn check_budget(gpu: &Gpu, image: &Path, opts: &InvertOptions, budget: u64) -> Result<()> {
     let rgb = load_rgb(image)?;
+    let source = PhotoSource::Pixels(&rgb);
     check_photo_budget(
         gpu,
-        &Photo {
-            rgb: &rgb,
+        Photo {
+            source,
             origin: image,
         },
         opts,
@@ -152,10 +148,10 @@ pub fn check_budget(gpu: &Gpu, image: &Path, opts: &InvertOptions, budget: u64) 
     )
 }
 
-/// [`check_budget`] of a photo already decoded (what [`invert_rgb`] checks).
+/// [`check_budget`] of a photo from any source (what [`invert_photo`] checks).
 pub(crate) fn check_photo_budget(
     gpu: &Gpu,
-    photo: &Photo,
+    photo: Photo,
     opts: &InvertOptions,
     budget: u64,
 ) -> Result<()> {

@@ -10,6 +10,7 @@
 pub mod artifacts;
 pub mod latent;
 pub mod memory;
+mod photo;
 mod replay;
 mod report;
 pub mod stage1;
@@ -26,12 +27,14 @@ pub use artifacts::{Artifacts, ArtifactsMeta, HostTensor, StageMeta};
 pub use replay::{open_folders, reconstruct, replay_super_resolution, FolderOverrides, StageText};
 pub use report::StageReport;
 pub use stage1::Stage1Settings;
+
+pub(crate) use photo::{GpuPhoto, Photo, PhotoSource};
 pub use super_resolution::SrSettings;
 
 use super::cascade::encode_text;
 use super::folder::{PipelineFolder, Stage};
 use super::noise::{NoiseSource, SeededNoise};
-use crate::image_io::{stage_tensor, Fit, Rgb};
+use crate::image_io::{Fit, Rgb};
 use crate::{Gpu, Tensor};
 
 /// How stage I is inverted.
@@ -180,7 +183,9 @@ impl Default for InvertOptions {
     }
 }
 
-/// One stage's outcome: the input as the stage sees it, the reconstruction and the report.
+/// One stage's outcome: the input as the stage sees it, the reconstruction and the report. The
+/// images are `[1, 3, S, S]` in [−1, 1] on the GPU (into a texture with
+/// [`crate::texture::write_texture`]).
 pub struct StageOutput {
     pub input: Tensor,
     pub reconstruction: Tensor,
@@ -258,7 +263,7 @@ pub(crate) struct SrStageResult {
 pub(crate) struct SrInput<'a> {
     pub gpu: &'a Gpu,
     pub opts: &'a InvertOptions,
-    pub photo: &'a Photo<'a>,
+    pub photo: &'a GpuPhoto<'a>,
     /// The stage's number (2 for the first after stage I): it names the stage's tensors
     /// (`stage3.x_t`), condition noise draw (`stage3_condition`) and report.
     pub number: usize,
@@ -275,7 +280,7 @@ impl SrInput<'_> {
 
     /// The photo as this stage sees it, `size` a side.
     pub fn target(&self, size: usize) -> Result<Tensor> {
-        self.photo.for_stage(self.gpu, size, self.opts.fit)
+        self.photo.for_stage(size, self.opts.fit)
     }
 
     /// The stage's condition noise: a draw of the inversion's seed named by the stage's number.
@@ -307,21 +312,9 @@ impl SrInput<'_> {
     }
 }
 
-/// The photo an inversion inverts, and the name it goes by (its file, as recorded in the
-/// artifacts and named in errors).
-pub(crate) struct Photo<'a> {
-    pub rgb: &'a Rgb,
-    pub origin: &'a Path,
-}
-
-impl Photo<'_> {
-    fn for_stage(&self, gpu: &Gpu, size: usize, fit: Fit) -> Result<Tensor> {
-        stage_tensor(gpu, self.rgb, &self.origin.display().to_string(), size, fit)
-    }
-}
-
 /// Invert the photo at `image` through the cascade of `opts`. The photo is decoded once and
-/// kept for the run (12 bytes a pixel), each stage resizing it to its own size.
+/// uploaded at full size for the run (12 bytes a pixel on the GPU), each stage resizing it to
+/// its own size on the GPU.
 pub fn invert(
     gpu: &Gpu,
     image: &Path,
@@ -347,6 +340,35 @@ pub fn invert_rgb(
     opts: &InvertOptions,
     progress: Progress,
 ) -> Result<InvertOutput> {
+    let source = PhotoSource::Pixels(photo);
+    invert_photo(gpu, Photo { source, origin }, opts, progress)
+}
+
+/// [`invert`] of a photo in a texture of the host application, on the device `gpu` shares with
+/// it ([`Gpu::from_device`]): rgba8unorm, rgba8unorm-srgb, rgba16float or rgba32float with
+/// COPY_SRC usage, read once when the run starts (see [`crate::texture`] for what its texels
+/// mean). `origin` names it in errors and is recorded in the artifacts as the image. An 8-bit
+/// texture holding a PNG's pixels gives the same result as the PNG, bit for bit; the
+/// reconstructions go back to textures with [`crate::texture::write_texture`].
+pub fn invert_texture(
+    gpu: &Gpu,
+    texture: &wgpu::Texture,
+    origin: &Path,
+    opts: &InvertOptions,
+    progress: Progress,
+) -> Result<InvertOutput> {
+    let source = PhotoSource::Texture(texture);
+    invert_photo(gpu, Photo { source, origin }, opts, progress)
+}
+
+/// [`invert`] of a photo from any source.
+pub(crate) fn invert_photo(
+    gpu: &Gpu,
+    photo: Photo,
+    opts: &InvertOptions,
+    progress: Progress,
+) -> Result<InvertOutput> {
+    let origin = photo.origin;
     if opts.prompt.trim().is_empty() {
         return Err(Error::Input {
             what: "prompt".into(),
@@ -374,25 +396,25 @@ pub fn invert_rgb(
     meta.variant = opts.variant.clone();
     meta.seed = opts.seed;
     let variant = opts.variant.as_deref();
-    let photo = Photo { rgb: photo, origin };
     // With a memory budget, refuse a stage that would not fit before anything runs.
     if let (Some(budget), false) = (gpu.memory_budget(), gpu.is_planning()) {
-        memory::check_photo_budget(gpu, &photo, opts, budget)?;
+        memory::check_photo_budget(gpu, photo, opts, budget)?;
     }
     // Check the image's size first: a small one fails before any model loads.
     let needed = stage_sizes(&folder1, &folders)?
         .into_iter()
         .max()
         .expect("stage I's size");
-    if photo.rgb.height.min(photo.rgb.width) < needed {
+    let (width, height) = photo.size();
+    if height.min(width) < needed {
         return Err(Error::Input {
             what: format!("image {}", origin.display()),
             detail: format!(
-                "is {}×{}; this cascade needs at least {needed} pixels on each side",
-                photo.rgb.width, photo.rgb.height
+                "is {width}×{height}; this cascade needs at least {needed} pixels on each side"
             ),
         });
     }
+    let photo = photo.on_gpu(gpu)?;
 
     (progress)(&Event::loading(1))?;
     let text = encode_text(gpu, &folder1, &opts.prompt, "", opts.clean_caption, variant)?;
@@ -406,7 +428,7 @@ pub fn invert_rgb(
     let unet1 = UNet::load(gpu, &folder1.component("unet")?, variant)?;
     let size1 = unet1.sample_size()?;
     let sched1 = inversion_scheduler(&folder1, opts.steps, s1.thresholding)?;
-    let input1 = photo.for_stage(gpu, size1, opts.fit)?;
+    let input1 = photo.for_stage(size1, opts.fit)?;
     let mut run = StageRun::new(1, &mut *progress);
     let start = Instant::now();
     let latents = stage1::invert(&unet1, &sched1, &input1, &text.cond, &uncond, &s1, &mut run)?;

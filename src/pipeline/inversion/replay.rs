@@ -58,7 +58,9 @@ pub fn open_folders(
     Ok((folder1, upper))
 }
 
-/// Regenerate each stage's image from the artifacts alone.
+/// Regenerate each stage's image from the artifacts alone: `[1, 3, H, W]` in [−1, 1] each, stage
+/// I first, on the GPU (into a host application's texture with
+/// [`crate::texture::write_texture`]).
 pub fn reconstruct(
     gpu: &Gpu,
     artifacts: &Artifacts,

@@ -8,7 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use iterinv_models::{Error, Result};
+
+/// Numbers the temporary files of this process's writes.
+static WRITERS: AtomicU64 = AtomicU64::new(0);
 
 include!(concat!(env!("OUT_DIR"), "/embedded_cascade.rs"));
 
@@ -24,8 +29,14 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// The folder holding `stage1/`, `stage2/` and `stage3/`, written on first use (one per
-/// embedded content).
+/// embedded content) in [`cache_dir`].
 pub fn cascade_dir() -> Result<PathBuf> {
+    cascade_dir_in(&cache_dir())
+}
+
+/// [`cascade_dir`] in the cache folder `cache`. Safe to call from several threads and processes
+/// at once: each writes its own temporary files and renames them into place.
+pub fn cascade_dir_in(cache: &Path) -> Result<PathBuf> {
     if FILES.is_empty() {
         return Err(Error::Input {
             what: "the built-in cascade".into(),
@@ -34,7 +45,7 @@ pub fn cascade_dir() -> Result<PathBuf> {
                 .into(),
         });
     }
-    let dir = cache_dir().join(format!("embedded-cascade-{}-{HASH:016x}", crate::VERSION));
+    let dir = cache.join(format!("embedded-cascade-{}-{HASH:016x}", crate::VERSION));
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
@@ -46,8 +57,12 @@ pub fn cascade_dir() -> Result<PathBuf> {
         }
         let parent = path.parent().expect("a file inside the folder");
         std::fs::create_dir_all(parent).map_err(io(parent))?;
-        // Write under a temporary name and rename, so an interrupted run leaves no half file.
-        let tmp = path.with_extension("partial");
+        // Write under a temporary name of this writer's own and rename (atomic), so that an
+        // interrupted run leaves no half file and concurrent writers (threads, or processes
+        // sharing the cache) never rename one another's files: the last rename wins, with the
+        // same bytes.
+        let writer = WRITERS.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("partial-{}-{writer}", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
     }
@@ -57,7 +72,12 @@ pub fn cascade_dir() -> Result<PathBuf> {
 /// The built-in cascade's stage folders, written out on first use: stage I's and the
 /// super-resolution stages after it, in order.
 pub fn stages() -> Result<(PathBuf, Vec<PathBuf>)> {
-    let dir = cascade_dir()?;
+    stages_in(&cache_dir())
+}
+
+/// [`stages`] written out in the cache folder `cache` (see [`cascade_dir_in`]).
+pub fn stages_in(cache: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let dir = cascade_dir_in(cache)?;
     let upper = ["stage2", "stage3"]
         .into_iter()
         .map(|s| dir.join(s))

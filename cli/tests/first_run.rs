@@ -121,3 +121,42 @@ fn a_run_without_a_terminal_logs_each_stage_and_names_its_device() {
         Some(format!("{name} ({})", field("backend:")).as_str())
     );
 }
+
+/// Several first runs at once (threads here; processes sharing a cache alike) unpack the
+/// built-in cascade side by side: each writes its own temporary files and renames them into
+/// place, so none reads a half-written file or loses its rename to another (found by the viewer
+/// example's two tests starting together).
+#[test]
+fn concurrent_first_runs_unpack_the_builtin_cascade_safely() {
+    let cache = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| iterinv::embedded::cascade_dir_in(cache.path())))
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().unwrap().unwrap())
+            .collect()
+    });
+    assert!(dirs.windows(2).all(|w| w[0] == w[1]));
+    let (stage1, upper) = iterinv::embedded::stages_in(cache.path()).unwrap();
+    assert_eq!(upper.len(), 2);
+    use iterinv::pipeline::{PipelineFolder, Stage};
+    PipelineFolder::open(&stage1, Stage::One).unwrap();
+    for folder in &upper {
+        PipelineFolder::open_super_resolution(folder).unwrap();
+    }
+    // No temporary file is left behind.
+    let mut left = Vec::new();
+    let mut stack = vec![dirs[0].clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains(".partial") {
+                left.push(p);
+            }
+        }
+    }
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -96,36 +96,7 @@ fn chelsea_rgba8() -> (Vec<u8>, (u32, u32)) {
 /// An 8-bit texture's texels read back through the host's own encoder and queue: RGB bytes,
 /// rows packed, after checking that alpha is opaque.
 fn read_rgb8(gpu: &Gpu, t: &wgpu::Texture) -> Vec<u8> {
-    let device = gpu.device();
-    let row = 4 * t.width();
-    let padded = row.next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
-    let buf = device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: (padded * t.height()) as u64,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut enc = device.create_command_encoder(&Default::default());
-    enc.copy_texture_to_buffer(
-        t.as_image_copy(),
-        wgpu::TexelCopyBufferInfo {
-            buffer: &buf,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(padded),
-                rows_per_image: Some(t.height()),
-            },
-        },
-        t.size(),
-    );
-    gpu.queue().submit([enc.finish()]);
-    buf.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let data = buf.slice(..).get_mapped_range().unwrap().to_vec();
-    let rgba: Vec<u8> = data
-        .chunks(padded as usize)
-        .flat_map(|r| r[..row as usize].to_vec())
-        .collect();
+    let rgba = common::texels::texels(gpu.device(), gpu.queue(), t);
     assert!(rgba.chunks(4).all(|p| p[3] == 255), "alpha");
     rgba.chunks(4).flat_map(|p| p[..3].to_vec()).collect()
 }

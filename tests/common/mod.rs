@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod shape_only;
+pub mod texels;
 pub mod upscaler_folder;
 
 use std::collections::HashMap;

@@ -5,6 +5,9 @@
 //! alignment. Also: what a shader samples from each format, textures larger than a binding (in
 //! bands), and the errors.
 
+#[path = "../../../tests/common/texels.rs"]
+mod texels;
+
 use half::f16;
 use iterinv_engine::ops::texture::{
     create_texture, texture_to_rows, texture_to_tensor, write_texture,
@@ -61,35 +64,7 @@ fn put(gpu: &Gpu, t: &wgpu::Texture, texels: &[u8]) {
 
 /// Read `t`'s texels back through the host's own encoder and queue (rows packed).
 fn get(gpu: &Gpu, t: &wgpu::Texture) -> Vec<u8> {
-    let device = gpu.device();
-    let row = t.width() * bytes_per_texel(t);
-    let padded = row.next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
-    let buf = device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: (padded * t.height()) as u64,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut enc = device.create_command_encoder(&Default::default());
-    enc.copy_texture_to_buffer(
-        t.as_image_copy(),
-        wgpu::TexelCopyBufferInfo {
-            buffer: &buf,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(padded),
-                rows_per_image: Some(t.height()),
-            },
-        },
-        t.size(),
-    );
-    gpu.queue().submit([enc.finish()]);
-    buf.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let data = buf.slice(..).get_mapped_range().unwrap().to_vec();
-    data.chunks(padded as usize)
-        .flat_map(|r| r[..row as usize].to_vec())
-        .collect()
+    texels::texels(gpu.device(), gpu.queue(), t)
 }
 
 /// What image_io gives for an 8-bit level: the image crate's b/255, then 2v − 1, in f32.

@@ -41,35 +41,25 @@ fn settings() -> Settings {
     }
 }
 
-/// The target's pixels, RGBA rows.
-fn read_back(device: &wgpu::Device, queue: &wgpu::Queue, target: &wgpu::Texture) -> Vec<u8> {
-    let bytes_per_row = WIDTH * 4; // 1,024: a multiple of 256, as copies need
-    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("read back"),
-        size: (bytes_per_row * HEIGHT) as u64,
-        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
-        mapped_at_creation: false,
-    });
-    let mut encoder = device.create_command_encoder(&Default::default());
-    encoder.copy_texture_to_buffer(
-        target.as_image_copy(),
-        wgpu::TexelCopyBufferInfo {
-            buffer: &buffer,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(bytes_per_row),
-                rows_per_image: None,
-            },
+#[path = "../../../tests/common/texels.rs"]
+mod texels;
+
+/// An offscreen target of `format`, the size of the test's window.
+fn offscreen(device: &wgpu::Device, format: wgpu::TextureFormat) -> wgpu::Texture {
+    device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("offscreen frame"),
+        size: wgpu::Extent3d {
+            width: WIDTH,
+            height: HEIGHT,
+            depth_or_array_layers: 1,
         },
-        target.size(),
-    );
-    queue.submit([encoder.finish()]);
-    buffer
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let data = buffer.slice(..).get_mapped_range().unwrap().to_vec();
-    data
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    })
 }
 
 /// The panel `panel` (0: left) of the frame, as RGB rows.
@@ -88,20 +78,7 @@ fn panel(frame: &[u8], panel: u32) -> Vec<u8> {
 fn the_viewer_presents_the_inversion_the_library_computes() {
     let (device, queue, info) = device();
     let format = wgpu::TextureFormat::Rgba8Unorm;
-    let target = device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("offscreen frame"),
-        size: wgpu::Extent3d {
-            width: WIDTH,
-            height: HEIGHT,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
-        view_formats: &[],
-    });
+    let target = offscreen(&device, format);
     let view = target.create_view(&Default::default());
     let mut viewer = Viewer::new(&device, &queue, Some(info.clone()), format, settings());
     viewer.open(&photo()).unwrap();
@@ -122,7 +99,7 @@ fn the_viewer_presents_the_inversion_the_library_computes() {
         );
     }
     viewer.frame(&view, WIDTH, HEIGHT);
-    let frame = read_back(&device, &queue, &target);
+    let frame = texels::texels(&device, &queue, &target);
     assert!(
         viewer.status().starts_with("inverted"),
         "{}",
@@ -190,20 +167,7 @@ fn the_viewer_presents_the_inversion_the_library_computes() {
 fn escape_cancels_and_the_device_goes_on() {
     let (device, queue, info) = device();
     let format = wgpu::TextureFormat::Rgba8UnormSrgb;
-    let target = device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("offscreen frame"),
-        size: wgpu::Extent3d {
-            width: WIDTH,
-            height: HEIGHT,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
-        view_formats: &[],
-    });
+    let target = offscreen(&device, format);
     let view = target.create_view(&Default::default());
     let mut viewer = Viewer::new(&device, &queue, Some(info), format, settings());
     // Without a photo, Enter says so.
@@ -222,7 +186,7 @@ fn escape_cancels_and_the_device_goes_on() {
     // Drawing goes on; on an sRGB target the photo's bytes still come out as they are (the
     // shader decodes what the target encodes).
     viewer.frame(&view, WIDTH, HEIGHT);
-    let frame = read_back(&device, &queue, &target);
+    let frame = texels::texels(&device, &queue, &target);
     let gpu = Gpu::from_device(device.clone(), queue.clone(), None, Default::default());
     let rgb = load_rgb(&photo()).unwrap();
     let square = stage_tensor(&gpu, &rgb, "chelsea", SIDE as usize, Fit::CropCenter).unwrap();

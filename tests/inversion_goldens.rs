@@ -122,6 +122,8 @@ fn stage1_ddim_inversion_and_nti_match_pytorch() {
         guidance: 3.0,
         loss: Reduction::Sum,
         early_stop: None,
+        // The reference loop, which PyTorch's golden ran.
+        untie: None,
     };
     let (nulls, reports) = null_text_inversion(
         &denoiser,

@@ -79,6 +79,12 @@ pub struct CascadeArgs {
     /// Stage I's inner steps (overrides --inner-steps).
     #[arg(long)]
     pub(crate) stage1_inner_steps: Option<usize>,
+    /// NTI's untying of the null embedding's identical rows (its padding tokens, which the
+    /// gradient cannot tell apart) before optimizing them: seeded noise of this size relative to
+    /// the embedding. 0 runs the reference loop with the rows tied (IF's own code; it reconstructs
+    /// worse: BENCHMARKS.md, "Null-text inversion against PyTorch").
+    #[arg(long, default_value = "1e-3", value_name = "R")]
+    pub(crate) stage1_untie: f32,
     /// The super-resolution stages' inner steps (overrides --inner-steps).
     #[arg(long)]
     pub(crate) stage2_inner_steps: Option<usize>,
@@ -128,6 +134,7 @@ impl CascadeArgs {
         steps("steps", self.steps)?;
         finite("guidance", self.guidance.into())?;
         finite_non_negative("tolerance", self.tolerance)?;
+        finite_non_negative("stage1-untie", self.stage1_untie.into())?;
         inner_steps("passes", self.passes, true)?;
         for (flag, v) in [
             ("inner-steps", self.inner_steps),
@@ -204,6 +211,7 @@ impl CascadeArgs {
         opts.stage1_settings.guidance = self.guidance;
         opts.stage1_settings.thresholding = self.stage1_thresholding;
         opts.stage1_settings.inner_steps = self.stage1_inner_steps.or(self.inner_steps);
+        opts.stage1_settings.untie = (self.stage1_untie > 0.0).then_some(self.stage1_untie);
         // Every super-resolution stage inverts with the same method and inner-loop settings.
         for (folder, noise_level) in upper.iter().zip([self.noise_level, self.noise_level3]) {
             let mut stage = SrStage::with_defaults(folder)?;

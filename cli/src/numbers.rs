@@ -139,8 +139,9 @@ mod tests {
         }
     }
 
-    const INVERT_FLAGS: [&str; 10] = [
+    const INVERT_FLAGS: [&str; 11] = [
         "--steps",
+        "--stage1-untie",
         "--inner-steps",
         "--passes",
         "--tolerance",

@@ -34,6 +34,14 @@ pub struct NtiOptions {
     /// Prompt-to-prompt's early stop: leave the inner loop once the loss is below
     /// `base + i·slope` (1e-5, 2e-5); None (the IF reference) never stops early.
     pub early_stop: Option<(f64, f64)>,
+    /// Untie the null embedding's tokens before optimizing them: `Some(r)` adds seeded Gaussian
+    /// noise of `r` times the embedding's RMS; None optimizes it as given (the reference loop).
+    /// An empty prompt's embedding has many identical rows (its padding tokens), and the loop's
+    /// gradient is the same for identical rows (cross-attention does not tell keys apart by
+    /// position), so in exact arithmetic they stay tied through the whole inversion: the
+    /// optimization then has one row where it could have dozens. PyTorch's float32 CPU kernels
+    /// untie them by rounding accident, and lower the loss that way (issue 17, BENCHMARKS.md).
+    pub untie: Option<f32>,
 }
 
 impl Default for NtiOptions {
@@ -45,8 +53,21 @@ impl Default for NtiOptions {
             guidance: 3.0,
             loss: Reduction::Sum,
             early_stop: None,
+            untie: None,
         }
     }
+}
+
+/// The seed of [`NtiOptions::untie`]'s noise.
+const UNTIE_SEED: u64 = 0x004e_5449_2074_6965;
+
+/// `null` with its rows untied: plus `r`·RMS(null) of seeded Gaussian noise (one scalar read
+/// back, once per inversion).
+fn untied(null: &Tensor, r: f32) -> Result<Tensor> {
+    let all: Vec<usize> = (0..null.rank()).collect();
+    let rms = null.square()?.mean(&all, false)?.to_vec()?[0].sqrt();
+    let noise = Tensor::randn(null.gpu(), null.shape(), UNTIE_SEED, 0)?;
+    null.add(&noise.mul_scalar(r * rms)?)
 }
 
 /// The per-step null embeddings (one per timestep, in sampling order) and a report per step.
@@ -73,7 +94,10 @@ pub fn null_text_inversion(
         );
     }
     // Updated in place by Adam: never the caller's tensor.
-    let null = null_init.detach().mul_scalar(1.0)?;
+    let null = match opts.untie {
+        Some(r) => untied(&null_init.detach(), r)?,
+        None => null_init.detach().mul_scalar(1.0)?,
+    };
     let mut x = trace[trace.len() - 1].clone();
     let mut nulls = Vec::with_capacity(timesteps.len());
     let mut reports = Vec::with_capacity(timesteps.len());

@@ -173,6 +173,7 @@ impl Default for InvertOptions {
                 guidance: 3.0,
                 inner_steps: None,
                 thresholding: true,
+                untie: Some(stage1::DEFAULT_UNTIE),
             },
             super_resolution: Vec::new(),
             variant: None,

@@ -23,7 +23,16 @@ pub struct Stage1Settings {
     /// x₀ thresholding/clipping in the DDIM steps, as the scheduler config says (IF: dynamic
     /// thresholding); see [`super::inversion_scheduler`].
     pub thresholding: bool,
+    /// NTI's untying of the null embedding's identical rows ([`NtiOptions::untie`]): iterinv's
+    /// default is [`DEFAULT_UNTIE`]; None runs the reference loop with its rows tied.
+    pub untie: Option<f32>,
 }
+
+/// The relative size of the seeded noise that unties the null embedding's rows before NTI (see
+/// [`NtiOptions::untie`]): on the tiny trained cascade it lifts the held-out photos' stage-I
+/// reconstruction into or above PyTorch float32's spread (BENCHMARKS.md, issue 17), where the
+/// tied loop stays at float64's level below it.
+pub const DEFAULT_UNTIE: f32 = 1e-3;
 
 impl Stage1Settings {
     /// The NTI options of the method (None for NPI and DDIM).
@@ -40,6 +49,7 @@ impl Stage1Settings {
             Stage1Method::Npi | Stage1Method::Ddim => return None,
         };
         o.guidance = self.guidance;
+        o.untie = self.untie;
         if let Some(k) = self.inner_steps {
             o.inner_steps = k;
         }
@@ -54,6 +64,7 @@ impl Stage1Settings {
                 "lr": o.lr,
                 "loss": format!("{:?}", o.loss).to_lowercase(),
                 "early_stop": o.early_stop,
+                "untie": o.untie,
                 "inversion_guidance": 1.0,
             }),
             None => json!({ "inversion_guidance": 1.0 }),

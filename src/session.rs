@@ -1,7 +1,7 @@
 //! Frame-driven sessions: a long inversion, reconstruction or generation done a bounded slice at
 //! a time, so that a host's render loop keeps its frame rate while the work runs on the same GPU.
 //!
-//! A [`Session`] runs the one-call function ([`inversion`]: [`inversion::invert_rgb`];
+//! A [`Session`] runs the one-call function ([`inversion()`]: [`inversion::invert_rgb`];
 //! [`reconstruction`]: [`inversion::reconstruct`]; [`generation`]: [`cascade::generate`]) as a
 //! coroutine: the function's progress events are its pause points. [`Session::step`] lets it run to the next pause point the host asked
 //! for (one inner iteration of NTI or IterInv, or one timestep), submits the work recorded so

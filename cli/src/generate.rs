@@ -54,8 +54,8 @@ pub struct GenerateArgs {
     /// Weight variant of every component (e.g. fp16).
     #[arg(long)]
     variant: Option<String>,
-    /// Where to write the final image (PNG); each stage is also written as <stem>-stage1.png,
-    /// <stem>-stage2.png (and <stem>-stage3.png) beside it.
+    /// Where to write the final image (PNG); each stage is also written as STEM-stage1.png,
+    /// STEM-stage2.png (and STEM-stage3.png) beside it.
     #[arg(long, value_name = "IMG.png")]
     out: PathBuf,
     /// Seed of every random draw: the same seed gives the same image on every run and device.

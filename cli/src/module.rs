@@ -135,7 +135,7 @@ pub struct ModelIo {
     /// pipeline folder holding it (in unet/ or text_encoder/).
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
-    /// Load the <stem>.<VARIANT>.safetensors weights instead (e.g. fp16: kept in f16 on the GPU,
+    /// Load the STEM.VARIANT.safetensors weights instead (e.g. fp16: kept in f16 on the GPU,
     /// computed in f32).
     #[arg(long)]
     variant: Option<String>,

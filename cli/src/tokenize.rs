@@ -18,7 +18,7 @@ pub struct TokenizeArgs {
     #[arg(long, value_name = "DIR")]
     tokenizer: PathBuf,
     /// Every row is cut or padded to exactly this many tokens (IF and Stable Diffusion use 77);
-    /// the special tokens the tokenizer adds (T5's </s>, CLIP's start and end) are kept.
+    /// the special tokens the tokenizer adds (T5's end token, CLIP's start and end) are kept.
     #[arg(long, default_value_t = DEFAULT_MAX_LENGTH, value_name = "N")]
     pub(crate) max_length: usize,
     /// The texts, one output row each, tokenized as given (no caption cleaning). Put `--` before

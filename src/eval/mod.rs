@@ -2,7 +2,7 @@
 //! in the paper"). A dataset folder and its prompts ([`dataset`]), a deterministic share of it
 //! for one job of an array ([`shard`]), the configurations compared ([`methods`]), one record
 //! per image written last, which makes runs resumable ([`record`]), and the summary rebuilt from
-//! those records alone, for one run or merged shards ([`collect`], [`summary`], [`stats`]), with
+//! those records alone, for one run or merged shards ([`mod@collect`], [`summary`], [`stats`]), with
 //! a contact sheet per image ([`contact_sheet`]). Inverting and scoring each image is the
 //! command's loop (cli/src/eval.rs) over [`crate::pipeline::inversion::invert`] and
 //! [`crate::scoring`].

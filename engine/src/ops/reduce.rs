@@ -135,7 +135,7 @@ pub fn mean(x: &Tensor, dims: &[usize], keepdim: bool) -> Result<Tensor> {
     reduce("mean", x, dims, keepdim, true)
 }
 
-/// The `q`-quantile of each sample (dim 0) over all its other elements, output [B]: linear
+/// The `q`-quantile of each sample (dim 0) over all its other elements, output `[B]`: linear
 /// interpolation as torch.quantile, pos = q·(n−1) computed in f32 as torch does for f32 inputs,
 /// v_lo + (v_hi − v_lo)·(pos − floor(pos)). Runs on the GPU by radix select (no sort, no readback).
 /// NaN inputs sort above +inf instead of poisoning the result.

@@ -181,7 +181,7 @@ pub fn chunk(x: &Tensor, n: usize, dim: usize) -> Result<Vec<Tensor>> {
     split(x, dim, &vec![size / n; n])
 }
 
-/// out.shape[i] = x.shape[perm[i]], with the elements moved along (rank ≤ 8).
+/// `out.shape[i] = x.shape[perm[i]]`, with the elements moved along (rank ≤ 8).
 pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     let op = "permute";
     expect_float(op, "x", x)?;
@@ -383,11 +383,11 @@ fn gather_rows(
 }
 
 impl Tensor {
-    /// See [`concat`].
+    /// See [`concat()`].
     pub fn concat(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
         concat(tensors, dim)
     }
-    /// See [`slice`].
+    /// See [`slice()`].
     pub fn slice(&self, dim: usize, start: usize, end: usize) -> Result<Tensor> {
         slice(self, dim, start, end)
     }

@@ -28,8 +28,8 @@ pub static QUANTILE: Kernel = Kernel {
     constants: &[],
 };
 
-/// One workgroup of 256 lanes per sample: `x` [batch, n], the output gradient `g` [batch] and the
-/// selected elements `vlo`, `vhi` [batch] give the gradient [batch, n].
+/// One workgroup of 256 lanes per sample: `x` `[batch, n]`, the output gradient `g` `[batch]` and the
+/// selected elements `vlo`, `vhi` `[batch]` give the gradient `[batch, n]`.
 pub static QUANTILE_GRAD: Kernel = Kernel {
     name: "reduce_quantile_grad",
     body: include_str!("../wgsl/reduce_quantile_grad.wgsl"),

@@ -114,7 +114,8 @@ pub static RESIZE_WEIGHTS: Kernel = Kernel {
     constants: &[("WG", "256u")],
 };
 
-/// Table gradient of the embedding gather: `g` [tokens, d], `ids` [tokens] into a zeroed [V, d].
+/// Table gradient of the embedding gather: `g` `[tokens, d]`, `ids` `[tokens]` into a zeroed
+/// `[V, d]`.
 pub static EMBEDDING_GRAD: Kernel = Kernel {
     name: "shape_embedding_grad",
     body: include_str!("../wgsl/shape_embedding_grad.wgsl"),

@@ -3,8 +3,6 @@
 //! shown pixel for pixel (nearest neighbour), so that a texture of the panel's size appears
 //! exactly as it is — what the headless test checks.
 
-use wgpu::util::DeviceExt;
-
 const SHADER: &str = r#"
 struct Params { side: u32, srgb_target: u32, has_right: u32, pad: u32 }
 
@@ -64,6 +62,8 @@ pub struct Draw {
     layout: wgpu::BindGroupLayout,
     /// Bound where a panel has no texture yet.
     blank: wgpu::TextureView,
+    /// The frame's [`Params`], rewritten each frame (one buffer for the viewer's life).
+    uniform: wgpu::Buffer,
     srgb_target: bool,
 }
 
@@ -142,10 +142,17 @@ impl Draw {
                 view_formats: &[],
             })
             .create_view(&Default::default());
+        let uniform = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("viewer params"),
+            size: std::mem::size_of::<Params>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         Draw {
             pipeline,
             layout,
             blank,
+            uniform,
             srgb_target: target.is_srgb(),
         }
     }
@@ -166,11 +173,7 @@ impl Draw {
             has_right: right.is_some() as u32,
             pad: 0,
         };
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("viewer params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(&params));
         let view = |t: Option<&wgpu::Texture>| t.map(|t| t.create_view(&Default::default()));
         let (left, right) = (view(left), view(right));
         let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -191,7 +194,7 @@ impl Draw {
                 },
                 wgpu::BindGroupEntry {
                     binding: 2,
-                    resource: uniform.as_entire_binding(),
+                    resource: self.uniform.as_entire_binding(),
                 },
             ],
         });

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::fault::{self, Fault, FaultSlot};
 use crate::pipelines::PipelineCache;
 use crate::pool::{BufferPool, PoolStats, PooledBuffer};
+use crate::precision::{self, CoopKernels, Cooperative, Precision};
 use crate::profile::{self, ProfileReport, Profiler};
 use crate::recorder::Recorder;
 
@@ -35,6 +36,14 @@ pub struct GpuOptions {
     /// allocation past it fails with [`Error::OutOfMemory`] instead of reaching the driver.
     /// `None`: the device's own limit.
     pub memory_budget: Option<u64>,
+    /// The precision of every matrix product's operands; `None` follows `ITERINV_PRECISION`
+    /// (`f32` or `f16`), else f32.
+    pub precision: Option<Precision>,
+    /// Whether matrix products may run on cooperative matrices (tensor cores); `None` follows
+    /// `ITERINV_COOP` (`auto`, `off`, `on`, `emulated`), else where the adapter offers them.
+    /// An adopted device ([`Gpu::from_device`]) has no adapter to ask for its shapes, so only
+    /// `Emulated` changes anything there.
+    pub cooperative: Option<Cooperative>,
 }
 
 /// What the device offers, read once at creation.
@@ -61,6 +70,11 @@ pub struct Caps {
     /// `Cpu`, as lavapipe reports itself), whichever kernel variants run there; real GPUs have no
     /// such cap.
     pub max_loop_iterations: Option<u64>,
+    /// The precision of every matrix product's operands.
+    pub precision: Precision,
+    /// The cooperative-matrix kernels matrix products run on, and the subgroup size they are
+    /// built for; `None`: the portable kernels.
+    pub coop: Option<(CoopKernels, u32)>,
 }
 
 /// Backend, adapter and driver facts for `iterinv info`.
@@ -70,6 +84,8 @@ pub struct GpuInfo {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub caps: Caps,
+    /// The cooperative-matrix shapes the adapter offers (empty without the feature).
+    pub coop_shapes: Vec<wgpu::CooperativeMatrixProperties>,
     pub adopted: bool,
 }
 
@@ -130,6 +146,20 @@ impl std::fmt::Display for GpuInfo {
         writeln!(f, "  shader-f16        {}", c.shader_f16)?;
         writeln!(f, "  subgroups         {}", c.subgroups)?;
         writeln!(f, "  timestamp-query   {}", c.timestamps)?;
+        writeln!(
+            f,
+            "  cooperative-matrix {}",
+            precision::describe(&self.coop_shapes)
+        )?;
+        writeln!(f, "precision:      {} products", c.precision.name())?;
+        match c.coop {
+            Some((k, sg)) => writeln!(
+                f,
+                "matrix units:   cooperative matrices, {} (subgroup {sg})",
+                k.name()
+            )?,
+            None => writeln!(f, "matrix units:   none (portable kernels)")?,
+        }
         match c.max_loop_iterations {
             Some(n) => writeln!(
                 f,
@@ -175,9 +205,12 @@ impl std::fmt::Debug for Gpu {
     }
 }
 
-fn wanted_features(available: wgpu::Features) -> wgpu::Features {
-    let useful =
+fn wanted_features(available: wgpu::Features, cooperative: Cooperative) -> wgpu::Features {
+    let mut useful =
         wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+    if matches!(cooperative, Cooperative::Auto | Cooperative::Required) {
+        useful |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+    }
     available & useful
 }
 
@@ -187,25 +220,53 @@ impl Gpu {
         Gpu::with_options(GpuOptions::default())
     }
 
-    pub fn with_options(options: GpuOptions) -> Result<Gpu> {
+    pub fn with_options(mut options: GpuOptions) -> Result<Gpu> {
+        let precision = match options.precision {
+            Some(p) => p,
+            None => Precision::from_env()?,
+        };
+        let cooperative = match options.cooperative {
+            Some(c) => c,
+            None => Cooperative::from_env()?,
+        };
+        options.precision = Some(precision);
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(select_adapter(&instance))?;
-        let features = wanted_features(adapter.features());
+        let features = wanted_features(adapter.features(), cooperative);
         let limits = adapter.limits();
+        let info = adapter.get_info();
+        let coop_shapes = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            adapter.cooperative_matrix_properties()
+        } else {
+            Vec::new()
+        };
+        let coop = precision::for_adapter(cooperative, precision, &info, features, &coop_shapes)?;
+        let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            // SAFETY: wgpu asks users of experimental features to acknowledge that they may have
+            // bugs. The cooperative kernels are checked against the f64 references by the op
+            // tests on every GPU that runs them (tools/gpu-check), and are off with
+            // ITERINV_COOP=off.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("iterinv"),
             required_features: features,
             required_limits: limits,
+            experimental_features: experimental,
             ..Default::default()
         }))
         .map_err(|e| Error::Device(e.to_string()))?;
         Ok(Gpu::build(
             device,
             queue,
-            adapter.get_info(),
+            info,
             false,
             options,
+            coop,
+            coop_shapes,
         ))
     }
 
@@ -221,7 +282,9 @@ impl Gpu {
             name: "adopted device".into(),
             ..wgpu::AdapterInfo::new(wgpu::DeviceType::Other, wgpu::Backend::Noop)
         });
-        Gpu::build(device, queue, info, true, options)
+        let coop = (options.cooperative == Some(Cooperative::Emulated))
+            .then_some((CoopKernels::Emulated, precision::EMULATED_SUBGROUP));
+        Gpu::build(device, queue, info, true, options, coop, Vec::new())
     }
 
     fn build(
@@ -230,6 +293,8 @@ impl Gpu {
         adapter: wgpu::AdapterInfo,
         adopted: bool,
         options: GpuOptions,
+        coop: Option<(CoopKernels, u32)>,
+        coop_shapes: Vec<wgpu::CooperativeMatrixProperties>,
     ) -> Gpu {
         let limits = device.limits();
         let features = device.features();
@@ -259,6 +324,8 @@ impl Gpu {
                 (Some(a), Some(o)) => Some(a.min(o)),
                 (a, o) => a.or(o),
             },
+            precision: options.precision.unwrap_or_default(),
+            coop,
         };
         let profiler = options
             .profile
@@ -281,6 +348,7 @@ impl Gpu {
             limits,
             features,
             caps,
+            coop_shapes,
             adopted,
         };
         if !adopted {

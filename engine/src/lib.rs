@@ -16,6 +16,7 @@ pub mod grad;
 pub mod invert;
 pub mod ops;
 pub mod optim;
+pub mod precision;
 pub mod random;
 pub mod sched;
 
@@ -23,5 +24,6 @@ pub use error::{mib, Error, Result};
 pub use gpu::{Caps, Gpu, GpuInfo, GpuOptions};
 pub use ops::Activation;
 pub use pool::PoolStats;
+pub use precision::{Cooperative, Precision};
 pub use profile::{ProfileReport, ProfileRow};
 pub use tensor::{DType, Tensor, POISON_BITS};

@@ -46,6 +46,23 @@ pub struct Kernel {
     pub constants: &'static [(&'static str, &'static str)],
 }
 
+impl Kernel {
+    /// The WGSL extensions the kernel enables (`f16`, `wgpu_cooperative_matrix`): the device
+    /// features it needs beyond the baseline.
+    pub fn enables(&self) -> Vec<&'static str> {
+        self.body
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("enable "))
+            .map(|e| e.trim_end_matches(';').trim())
+            .collect()
+    }
+
+    /// Whether the kernel runs on hardware cooperative matrices.
+    pub fn needs_cooperative_matrix(&self) -> bool {
+        self.enables().contains(&"wgpu_cooperative_matrix")
+    }
+}
+
 /// How a tensor's elements are stored in its buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StorageType {
@@ -129,7 +146,16 @@ pub fn assemble(
             )));
         }
     }
-    let mut src = format!("// kernel {}\n", kernel.name);
+    // Enable directives must open a WGSL module: hoist the body's (a prelude's) above everything.
+    let (enables, body): (Vec<&str>, Vec<&str>) = kernel
+        .body
+        .lines()
+        .partition(|l| l.trim_start().starts_with("enable "));
+    let mut src = enables
+        .iter()
+        .map(|l| format!("{}\n", l.trim()))
+        .collect::<String>();
+    src += &format!("// kernel {}\n", kernel.name);
     for (name, default) in kernel.constants {
         let value = overrides
             .iter()
@@ -172,7 +198,11 @@ pub fn assemble(
             "@group(0) @binding({binding}) var<storage, read_write> {name}: array<{elem}>;\n"
         );
     }
-    src += kernel.body;
+    if enables.is_empty() {
+        src += kernel.body;
+    } else {
+        src += &body.join("\n");
+    }
     Ok(src)
 }
 

@@ -1,6 +1,8 @@
 //! Every kernel, in every storage-type variant of its inputs (the set `validate.rs` validates),
 //! translates through naga's MSL and HLSL back ends: the code wgpu hands to Metal and DX12. Neither
-//! driver runs here, so this is where a kernel that only Vulkan accepts is caught.
+//! driver runs here, so this is where a kernel that only Vulkan accepts is caught. The
+//! cooperative-matrix kernels, which lavapipe cannot run, translate to SPIR-V and (their Metal
+//! shapes) to MSL.
 //!
 //! The options follow wgpu-hal 30's Metal and DX12 back ends for a compute pipeline created with
 //! wgpu's defaults (bounds checks, loop bounding and zero-initialised workgroup memory on), and the
@@ -11,7 +13,7 @@
 mod common;
 
 use common::Variant;
-use naga::back::{hlsl, msl};
+use naga::back::{hlsl, msl, spv};
 use naga::{AddressSpace, Module, ResourceBinding, ShaderStage, StorageAccess};
 
 /// The oldest language version wgpu's Metal back end picks (macOS 10.13) and a current one: the
@@ -166,7 +168,8 @@ fn every_kernel_translates_to_msl_and_hlsl() {
     let variants = common::variants();
     assert!(!variants.is_empty(), "no kernel sources to translate");
     let mut translated = 0;
-    for v in &variants {
+    let portable: Vec<_> = variants.iter().filter(|v| !v.cooperative()).collect();
+    for v in &portable {
         let (module, info) = common::validate(v);
         let ep = entry_point(v, &module);
         // wgpu applies pipeline-overridable constants first; the kernels have none today, but a
@@ -212,6 +215,73 @@ fn every_kernel_translates_to_msl_and_hlsl() {
     }
     assert_eq!(
         translated,
-        variants.len() * (MSL_VERSIONS.len() + SHADER_MODELS.len())
+        portable.len() * (MSL_VERSIONS.len() + SHADER_MODELS.len())
     );
+}
+
+/// Cooperative-matrix kernels reach two back ends in wgpu 30: Vulkan (SPIR-V with
+/// `SPV_KHR_cooperative_matrix`) for every tile shape, and Metal (MSL 2.3 and later, simdgroup
+/// matrices) for the 8 × 8 shapes, the only ones Metal has. Neither runs here: this is where a
+/// kernel those drivers would be handed fails to translate.
+#[test]
+fn cooperative_kernels_translate_to_spirv_and_msl() {
+    let variants: Vec<_> = common::variants()
+        .into_iter()
+        .filter(|v| v.cooperative())
+        .collect();
+    assert!(
+        variants.len() >= 3,
+        "{} cooperative-matrix variants",
+        variants.len()
+    );
+    let mut metal = 0;
+    for v in &variants {
+        let (module, info) = common::validate(v);
+        let ep = entry_point(v, &module);
+        let spv_options = spv::Options {
+            lang_version: (1, 3),
+            ..Default::default()
+        };
+        let pipeline = spv::PipelineOptions {
+            shader_stage: ShaderStage::Compute,
+            entry_point: ep.clone(),
+        };
+        let words = spv::write_vec(&module, &info, &spv_options, Some(&pipeline))
+            .unwrap_or_else(|e| panic!("kernel {v} does not translate to SPIR-V: {e}"));
+        assert_eq!(
+            words.first(),
+            Some(&0x0723_0203),
+            "kernel {v}: SPIR-V magic"
+        );
+        // OpCapability CooperativeMatrixKHR (6022): the module asks the driver for the feature.
+        let capability = |c: u32| words.windows(2).any(|w| w == [(2 << 16) | 17, c]);
+        assert!(
+            capability(6022),
+            "kernel {v}: no CooperativeMatrixKHR capability"
+        );
+
+        if !v.source.contains("coop_mat8x8") {
+            continue;
+        }
+        let version = (2, 3);
+        let target = "MSL 2.3";
+        let pipeline = msl::PipelineOptions {
+            entry_point: Some((ShaderStage::Compute, ep.clone())),
+            ..Default::default()
+        };
+        let (src, tr) = msl::write_string(
+            &module,
+            &info,
+            &msl_options(&module, &ep, version),
+            &pipeline,
+        )
+        .unwrap_or_else(|e| panic!("kernel {v} does not translate to {target}: {e}"));
+        check_output(v, target, &src, &tr.entry_point_names);
+        assert!(
+            src.contains("simdgroup_"),
+            "kernel {v}: no simdgroup matrix in MSL"
+        );
+        metal += 1;
+    }
+    assert!(metal >= 2, "{metal} cooperative variants translated to MSL");
 }

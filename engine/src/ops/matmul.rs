@@ -9,6 +9,7 @@
 //! same way over dispatches, so that no invocation's k loop runs into the cap.
 
 use iterinv_kernels::families::matmul::{MATMUL_DIRECT, MATMUL_TILED};
+use iterinv_kernels::Kernel;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::Gpu;
@@ -16,6 +17,7 @@ use crate::grad::{self, matmul::matmul_grad};
 use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::ops::elementwise::unary;
 use crate::ops::Activation;
+use crate::precision::CoopKernels;
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,6 +39,61 @@ const TILE_K: usize = 16;
 const DIRECT_K_PER_ITER: usize = 2;
 const TILED_ITERS_PER_KTILE: usize = 1 + 4 + TILE_K * (1 + 4 + 4 * (1 + 4));
 const TILED_ITERS_FIXED: usize = 4 * (1 + 4);
+
+/// The cooperative kernels' grid (the table's defaults): 2 × 2 subgroups, each owning 2 × 2 tiles
+/// of side `CM`, so a workgroup computes `4·CM` × `4·CM` outputs; K is staged `2·CM` at a time.
+const COOP_SUBGROUPS: usize = 4;
+const COOP_TILES_PER_SIDE: usize = 4;
+const COOP_KSTEPS: usize = 2;
+
+/// Which kernel multiplies.
+#[derive(Clone, Copy)]
+enum Variant {
+    /// Register blocking for CPU adapters.
+    Direct,
+    /// Workgroup tiles of f32 (or f16-rounded) scalars.
+    Tiled,
+    /// Cooperative matrices, and the subgroup size they are built for.
+    Coop(CoopKernels, usize),
+}
+
+impl Variant {
+    fn of(gpu: &Gpu) -> Variant {
+        let caps = gpu.caps();
+        match caps.coop {
+            Some((k, sg)) => Variant::Coop(k, sg as usize),
+            None if caps.cpu_kernels => Variant::Direct,
+            None => Variant::Tiled,
+        }
+    }
+
+    /// Outputs per workgroup side and the K staged per step, for the tiled and cooperative
+    /// kernels.
+    fn tile(self) -> (usize, usize) {
+        match self {
+            Variant::Coop(k, _) => (COOP_TILES_PER_SIDE * k.tile(), COOP_KSTEPS * k.tile()),
+            _ => (TILE, TILE_K),
+        }
+    }
+
+    /// Loop iterations an invocation runs per staged K step and once, counted as for the tiled
+    /// kernel: what the loop cap of a CPU adapter budgets. Only the emulated cooperative kernel
+    /// runs there; its multiply of two tiles loops over the lane's `CM²/SG` elements × `CM` k.
+    fn iterations(self) -> (usize, usize) {
+        match self {
+            Variant::Direct | Variant::Tiled => (TILED_ITERS_PER_KTILE, TILED_ITERS_FIXED),
+            Variant::Coop(k, sg) => {
+                let cm = k.tile();
+                let (bm, bk) = self.tile();
+                let lane = cm * cm / sg;
+                let mma = lane * (1 + cm);
+                let loads = 2 * bm * bk / (COOP_SUBGROUPS * sg);
+                let per_step = 1 + loads + COOP_KSTEPS * (1 + 2 + 2 * (1 + 2 * mma));
+                (per_step, 1 + 4 * (1 + 2 * lane))
+            }
+        }
+    }
+}
 
 struct Geometry {
     batch: usize,
@@ -149,8 +206,9 @@ pub fn matmul(
     };
     let (a_rs, a_cs) = if opts.trans_a { (1, g.m) } else { (g.k, 1) };
     let (b_rs, b_cs) = if opts.trans_b { (1, g.k) } else { (g.n, 1) };
-    let cpu = gpu.caps().cpu_kernels;
-    let k_max = k_per_dispatch(gpu, cpu);
+    let variant = Variant::of(gpu);
+    let round_f16 = gpu.caps().precision.rounds_to_f16();
+    let k_max = k_per_dispatch(gpu, variant);
     let chunks = b.chunk_count();
     if chunks > 1 && g.b_batched {
         return shape_err(OP, "a batched right operand must fit one storage binding");
@@ -170,13 +228,14 @@ pub fn matmul(
         // the output like the chunks of a split-K weight; the epilogue runs after the last.
         let blocks = k_c.div_ceil(k_max).max(1);
         let max_groups = gpu.caps().max_workgroups_per_dim as usize;
-        let (tm, wx) = if cpu {
+        let (tile, tile_k) = variant.tile();
+        let (tm, wx) = if let Variant::Direct = variant {
             match direct_block(g.m, n_c, g.batch, max_groups) {
                 Some(b) => b,
                 None => return shape_err(OP, too_many_groups(a, b)),
             }
         } else {
-            if g.m.div_ceil(TILE).max(n_c.div_ceil(TILE)) > max_groups {
+            if g.m.div_ceil(tile).max(n_c.div_ceil(tile)) > max_groups {
                 return shape_err(OP, too_many_groups(a, b));
             }
             (0, 0)
@@ -210,32 +269,42 @@ pub fn matmul(
                 .u32(col_off as u32)
                 .u32(!first as u32)
                 .u32(last as u32);
-            let launch = if cpu {
-                let wy = 64 / wx;
-                Launch::new(&MATMUL_DIRECT)
-                    .constant("TM", format!("{tm}u"))
-                    .constant("WX", format!("{wx}u"))
-                    .constant("WY", format!("{wy}u"))
-                    .profile_as(&["TM", "WX"])
-                    .groups([
-                        n_c.div_ceil(wx * 8) as u32,
-                        g.m.div_ceil(wy * tm) as u32,
-                        g.batch as u32,
-                    ])
-            } else {
-                let divisible = g.m.is_multiple_of(TILE)
-                    && n_c.is_multiple_of(TILE)
-                    && k_b.is_multiple_of(TILE_K);
-                Launch::new(&MATMUL_TILED)
+            let divisible =
+                g.m.is_multiple_of(tile) && n_c.is_multiple_of(tile) && k_b.is_multiple_of(tile_k);
+            let tiles = |kernel: &'static Kernel| {
+                Launch::new(kernel)
                     .constant("CHECK_BOUNDS", !divisible)
                     .constant("A_M_FASTEST", opts.trans_a)
                     .constant("B_K_FASTEST", opts.trans_b)
                     .profile_as(&["CHECK_BOUNDS"])
                     .groups([
-                        n_c.div_ceil(TILE) as u32,
-                        g.m.div_ceil(TILE) as u32,
+                        n_c.div_ceil(tile) as u32,
+                        g.m.div_ceil(tile) as u32,
                         g.batch as u32,
                     ])
+            };
+            let launch = match variant {
+                Variant::Direct => {
+                    let wy = 64 / wx;
+                    Launch::new(&MATMUL_DIRECT)
+                        .constant("TM", format!("{tm}u"))
+                        .constant("WX", format!("{wx}u"))
+                        .constant("WY", format!("{wy}u"))
+                        .constant("ROUND_F16", round_f16)
+                        .profile_as(&["TM", "WX"])
+                        .groups([
+                            n_c.div_ceil(wx * 8) as u32,
+                            g.m.div_ceil(wy * tm) as u32,
+                            g.batch as u32,
+                        ])
+                }
+                Variant::Tiled => tiles(&MATMUL_TILED).constant("ROUND_F16", round_f16),
+                Variant::Coop(CoopKernels::Emulated, sg) => tiles(CoopKernels::Emulated.matmul())
+                    .constant("SG", format!("{sg}u"))
+                    .constant("ROUND_F16", round_f16),
+                Variant::Coop(kernels, sg) => {
+                    tiles(kernels.matmul()).constant("SG", format!("{sg}u"))
+                }
             };
             // A block of this K for every output of the chunk; A, B and the bias read once, the
             // output written (and read, when accumulating) once.
@@ -272,18 +341,20 @@ fn too_many_groups(a: &Tensor, b: &Tensor) -> String {
 
 /// The most k one dispatch may cover: unbounded without a loop cap, else what keeps an
 /// invocation at half the cap (a margin for loops counted here that the driver does not count
-/// the same way), a multiple of the GPU kernel's K-tile so only the last block is ragged.
-fn k_per_dispatch(gpu: &Gpu, cpu: bool) -> usize {
+/// the same way), a multiple of the kernel's K step so only the last block is ragged.
+fn k_per_dispatch(gpu: &Gpu, variant: Variant) -> usize {
     let Some(cap) = gpu.caps().max_loop_iterations else {
         return usize::MAX;
     };
     let budget = usize::try_from(cap / 2).unwrap_or(usize::MAX);
-    let k = if cpu {
+    let (_, tile_k) = variant.tile();
+    let k = if let Variant::Direct = variant {
         budget.saturating_mul(DIRECT_K_PER_ITER)
     } else {
-        budget.saturating_sub(TILED_ITERS_FIXED) / TILED_ITERS_PER_KTILE * TILE_K
+        let (per_step, fixed) = variant.iterations();
+        budget.saturating_sub(fixed) / per_step * tile_k
     };
-    (k / TILE_K * TILE_K).max(TILE_K)
+    (k / tile_k * tile_k).max(tile_k)
 }
 
 /// (rows per invocation TM, workgroup width WX) of the direct kernel, whose workgroup computes a

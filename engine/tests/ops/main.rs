@@ -15,6 +15,7 @@ mod grad_reduce;
 mod grad_shape;
 mod grad_tape;
 mod matmul;
+mod matmul_coop;
 mod norm;
 mod optim;
 mod reduce;

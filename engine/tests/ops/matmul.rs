@@ -1,13 +1,16 @@
 //! Matmul against f64: batched, transposed operands, 16-bit weights, bias and activation epilogues,
 //! both kernel variants, the bounds-check-free path, weights split over several buffers, and
-//! reductions longer than lavapipe's loop cap split over dispatches.
+//! reductions longer than lavapipe's loop cap split over dispatches. `run` serves the
+//! cooperative-matrix and f16-precision tests too (matmul_coop.rs): on a device of precision f16
+//! its reference rounds the operands to f16 as the kernels must.
 
 use iterinv_engine::ops::matmul::{matmul, MatmulOptions};
-use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
+use iterinv_engine::precision::CoopKernels;
+use iterinv_engine::{Activation, Gpu, GpuOptions, Precision, Tensor};
 
 use crate::common::{act64, assert_close, gpu, gpu_variant, Rng};
 
-struct Case {
+pub struct Case {
     batch: Vec<usize>,
     m: usize,
     n: usize,
@@ -68,17 +71,28 @@ fn shapes(c: &Case) -> (Vec<usize>, Vec<usize>) {
     (sa, sb)
 }
 
-enum WeightType {
+pub enum WeightType {
     F32,
     F16,
     Bf16,
 }
 
-fn run(gpu: &Gpu, c: &Case, wt: WeightType, with_bias: bool, act: Activation, seed: u64) {
+pub fn run(gpu: &Gpu, c: &Case, wt: WeightType, with_bias: bool, act: Activation, seed: u64) {
     let mut rng = Rng::new(seed);
     let (sa, sb) = shapes(c);
-    let a = rng.vec(sa.iter().product(), -1.0, 1.0);
-    let mut b = rng.vec(sb.iter().product(), -1.0, 1.0);
+    let f16 = gpu.caps().precision == Precision::F16;
+    // Under f16 products no operand is below f16's normal range, where hardware may flush to
+    // zero what the reference keeps as a subnormal.
+    let data = |rng: &mut Rng, n: usize| {
+        let mut v = rng.vec(n, -1.0, 1.0);
+        if f16 {
+            v.iter_mut()
+                .for_each(|x| *x = x.signum() * x.abs().max(1.0 / 1024.0));
+        }
+        v
+    };
+    let a = data(&mut rng, sa.iter().product());
+    let mut b = data(&mut rng, sb.iter().product());
     let bias = rng.vec(c.n, -1.0, 1.0);
     let tb = match wt {
         WeightType::F32 => Tensor::from_f32(gpu, &sb, &b).unwrap(),
@@ -101,10 +115,19 @@ fn run(gpu: &Gpu, c: &Case, wt: WeightType, with_bias: bool, act: Activation, se
         activation: act,
     };
     let out = matmul(&ta, &tb, with_bias.then_some(&tbias), opts).unwrap();
+    let (a, b) = if f16 {
+        (to_f16(&a), to_f16(&b))
+    } else {
+        (a, b)
+    };
     let (expected, abs_sum) = reference(c, &a, &b, with_bias.then_some(&bias), act);
     // f32 accumulation of K products: |error| <= K·2⁻²³·Σ|a·b| (a worst-case bound; fma keeps each
-    // product exact before the add), plus one rounding of the result.
-    let atol = c.k as f64 * 1.2e-7 * abs_sum + 1e-6;
+    // product exact before the add), plus one rounding of the result. f16 operands multiply
+    // exactly in f32 too, so the bound holds for the rounded operands; tensor cores may add in
+    // another order and align partial sums more coarsely, hence 4× for hardware cooperative
+    // matrices.
+    let hardware = matches!(gpu.caps().coop, Some((k, _)) if k != CoopKernels::Emulated);
+    let atol = (c.k as f64 * 1.2e-7 * abs_sum + 1e-6) * if hardware { 4.0 } else { 1.0 };
     let what = format!(
         "matmul m{} n{} k{} batch {:?} ta {} tb {} bb {} bias {with_bias} {act:?}",
         c.m, c.n, c.k, c.batch, c.trans_a, c.trans_b, c.b_batched
@@ -115,7 +138,12 @@ fn run(gpu: &Gpu, c: &Case, wt: WeightType, with_bias: bool, act: Activation, se
     assert_close(&what, &out, &expected, atol, 1e-6);
 }
 
-fn case(
+/// `v` rounded to f16 (nearest, ties to even), as f16 precision rounds operands.
+pub fn to_f16(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+pub fn case(
     batch: &[usize],
     m: usize,
     n: usize,

@@ -20,11 +20,13 @@ const INPUTS: &[Input] = &[
 ];
 
 /// Workgroup-memory tiles (64×64 outputs, K-tile 16) with 4×4 outputs per invocation: for GPUs.
-/// `CHECK_BOUNDS = false` drops every bounds check when M, N and K divide the tiles.
+/// `CHECK_BOUNDS = false` drops every bounds check when M, N and K divide the tiles. In this and
+/// the direct kernel `ROUND_F16` rounds the operands to f16 (precision f16).
 pub static MATMUL_TILED: Kernel = Kernel {
     name: "matmul_tiled",
     body: concat!(
         include_str!("../wgsl/matmul_params.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/matmul_tiled.wgsl")
     ),
     inputs: INPUTS,
@@ -35,6 +37,7 @@ pub static MATMUL_TILED: Kernel = Kernel {
         ("CHECK_BOUNDS", "true"),
         ("A_M_FASTEST", "false"),
         ("B_K_FASTEST", "false"),
+        ("ROUND_F16", "false"),
     ],
 };
 
@@ -47,6 +50,7 @@ pub static MATMUL_DIRECT: Kernel = Kernel {
     name: "matmul_direct",
     body: concat!(
         include_str!("../wgsl/matmul_params.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/matmul_direct.wgsl")
     ),
     inputs: INPUTS,
@@ -57,7 +61,91 @@ pub static MATMUL_DIRECT: Kernel = Kernel {
         ("TM", "16u"),
         ("WX", "64u"),
         ("WY", "1u"),
+        ("ROUND_F16", "false"),
     ],
 };
 
-pub static KERNELS: &[&Kernel] = &[&MATMUL_TILED, &MATMUL_DIRECT];
+/// The tile shape of the cooperative-matrix kernels: `WM` × `WN` subgroups of `SG` invocations,
+/// each owning `TI` × `TJ` tiles, `KSTEPS` tiles of K staged per step. `SG` must be the adapter's
+/// subgroup size for the hardware variants (any divisor of `CM`² for the emulated one).
+const COOP_CONSTANTS: &[(&str, &str)] = &[
+    ("ACT", "0u"),
+    ("HAS_BIAS", "false"),
+    ("CHECK_BOUNDS", "true"),
+    ("A_M_FASTEST", "false"),
+    ("B_K_FASTEST", "false"),
+    ("SG", "32u"),
+    ("WM", "2u"),
+    ("WN", "2u"),
+    ("TI", "2u"),
+    ("TJ", "2u"),
+    ("KSTEPS", "2u"),
+];
+
+macro_rules! coop_kernel {
+    ($name:literal, $types:literal) => {
+        Kernel {
+            name: $name,
+            body: concat!(
+                include_str!($types),
+                include_str!("../wgsl/coop_hardware.wgsl"),
+                include_str!("../wgsl/matmul_params.wgsl"),
+                include_str!("../wgsl/matmul_coop.wgsl")
+            ),
+            inputs: INPUTS,
+            outputs: &["c"],
+            constants: COOP_CONSTANTS,
+        }
+    };
+}
+
+/// Tensor cores: 16 × 16 × 16 tiles, f16 inputs, f32 accumulation (Vulkan's
+/// `VK_KHR_cooperative_matrix`). Needs `SHADER_F16` and `EXPERIMENTAL_COOPERATIVE_MATRIX`.
+pub static MATMUL_COOP_F16X16: Kernel =
+    coop_kernel!("matmul_coop_f16x16", "../wgsl/coop_type_f16x16.wgsl");
+
+/// 8 × 8 × 8 tiles, f16 inputs, f32 accumulation (Metal's simdgroup matrices).
+pub static MATMUL_COOP_F16X8: Kernel =
+    coop_kernel!("matmul_coop_f16x8", "../wgsl/coop_type_f16x8.wgsl");
+
+/// 8 × 8 × 8 tiles, f32 inputs and accumulation (Metal's simdgroup matrices).
+pub static MATMUL_COOP_F32X8: Kernel =
+    coop_kernel!("matmul_coop_f32x8", "../wgsl/coop_type_f32x8.wgsl");
+
+/// The cooperative-matrix kernel's body on emulated matrices of side `CM`: runs on any adapter,
+/// for testing the body where the hardware has no cooperative matrices. `ROUND_F16` rounds the
+/// staged inputs to f16, as the f16 hardware variants do.
+pub static MATMUL_COOP_EMULATED: Kernel = Kernel {
+    name: "matmul_coop_emulated",
+    body: concat!(
+        include_str!("../wgsl/coop_emulated.wgsl"),
+        include_str!("../wgsl/matmul_params.wgsl"),
+        include_str!("../wgsl/matmul_coop.wgsl")
+    ),
+    inputs: INPUTS,
+    outputs: &["c"],
+    constants: &[
+        ("ACT", "0u"),
+        ("HAS_BIAS", "false"),
+        ("CHECK_BOUNDS", "true"),
+        ("A_M_FASTEST", "false"),
+        ("B_K_FASTEST", "false"),
+        ("SG", "32u"),
+        ("WM", "2u"),
+        ("WN", "2u"),
+        ("TI", "2u"),
+        ("TJ", "2u"),
+        ("KSTEPS", "2u"),
+        ("CM", "16u"),
+        ("ROUND_F16", "true"),
+    ],
+};
+
+pub static KERNELS: &[&Kernel] = &[
+    &MATMUL_TILED,
+    &MATMUL_DIRECT,
+    &MATMUL_COOP_F16X16,
+    &MATMUL_COOP_F16X8,
+    &MATMUL_COOP_F32X8,
+    &MATMUL_COOP_EMULATED,
+];

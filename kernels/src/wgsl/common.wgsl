@@ -95,6 +95,24 @@ fn activate_grad(x: f32, act: u32) -> f32 {
     }
 }
 
+// x rounded to the nearest IEEE half (ties to even), returned as f32: the value an f16 operand
+// keeps. Integer ops (no SHADER_F16); past f16's range it is an infinity, NaN stays NaN.
+fn round_to_half(x: f32) -> f32 {
+    if (x != x) {
+        return x;
+    }
+    if (abs(x) < 6.103515625e-5) {
+        // Below the smallest normal half: a multiple of 2^-24 (round() ties to even).
+        return round(x * 16777216.0) * 5.9604644775390625e-8;
+    }
+    let bits = bitcast<u32>(x);
+    let r = (bits + 0xfffu + ((bits >> 13u) & 1u)) & 0xffffe000u;
+    if ((r & 0x7fffffffu) >= 0x47800000u) {
+        return bitcast<f32>((r & 0x80000000u) | 0x7f800000u);
+    }
+    return bitcast<f32>(r);
+}
+
 // IEEE half (low 16 bits of h) to f32, exactly, with integer ops only.
 fn half_to_f32(h: u32) -> f32 {
     let sign = (h & 0x8000u) << 16u;

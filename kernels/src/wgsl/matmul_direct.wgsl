@@ -50,27 +50,27 @@ fn b_col(base: u32, col: u32) -> u32 {
 fn step(kk: u32) {
     let ka = kk * p.a_cs;
     let kb = kk * p.b_rs;
-    let bl = vec4(ld_b(b0 + kb), ld_b(b1 + kb), ld_b(b2 + kb), ld_b(b3 + kb));
-    let bh = vec4(ld_b(b4 + kb), ld_b(b5 + kb), ld_b(b6 + kb), ld_b(b7 + kb));
-    var v = vec4(ld_a(a0 + ka)); r0l = fma(v, bl, r0l); r0h = fma(v, bh, r0h);
-    v = vec4(ld_a(a1 + ka)); r1l = fma(v, bl, r1l); r1h = fma(v, bh, r1h);
-    v = vec4(ld_a(a2 + ka)); r2l = fma(v, bl, r2l); r2h = fma(v, bh, r2h);
-    v = vec4(ld_a(a3 + ka)); r3l = fma(v, bl, r3l); r3h = fma(v, bh, r3h);
+    let bl = vec4(operand(ld_b(b0 + kb)), operand(ld_b(b1 + kb)), operand(ld_b(b2 + kb)), operand(ld_b(b3 + kb)));
+    let bh = vec4(operand(ld_b(b4 + kb)), operand(ld_b(b5 + kb)), operand(ld_b(b6 + kb)), operand(ld_b(b7 + kb)));
+    var v = vec4(operand(ld_a(a0 + ka))); r0l = fma(v, bl, r0l); r0h = fma(v, bh, r0h);
+    v = vec4(operand(ld_a(a1 + ka))); r1l = fma(v, bl, r1l); r1h = fma(v, bh, r1h);
+    v = vec4(operand(ld_a(a2 + ka))); r2l = fma(v, bl, r2l); r2h = fma(v, bh, r2h);
+    v = vec4(operand(ld_a(a3 + ka))); r3l = fma(v, bl, r3l); r3h = fma(v, bh, r3h);
     if (TM > 4u) {
-        v = vec4(ld_a(a4 + ka)); r4l = fma(v, bl, r4l); r4h = fma(v, bh, r4h);
-        v = vec4(ld_a(a5 + ka)); r5l = fma(v, bl, r5l); r5h = fma(v, bh, r5h);
-        v = vec4(ld_a(a6 + ka)); r6l = fma(v, bl, r6l); r6h = fma(v, bh, r6h);
-        v = vec4(ld_a(a7 + ka)); r7l = fma(v, bl, r7l); r7h = fma(v, bh, r7h);
+        v = vec4(operand(ld_a(a4 + ka))); r4l = fma(v, bl, r4l); r4h = fma(v, bh, r4h);
+        v = vec4(operand(ld_a(a5 + ka))); r5l = fma(v, bl, r5l); r5h = fma(v, bh, r5h);
+        v = vec4(operand(ld_a(a6 + ka))); r6l = fma(v, bl, r6l); r6h = fma(v, bh, r6h);
+        v = vec4(operand(ld_a(a7 + ka))); r7l = fma(v, bl, r7l); r7h = fma(v, bh, r7h);
     }
     if (TM > 8u) {
-        v = vec4(ld_a(a8 + ka)); r8l = fma(v, bl, r8l); r8h = fma(v, bh, r8h);
-        v = vec4(ld_a(a9 + ka)); r9l = fma(v, bl, r9l); r9h = fma(v, bh, r9h);
-        v = vec4(ld_a(a10 + ka)); r10l = fma(v, bl, r10l); r10h = fma(v, bh, r10h);
-        v = vec4(ld_a(a11 + ka)); r11l = fma(v, bl, r11l); r11h = fma(v, bh, r11h);
-        v = vec4(ld_a(a12 + ka)); r12l = fma(v, bl, r12l); r12h = fma(v, bh, r12h);
-        v = vec4(ld_a(a13 + ka)); r13l = fma(v, bl, r13l); r13h = fma(v, bh, r13h);
-        v = vec4(ld_a(a14 + ka)); r14l = fma(v, bl, r14l); r14h = fma(v, bh, r14h);
-        v = vec4(ld_a(a15 + ka)); r15l = fma(v, bl, r15l); r15h = fma(v, bh, r15h);
+        v = vec4(operand(ld_a(a8 + ka))); r8l = fma(v, bl, r8l); r8h = fma(v, bh, r8h);
+        v = vec4(operand(ld_a(a9 + ka))); r9l = fma(v, bl, r9l); r9h = fma(v, bh, r9h);
+        v = vec4(operand(ld_a(a10 + ka))); r10l = fma(v, bl, r10l); r10h = fma(v, bh, r10h);
+        v = vec4(operand(ld_a(a11 + ka))); r11l = fma(v, bl, r11l); r11h = fma(v, bh, r11h);
+        v = vec4(operand(ld_a(a12 + ka))); r12l = fma(v, bl, r12l); r12h = fma(v, bh, r12h);
+        v = vec4(operand(ld_a(a13 + ka))); r13l = fma(v, bl, r13l); r13h = fma(v, bh, r13h);
+        v = vec4(operand(ld_a(a14 + ka))); r14l = fma(v, bl, r14l); r14h = fma(v, bh, r14h);
+        v = vec4(operand(ld_a(a15 + ka))); r15l = fma(v, bl, r15l); r15h = fma(v, bh, r15h);
     }
 }
 

@@ -13,14 +13,14 @@ fn load_a(batch: u32, row: u32, kk: u32) -> f32 {
     if (CHECK_BOUNDS && (row >= p.m || kk >= p.k)) {
         return 0.0;
     }
-    return ld_a(p.a_off + batch * p.a_bs + row * p.a_rs + kk * p.a_cs);
+    return operand(ld_a(p.a_off + batch * p.a_bs + row * p.a_rs + kk * p.a_cs));
 }
 
 fn load_b(batch: u32, kk: u32, col: u32) -> f32 {
     if (CHECK_BOUNDS && (col >= p.n || kk >= p.k)) {
         return 0.0;
     }
-    return ld_b(p.b_off + batch * p.b_bs + kk * p.b_rs + col * p.b_cs);
+    return operand(ld_b(p.b_off + batch * p.b_bs + kk * p.b_rs + col * p.b_cs));
 }
 
 @compute @workgroup_size(16, 16)

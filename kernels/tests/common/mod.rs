@@ -7,6 +7,8 @@ use iterinv_kernels::{all, assemble, storage_types, InputClass, StorageType};
 /// One assembled kernel source.
 pub struct Variant {
     pub kernel: &'static str,
+    /// The WGSL extensions it enables (`Kernel::enables`).
+    pub enables: Vec<&'static str>,
     /// The storage type applied to every float input, e.g. `F16`.
     pub float_type: StorageType,
     pub source: String,
@@ -37,12 +39,34 @@ pub fn variants() -> Vec<Variant> {
                 .unwrap_or_else(|e| panic!("kernel {} does not assemble: {e}", k.name));
             out.push(Variant {
                 kernel: k.name,
+                enables: k.enables(),
                 float_type,
                 source,
             });
         }
     }
     out
+}
+
+impl Variant {
+    /// Whether it runs on hardware cooperative matrices (Vulkan's and Metal's; wgpu's DX12 and GL
+    /// back ends offer none).
+    pub fn cooperative(&self) -> bool {
+        self.enables.contains(&"wgpu_cooperative_matrix")
+    }
+
+    /// The naga capabilities wgpu grants a device with the features the kernel needs.
+    pub fn capabilities(&self) -> naga::valid::Capabilities {
+        let mut caps = naga::valid::Capabilities::empty();
+        for e in &self.enables {
+            caps |= match *e {
+                "f16" => naga::valid::Capabilities::SHADER_FLOAT16,
+                "wgpu_cooperative_matrix" => naga::valid::Capabilities::COOPERATIVE_MATRIX,
+                other => panic!("kernel {self}: no capability known for `enable {other}`"),
+            };
+        }
+        caps
+    }
 }
 
 /// Parse and validate `v` as wgpu does before handing a module to a back end.
@@ -53,16 +77,13 @@ pub fn validate(v: &Variant) -> (naga::Module, naga::valid::ModuleInfo) {
             e.emit_to_string(&v.source)
         )
     });
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| {
-        panic!(
-            "kernel {v} does not validate:\n{}",
-            e.emit_to_string(&v.source)
-        )
-    });
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), v.capabilities())
+        .validate(&module)
+        .unwrap_or_else(|e| {
+            panic!(
+                "kernel {v} does not validate:\n{}",
+                e.emit_to_string(&v.source)
+            )
+        });
     (module, info)
 }

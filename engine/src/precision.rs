@@ -1,0 +1,300 @@
+//! How the engine's matrix products multiply: the operand precision (a user's setting) and the
+//! cooperative matrices (tensor cores) that carry them where the adapter has them.
+//!
+//! Precision is a property of the device handle, not of each op: every GEMM of a run (matmul, the
+//! convolutions, attention's products) multiplies the same way, so a run's numerics do not depend
+//! on which kernel variant an op picked. `F16` means what tensor cores compute: operands rounded
+//! to f16, products (exact in f32) accumulated in f32. The portable kernels round the same way,
+//! so a CPU adapter or a GPU without cooperative matrices reproduces the fast path's numerics
+//! and only its speed differs.
+
+use iterinv_kernels::families::matmul::{
+    MATMUL_COOP_EMULATED, MATMUL_COOP_F16X16, MATMUL_COOP_F16X8, MATMUL_COOP_F32X8,
+};
+use iterinv_kernels::Kernel;
+use wgpu::{CooperativeMatrixProperties as Props, CooperativeScalarType as Scalar};
+
+use crate::error::{Error, Result};
+
+/// The precision of the operands of every matrix product.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 operands (the reference numerics).
+    #[default]
+    F32,
+    /// Operands rounded to f16 (round to nearest even; past ±65504 they become infinities),
+    /// products accumulated in f32.
+    F16,
+}
+
+impl Precision {
+    /// `f32` or `f16`, as the CLI and `ITERINV_PRECISION` spell it.
+    pub fn parse(s: &str) -> Option<Precision> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Some(Precision::F32),
+            "f16" | "fp16" | "float16" | "half" => Some(Precision::F16),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+
+    /// `ITERINV_PRECISION`, or f32 when unset; an error naming the variable when unreadable.
+    pub fn from_env() -> Result<Precision> {
+        match std::env::var("ITERINV_PRECISION") {
+            Err(_) => Ok(Precision::F32),
+            Ok(v) => Precision::parse(&v).ok_or_else(|| {
+                Error::Device(format!("ITERINV_PRECISION={v:?}: expected f32 or f16"))
+            }),
+        }
+    }
+
+    /// Whether kernels round their GEMM operands to f16 (the `ROUND_F16` constant).
+    pub fn rounds_to_f16(self) -> bool {
+        self == Precision::F16
+    }
+}
+
+/// Whether matrix products may run on cooperative matrices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Cooperative {
+    /// Where the adapter offers a shape for the chosen precision (the default).
+    #[default]
+    Auto,
+    /// Never: the portable kernels only.
+    Off,
+    /// Always, failing at device creation where the adapter has none: for checks on a GPU that
+    /// must not pass by falling back.
+    Required,
+    /// The cooperative kernels' bodies on matrices emulated in plain WGSL: runs on any adapter,
+    /// for testing those bodies where the hardware lacks the feature.
+    Emulated,
+}
+
+impl Cooperative {
+    /// `auto`, `off`, `on` (required) or `emulated`, as `ITERINV_COOP` spells it.
+    pub fn parse(s: &str) -> Option<Cooperative> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Some(Cooperative::Auto),
+            "off" | "0" | "no" => Some(Cooperative::Off),
+            "on" | "1" | "yes" | "required" => Some(Cooperative::Required),
+            "emulated" => Some(Cooperative::Emulated),
+            _ => None,
+        }
+    }
+
+    /// `ITERINV_COOP`, or `Auto` when unset; an error naming the variable when unreadable.
+    pub fn from_env() -> Result<Cooperative> {
+        match std::env::var("ITERINV_COOP") {
+            Err(_) => Ok(Cooperative::Auto),
+            Ok(v) => Cooperative::parse(&v).ok_or_else(|| {
+                Error::Device(format!(
+                    "ITERINV_COOP={v:?}: expected auto, off, on or emulated"
+                ))
+            }),
+        }
+    }
+}
+
+/// The cooperative-matrix kernels a device runs its matrix products on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoopKernels {
+    /// 16 × 16 × 16 tiles, f16 inputs, f32 accumulators.
+    F16x16,
+    /// 8 × 8 × 8 tiles, f16 inputs, f32 accumulators.
+    F16x8,
+    /// 8 × 8 × 8 tiles, f32 inputs and accumulators.
+    F32x8,
+    /// Emulated 16 × 16 tiles (the bodies of the above, on any adapter).
+    Emulated,
+}
+
+impl CoopKernels {
+    pub fn matmul(self) -> &'static Kernel {
+        match self {
+            CoopKernels::F16x16 => &MATMUL_COOP_F16X16,
+            CoopKernels::F16x8 => &MATMUL_COOP_F16X8,
+            CoopKernels::F32x8 => &MATMUL_COOP_F32X8,
+            CoopKernels::Emulated => &MATMUL_COOP_EMULATED,
+        }
+    }
+
+    /// The side of the tiles the kernels multiply.
+    pub fn tile(self) -> usize {
+        match self {
+            CoopKernels::F16x16 | CoopKernels::Emulated => 16,
+            CoopKernels::F16x8 | CoopKernels::F32x8 => 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CoopKernels::F16x16 => "16x16x16 f16 -> f32",
+            CoopKernels::F16x8 => "8x8x8 f16 -> f32",
+            CoopKernels::F32x8 => "8x8x8 f32 -> f32",
+            CoopKernels::Emulated => "emulated 16x16x16",
+        }
+    }
+}
+
+/// The subgroup size the emulated kernels assume (any divisor of 256 works; NVIDIA's, so the
+/// emulation runs the tiling that hardware runs).
+pub const EMULATED_SUBGROUP: u32 = 32;
+
+/// What the adapter's cooperative-matrix shapes offer for `precision`: f16 inputs with f32
+/// accumulators for `F16` (16 × 16 preferred), f32 throughout for `F32`.
+fn hardware_choice(precision: Precision, shapes: &[Props]) -> Option<CoopKernels> {
+    let has = |side: u32, ab: Scalar| {
+        shapes.iter().any(|p| {
+            p.m_size == side
+                && p.n_size == side
+                && p.k_size == side
+                && p.ab_type == ab
+                && p.cr_type == Scalar::F32
+        })
+    };
+    match precision {
+        Precision::F16 if has(16, Scalar::F16) => Some(CoopKernels::F16x16),
+        Precision::F16 if has(8, Scalar::F16) => Some(CoopKernels::F16x8),
+        Precision::F32 if has(8, Scalar::F32) => Some(CoopKernels::F32x8),
+        _ => None,
+    }
+}
+
+/// The cooperative kernels for a device: `shapes` are the adapter's (empty where the device
+/// lacks the feature), `subgroup` its fixed subgroup size (`None` where it varies, which the
+/// kernels' subgroup indexing cannot take).
+pub(crate) fn choose(
+    wanted: Cooperative,
+    precision: Precision,
+    shapes: &[Props],
+    subgroup: Option<u32>,
+) -> Result<Option<(CoopKernels, u32)>> {
+    let hardware = subgroup.and_then(|sg| Some((hardware_choice(precision, shapes)?, sg)));
+    match wanted {
+        Cooperative::Off => Ok(None),
+        Cooperative::Emulated => Ok(Some((CoopKernels::Emulated, EMULATED_SUBGROUP))),
+        Cooperative::Auto => Ok(hardware),
+        Cooperative::Required => hardware.map(Some).ok_or_else(|| {
+            Error::Device(format!(
+                "cooperative matrices were required (ITERINV_COOP=on) but the device offers none \
+                 for {} products with a fixed subgroup size (shapes offered: {}; subgroup size {})",
+                precision.name(),
+                describe(shapes),
+                subgroup.map_or("varies".to_string(), |s| s.to_string()),
+            ))
+        }),
+    }
+}
+
+/// [`choose`] for a device created on an adapter with `features` enabled and cooperative-matrix
+/// `shapes`: the f16 shapes need f16 in shaders too, and the kernels index subgroups by
+/// invocation, which needs one fixed subgroup size.
+pub(crate) fn for_adapter(
+    wanted: Cooperative,
+    precision: Precision,
+    info: &wgpu::AdapterInfo,
+    features: wgpu::Features,
+    shapes: &[Props],
+) -> Result<Option<(CoopKernels, u32)>> {
+    let f16 = features.contains(wgpu::Features::SHADER_F16);
+    let usable: Vec<Props> = shapes
+        .iter()
+        .filter(|p| f16 || p.ab_type != Scalar::F16)
+        .copied()
+        .collect();
+    let subgroup = (features.contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size == info.subgroup_max_size)
+        .then_some(info.subgroup_min_size);
+    choose(wanted, precision, &usable, subgroup)
+}
+
+/// The adapter's shapes, for messages and `iterinv info`.
+pub fn describe(shapes: &[Props]) -> String {
+    if shapes.is_empty() {
+        return "none".into();
+    }
+    shapes
+        .iter()
+        .map(|p| {
+            format!(
+                "{}x{}x{} {:?}->{:?}",
+                p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(side: u32, ab: Scalar, cr: Scalar) -> Props {
+        Props {
+            m_size: side,
+            n_size: side,
+            k_size: side,
+            ab_type: ab,
+            cr_type: cr,
+            saturating_accumulation: false,
+        }
+    }
+
+    #[test]
+    fn picks_the_shape_that_carries_the_precision() {
+        let nvidia = [
+            shape(16, Scalar::F16, Scalar::F16),
+            shape(16, Scalar::F16, Scalar::F32),
+        ];
+        let apple = [
+            shape(8, Scalar::F16, Scalar::F32),
+            shape(8, Scalar::F32, Scalar::F32),
+        ];
+        let auto = Cooperative::Auto;
+        let f16 = Precision::F16;
+        let f32 = Precision::F32;
+        assert_eq!(
+            choose(auto, f16, &nvidia, Some(32)).unwrap(),
+            Some((CoopKernels::F16x16, 32))
+        );
+        // No f32 inputs on NVIDIA's list: f32 products stay on the portable kernels.
+        assert_eq!(choose(auto, f32, &nvidia, Some(32)).unwrap(), None);
+        assert_eq!(
+            choose(auto, f16, &apple, Some(32)).unwrap(),
+            Some((CoopKernels::F16x8, 32))
+        );
+        assert_eq!(
+            choose(auto, f32, &apple, Some(32)).unwrap(),
+            Some((CoopKernels::F32x8, 32))
+        );
+        // f16 accumulators only, or a subgroup size that varies: nothing usable.
+        let f16_acc = [shape(16, Scalar::F16, Scalar::F16)];
+        assert_eq!(choose(auto, f16, &f16_acc, Some(32)).unwrap(), None);
+        assert_eq!(choose(auto, f16, &nvidia, None).unwrap(), None);
+        assert!(choose(Cooperative::Required, f16, &[], Some(8)).is_err());
+        assert_eq!(
+            choose(Cooperative::Off, f16, &nvidia, Some(32)).unwrap(),
+            None
+        );
+        assert_eq!(
+            choose(Cooperative::Emulated, f32, &[], None).unwrap(),
+            Some((CoopKernels::Emulated, EMULATED_SUBGROUP))
+        );
+    }
+
+    #[test]
+    fn parses_the_spellings_it_documents() {
+        assert_eq!(Precision::parse("F16"), Some(Precision::F16));
+        assert_eq!(Precision::parse("fp32"), Some(Precision::F32));
+        assert_eq!(Precision::parse("bf16"), None);
+        assert_eq!(Cooperative::parse("on"), Some(Cooperative::Required));
+        assert_eq!(Cooperative::parse("emulated"), Some(Cooperative::Emulated));
+        assert_eq!(Cooperative::parse("maybe"), None);
+    }
+}

@@ -31,8 +31,8 @@ pub use iterinv_kernels as kernels;
 pub use iterinv_models as models;
 
 pub use iterinv_engine::{
-    grad, ops, optim, Activation, DType, Error, Gpu, GpuInfo, GpuOptions, PoolStats, ProfileReport,
-    ProfileRow, Result, Tensor,
+    grad, ops, optim, precision, Activation, Cooperative, DType, Error, Gpu, GpuInfo, GpuOptions,
+    PoolStats, Precision, ProfileReport, ProfileRow, Result, Tensor,
 };
 
 /// The version of this build, as recorded in artifacts and printed by the CLI.

@@ -215,6 +215,35 @@ fn misplaced_stage_kinds_are_refused() {
     assert!(err.contains("if-stage1"), "{err}");
 }
 
+/// The precision round-trips; a record without one (older than the setting) reads as f32, what
+/// it ran; an unknown one is refused at load.
+#[test]
+fn the_precision_is_recorded_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = sample();
+    a.meta.precision = "f16".into();
+    a.save(dir.path()).unwrap();
+    let loaded = Artifacts::load(dir.path()).unwrap();
+    assert_eq!(loaded.precision().unwrap(), iterinv::Precision::F16);
+    let path = dir.path().join(META_FILE);
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    edit(&|v| {
+        v.as_object_mut().unwrap().remove("precision");
+    });
+    assert_eq!(
+        Artifacts::load(dir.path()).unwrap().precision().unwrap(),
+        iterinv::Precision::F32
+    );
+    edit(&|v| v["precision"] = "bf16".into());
+    let err = Artifacts::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("precision") && err.contains("bf16"), "{err}");
+}
+
 /// A write that fails midway (a full disk: ENOSPC injected after half the bytes) leaves the
 /// previous file as it was and no temporary file.
 #[test]

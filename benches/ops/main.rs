@@ -5,9 +5,12 @@
 //! `ITERINV_BENCH_ONLY` keeps the workloads whose name contains it, `ITERINV_BENCH_IF_M=1` adds
 //! the IF-I-M-shaped UNet (meant for a real GPU: about 0.8 GB of weights) and
 //! `ITERINV_BENCH_T5_XXL=1` the T5-XXL-shaped encoder (9.5 GB), `ITERINV_BENCH_X4=1` the real SD
-//! x4 upscaler's UNet and VAE at a 64×64 latent; `ITERINV_BENCH_INVERT=1` adds a
-//! table of whole-image inversions on the tiny trained cascade (invert_image.rs). The work column
-//! is the most pooled GPU memory a run uses on top of what is resident (weights, inputs).
+//! x4 upscaler's UNet and VAE at a 64×64 latent, `ITERINV_BENCH_LARGE=1` matmul 4096³;
+//! `ITERINV_BENCH_INVERT=1` adds a table of whole-image inversions on the tiny trained cascade
+//! (invert_image.rs). The work column is the most pooled GPU memory a run uses on top of what is
+//! resident (weights, inputs). Under `ITERINV_PRECISION=f16` (f16 products, on tensor cores where
+//! the device has cooperative matrices) every row is named with `_fp16` and compared with
+//! PyTorch's fp16 row of that name.
 
 mod invert;
 mod invert_image;
@@ -69,7 +72,18 @@ fn workloads(gpu: &Gpu) -> Result<Vec<Workload>> {
     let conv_block = conv_block_workload(gpu)?;
     let attention_block = attention_block_workload(gpu)?;
 
-    Ok(vec![
+    let mut rows = Vec::new();
+    if std::env::var("ITERINV_BENCH_LARGE").is_ok_and(|v| v == "1") {
+        let n = 4096;
+        let (a, b) = (randn(gpu, &[n, n], 22)?, randn(gpu, &[n, n], 23)?);
+        rows.push(Workload {
+            name: "matmul_4096",
+            flops: 2.0 * (n * n * n) as f64,
+            run: Box::new(move || Ok(a.matmul(&b)?)),
+        });
+    }
+
+    rows.extend([
         Workload {
             name: "matmul_1024_f32",
             flops: mm_flops,
@@ -113,7 +127,8 @@ fn workloads(gpu: &Gpu) -> Result<Vec<Workload>> {
         },
         conv_block,
         attention_block,
-    ])
+    ]);
+    Ok(rows)
 }
 
 /// x + conv3x3(silu(group_norm(x))), B2 256 ch 64², forward and the input gradient (IterInv's
@@ -227,6 +242,16 @@ fn main() -> BenchResult<()> {
         "device: {} ({:?}, {})",
         info.adapter.name, info.adapter.backend, info.adapter.driver_info
     );
+    let f16 = gpu.precision() == iterinv::Precision::F16;
+    println!(
+        "products: {}, {} (the adapter's cooperative-matrix shapes: {})",
+        gpu.precision().name(),
+        match gpu.coop() {
+            Some((k, _)) => format!("cooperative matrices {}", k.name()),
+            None => "portable kernels".into(),
+        },
+        iterinv::precision::describe(&info.coop_shapes)
+    );
     let torch = torch_times();
     println!(
         "| workload | iterinv ms | GFLOP/s | work MiB | PyTorch ms | iterinv / PyTorch time |"
@@ -251,6 +276,11 @@ fn main() -> BenchResult<()> {
     let only = std::env::var("ITERINV_BENCH_ONLY").unwrap_or_default();
     let mut profiles = Vec::new();
     for w in all.into_iter().filter(|w| w.name.contains(&only)) {
+        let name = if f16 {
+            format!("{}_fp16", w.name)
+        } else {
+            w.name.to_string()
+        };
         gpu.reset_peak();
         let resident = gpu.pool_stats().bytes_in_use;
         let ms = time(&gpu, &*w.run, min_seconds)?;
@@ -260,15 +290,12 @@ fn main() -> BenchResult<()> {
         } else {
             "—".into()
         };
-        let (t, ratio) = match torch.get(w.name) {
+        let (t, ratio) = match torch.get(&name) {
             Some(t) => (format!("{t:.2}"), format!("{:.1}×", ms / t)),
             None => ("—".into(), "—".into()),
         };
-        println!(
-            "| {} | {ms:.2} | {gflops} | {work:.0} | {t} | {ratio} |",
-            w.name
-        );
-        profiles.extend(gpu.profile_report().map(|r| (w.name, r)));
+        println!("| {name} | {ms:.2} | {gflops} | {work:.0} | {t} | {ratio} |");
+        profiles.extend(gpu.profile_report().map(|r| (name, r)));
     }
     // ITERINV_PROFILE=1: each workload's kernels over its timed runs, after the table.
     for (name, report) in profiles {

@@ -92,6 +92,13 @@ impl EditArgs {
     }
 }
 
+impl EditArgs {
+    /// The photo, or the folder of a saved inversion, to edit.
+    pub fn input(&self) -> &std::path::Path {
+        &self.input
+    }
+}
+
 pub fn run(gpu: &Gpu, args: EditArgs) -> Result<()> {
     stop_on_ctrl_c();
     let saved = args.input.join(META_FILE).is_file();

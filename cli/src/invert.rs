@@ -170,6 +170,13 @@ pub fn invert_photo(
     Ok(result.artifacts)
 }
 
+impl ReconstructArgs {
+    /// The folder of the inversion to replay.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
 pub fn reconstruct(gpu: &Gpu, args: ReconstructArgs) -> Result<()> {
     let artifacts = Artifacts::load(&args.dir)?;
     let folders = FolderOverrides {

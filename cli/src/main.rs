@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use iterinv::{Gpu, GpuOptions};
+use iterinv::{Gpu, GpuOptions, Precision};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,46 @@ struct Cli {
     /// driver. Default: the device's own limit.
     #[arg(long, global = true, value_name = "SIZE", value_parser = numbers::memory_size)]
     max_gpu_memory: Option<u64>,
+    /// Precision of the networks' matrix products: f32, or f16 (operands rounded to f16, sums
+    /// kept in f32; on tensor cores where the GPU has cooperative matrices, otherwise the same
+    /// numbers at f32's speed). T5 always runs f32. Default: ITERINV_PRECISION, else f32;
+    /// `reconstruct` and `edit` of a saved inversion default to the inversion's own, and refuse
+    /// another (the replay would not be exact).
+    #[arg(long, global = true, value_name = "P", value_parser = parse_precision)]
+    precision: Option<Precision>,
+}
+
+fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    Precision::parse(s).ok_or_else(|| format!("{s:?}: expected f32 or f16"))
+}
+
+/// How a command opens its device: the global flags.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceSettings {
+    pub memory_budget: Option<u64>,
+    pub precision: Option<Precision>,
+}
+
+impl DeviceSettings {
+    /// These settings, with the precision a saved inversion in `dir` was made at where none was
+    /// asked for.
+    fn for_inversion_in(self, dir: &std::path::Path) -> DeviceSettings {
+        DeviceSettings {
+            precision: self.precision.or_else(|| recorded_precision(dir)),
+            ..self
+        }
+    }
+}
+
+/// The precision a saved inversion's sidecar records (`f32` for sidecars older than the
+/// setting); `None` where there is no readable sidecar, which loading it reports properly.
+fn recorded_precision(dir: &std::path::Path) -> Option<Precision> {
+    let text = std::fs::read(dir.join(iterinv::pipeline::inversion::artifacts::META_FILE)).ok()?;
+    let meta: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    match meta.get("precision") {
+        None => Some(Precision::F32),
+        Some(p) => Precision::parse(p.as_str()?),
+    }
 }
 
 #[derive(Subcommand)]
@@ -128,29 +168,39 @@ impl Command {
 
 fn run(cli: Cli) -> Result<()> {
     cli.command.check_numbers()?;
-    let budget = cli.max_gpu_memory;
+    let device = DeviceSettings {
+        memory_budget: cli.max_gpu_memory,
+        precision: cli.precision,
+    };
     match cli.command {
-        Command::Info => with_gpu(budget, |gpu| {
+        Command::Info => with_gpu(device, |gpu| {
             println!("iterinv {}", iterinv::VERSION);
             println!("{}", gpu.info());
             Ok(())
         })?,
-        Command::Module(m) => with_gpu(budget, |gpu| module::run(gpu, m))?,
-        Command::Generate(args) => with_gpu(budget, |gpu| generate::run(gpu, args))?,
-        Command::Invert(args) => with_gpu(budget, |gpu| invert::invert(gpu, args))?,
-        Command::Reconstruct(args) => with_gpu(budget, |gpu| invert::reconstruct(gpu, args))?,
-        Command::Edit(args) => with_gpu(budget, |gpu| edit::run(gpu, args))?,
+        Command::Module(m) => with_gpu(device, |gpu| module::run(gpu, m))?,
+        Command::Generate(args) => with_gpu(device, |gpu| generate::run(gpu, args))?,
+        Command::Invert(args) => with_gpu(device, |gpu| invert::invert(gpu, args))?,
+        Command::Reconstruct(args) => {
+            let device = device.for_inversion_in(args.dir());
+            with_gpu(device, |gpu| invert::reconstruct(gpu, args))?
+        }
+        Command::Edit(args) => {
+            let device = device.for_inversion_in(args.input());
+            with_gpu(device, |gpu| edit::run(gpu, args))?
+        }
         Command::Tokenize(args) => tokenize::run(args)?,
-        Command::Score(args) => score::run(args, budget)?,
-        Command::Eval(args) => eval::run(args, budget)?,
+        Command::Score(args) => score::run(args, device)?,
+        Command::Eval(args) => eval::run(args, device)?,
     }
     Ok(())
 }
 
-/// A device of the command's own, holding at most `memory_budget` bytes.
-pub fn open_gpu(memory_budget: Option<u64>) -> Result<Gpu> {
+/// A device of the command's own, as the global flags ask.
+pub fn open_gpu(device: DeviceSettings) -> Result<Gpu> {
     Gpu::with_options(GpuOptions {
-        memory_budget,
+        memory_budget: device.memory_budget,
+        precision: device.precision,
         ..GpuOptions::default()
     })
     .context("could not open a GPU device")
@@ -158,8 +208,8 @@ pub fn open_gpu(memory_budget: Option<u64>) -> Result<Gpu> {
 
 /// Run `command` on a device of its own; with `ITERINV_PROFILE=1`, print the kernel profile to
 /// stderr once the command has succeeded (stdout may carry the command's own output).
-fn with_gpu(memory_budget: Option<u64>, command: impl FnOnce(&Gpu) -> Result<()>) -> Result<()> {
-    let gpu = open_gpu(memory_budget)?;
+fn with_gpu(device: DeviceSettings, command: impl FnOnce(&Gpu) -> Result<()>) -> Result<()> {
+    let gpu = open_gpu(device)?;
     command(&gpu)?;
     if let Some(report) = gpu.profile_report() {
         eprintln!("{report}");

@@ -30,7 +30,7 @@ pub struct ScoreArgs {
     pub clip: Option<PathBuf>,
 }
 
-pub fn run(args: ScoreArgs, memory_budget: Option<u64>) -> Result<()> {
+pub fn run(args: ScoreArgs, device: crate::DeviceSettings) -> Result<()> {
     if args.prompt.is_some() != args.clip.is_some() {
         bail!("CLIP score needs both --clip DIR and --prompt TEXT");
     }
@@ -54,7 +54,7 @@ pub fn run(args: ScoreArgs, memory_budget: Option<u64>) -> Result<()> {
         println!("{out}");
         return Ok(());
     }
-    let gpu = crate::open_gpu(memory_budget)?;
+    let gpu = crate::open_gpu(device)?;
     let scorer = Scorer::load(&gpu, args.lpips.as_deref(), args.clip.as_deref())?;
     if let Some(d) = scorer.lpips(&a, &b)? {
         out["lpips"] = json!(d);

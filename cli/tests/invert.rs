@@ -219,6 +219,57 @@ fn the_builtin_three_stages_invert_and_replay_exactly() {
     }
 }
 
+/// `--precision f16` is recorded in the sidecar; `reconstruct` replays at the recorded precision
+/// without being told (byte for byte) and refuses another, which would not be exact.
+#[test]
+fn f16_products_are_recorded_and_replayed_at_f16() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("f16");
+    let o = iterinv(
+        tmp.path(),
+        &[
+            "invert",
+            &photo(),
+            "--prompt",
+            "a photo of a cat",
+            "--out",
+            out.to_str().unwrap(),
+            "--precision",
+            "f16",
+            "--steps",
+            "3",
+            "--stage1-method",
+            "ddim",
+            "--sr-method",
+            "fixed-point",
+            "--passes",
+            "2",
+        ],
+    );
+    ok(&o);
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(out.join("inversion.json")).unwrap()).unwrap();
+    assert_eq!(meta["precision"], "f16");
+    let again = tmp.path().join("again");
+    let dirs = [out.to_str().unwrap(), "--out", again.to_str().unwrap()];
+    ok(&iterinv(
+        tmp.path(),
+        &[&["reconstruct"], &dirs[..]].concat(),
+    ));
+    for png in ["stage1.png", "stage2.png", "stage3.png"] {
+        assert_eq!(
+            std::fs::read(out.join(png)).unwrap(),
+            std::fs::read(again.join(png)).unwrap(),
+            "{png} differs after reconstruct"
+        );
+    }
+    let o = iterinv(
+        tmp.path(),
+        &[&["reconstruct", "--precision", "f32"], &dirs[..]].concat(),
+    );
+    fails_with(&o, "made with f16 matrix products");
+}
+
 fn fails_with(o: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "expected a failure: {stderr}");

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::fault::{self, Fault, FaultSlot};
 use crate::pipelines::PipelineCache;
 use crate::pool::{BufferPool, PoolStats, PooledBuffer};
-use crate::precision::{self, CoopKernels, Cooperative, Precision};
+use crate::precision::{self, CoopChoice, CoopKernels, Cooperative, Precision};
 use crate::profile::{self, ProfileReport, Profiler};
 use crate::recorder::Recorder;
 
@@ -70,11 +70,11 @@ pub struct Caps {
     /// `Cpu`, as lavapipe reports itself), whichever kernel variants run there; real GPUs have no
     /// such cap.
     pub max_loop_iterations: Option<u64>,
-    /// The precision of every matrix product's operands.
+    /// The device's precision of matrix products ([`Gpu::precision`] may override it for a
+    /// thread).
     pub precision: Precision,
-    /// The cooperative-matrix kernels matrix products run on, and the subgroup size they are
-    /// built for; `None`: the portable kernels.
-    pub coop: Option<(CoopKernels, u32)>,
+    /// The cooperative-matrix kernels matrix products run on at each precision.
+    pub coop: CoopChoice,
 }
 
 /// Backend, adapter and driver facts for `iterinv info`.
@@ -152,13 +152,16 @@ impl std::fmt::Display for GpuInfo {
             precision::describe(&self.coop_shapes)
         )?;
         writeln!(f, "precision:      {} products", c.precision.name())?;
-        match c.coop {
-            Some((k, sg)) => writeln!(
-                f,
-                "matrix units:   cooperative matrices, {} (subgroup {sg})",
-                k.name()
-            )?,
-            None => writeln!(f, "matrix units:   none (portable kernels)")?,
+        for p in [Precision::F32, Precision::F16] {
+            match c.coop.at(p) {
+                Some((k, sg)) => writeln!(
+                    f,
+                    "{} products:   cooperative matrices, {} (subgroup {sg})",
+                    p.name(),
+                    k.name()
+                )?,
+                None => writeln!(f, "{} products:   portable kernels", p.name())?,
+            }
         }
         match c.max_loop_iterations {
             Some(n) => writeln!(
@@ -282,8 +285,14 @@ impl Gpu {
             name: "adopted device".into(),
             ..wgpu::AdapterInfo::new(wgpu::DeviceType::Other, wgpu::Backend::Noop)
         });
-        let coop = (options.cooperative == Some(Cooperative::Emulated))
-            .then_some((CoopKernels::Emulated, precision::EMULATED_SUBGROUP));
+        let emulated = Some((CoopKernels::Emulated, precision::EMULATED_SUBGROUP));
+        let coop = match options.cooperative {
+            Some(Cooperative::Emulated) => CoopChoice {
+                f32: emulated,
+                f16: emulated,
+            },
+            _ => CoopChoice::default(),
+        };
         Gpu::build(device, queue, info, true, options, coop, Vec::new())
     }
 
@@ -293,7 +302,7 @@ impl Gpu {
         adapter: wgpu::AdapterInfo,
         adopted: bool,
         options: GpuOptions,
-        coop: Option<(CoopKernels, u32)>,
+        coop: CoopChoice,
         coop_shapes: Vec<wgpu::CooperativeMatrixProperties>,
     ) -> Gpu {
         let limits = device.limits();
@@ -376,6 +385,18 @@ impl Gpu {
             recorder: Mutex::new(recorder),
             dummy,
         }))
+    }
+
+    /// The precision of the matrix products launched now from this thread: the device's
+    /// ([`GpuOptions::precision`]) unless [`precision::scoped`] overrides it here.
+    pub fn precision(&self) -> Precision {
+        precision::current().unwrap_or(self.caps().precision)
+    }
+
+    /// The cooperative-matrix kernels the matrix products launched now from this thread run on,
+    /// if any.
+    pub fn coop(&self) -> Option<(CoopKernels, u32)> {
+        self.caps().coop.at(self.precision())
     }
 
     pub fn info(&self) -> &GpuInfo {

@@ -1,9 +1,11 @@
 //! How the engine's matrix products multiply: the operand precision (a user's setting) and the
 //! cooperative matrices (tensor cores) that carry them where the adapter has them.
 //!
-//! Precision is a property of the device handle, not of each op: every GEMM of a run (matmul, the
+//! Precision is a property of the device, not of each op: every GEMM of a run (matmul, the
 //! convolutions, attention's products) multiplies the same way, so a run's numerics do not depend
-//! on which kernel variant an op picked. `F16` means what tensor cores compute: operands rounded
+//! on which kernel variant an op picked. A model that must stay f32 whatever the device's
+//! setting (T5, whose activations overflow f16) runs inside [`scoped`], which overrides the
+//! precision for the calling thread only: other threads' work on the same device is unaffected. `F16` means what tensor cores compute: operands rounded
 //! to f16, products (exact in f32) accumulated in f32. The portable kernels round the same way,
 //! so a CPU adapter or a GPU without cooperative matrices reproduces the fast path's numerics
 //! and only its speed differs.
@@ -58,6 +60,28 @@ impl Precision {
     pub fn rounds_to_f16(self) -> bool {
         self == Precision::F16
     }
+}
+
+thread_local! {
+    static OVERRIDE: std::cell::Cell<Option<Precision>> = const { std::cell::Cell::new(None) };
+}
+
+/// Run `f` with every matrix product this thread launches at `precision`, whatever the device's
+/// setting; the previous state is restored after, also when `f` panics.
+pub fn scoped<R>(precision: Precision, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Precision>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(precision))));
+    f()
+}
+
+/// This thread's override ([`scoped`]), if any.
+pub(crate) fn current() -> Option<Precision> {
+    OVERRIDE.with(|o| o.get())
 }
 
 /// Whether matrix products may run on cooperative matrices.
@@ -142,6 +166,23 @@ impl CoopKernels {
     }
 }
 
+/// The cooperative-matrix kernels (and the subgroup size they are built for) that carry each
+/// precision's products on a device; `None`: the portable kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoopChoice {
+    pub f32: Option<(CoopKernels, u32)>,
+    pub f16: Option<(CoopKernels, u32)>,
+}
+
+impl CoopChoice {
+    pub fn at(&self, precision: Precision) -> Option<(CoopKernels, u32)> {
+        match precision {
+            Precision::F32 => self.f32,
+            Precision::F16 => self.f16,
+        }
+    }
+}
+
 /// The subgroup size the emulated kernels assume (any divisor of 256 works; NVIDIA's, so the
 /// emulation runs the tiling that hardware runs).
 pub const EMULATED_SUBGROUP: u32 = 32;
@@ -201,7 +242,7 @@ pub(crate) fn for_adapter(
     info: &wgpu::AdapterInfo,
     features: wgpu::Features,
     shapes: &[Props],
-) -> Result<Option<(CoopKernels, u32)>> {
+) -> Result<CoopChoice> {
     let f16 = features.contains(wgpu::Features::SHADER_F16);
     let usable: Vec<Props> = shapes
         .iter()
@@ -211,7 +252,18 @@ pub(crate) fn for_adapter(
     let subgroup = (features.contains(wgpu::Features::SUBGROUP)
         && info.subgroup_min_size == info.subgroup_max_size)
         .then_some(info.subgroup_min_size);
-    choose(wanted, precision, &usable, subgroup)
+    // `Required` holds for the device's own precision; the other takes what there is.
+    let other = |p: Precision| {
+        let w = match wanted {
+            Cooperative::Required if p != precision => Cooperative::Auto,
+            w => w,
+        };
+        choose(w, p, &usable, subgroup)
+    };
+    Ok(CoopChoice {
+        f32: other(Precision::F32)?,
+        f16: other(Precision::F16)?,
+    })
 }
 
 /// The adapter's shapes, for messages and `iterinv info`.
@@ -286,6 +338,26 @@ mod tests {
             choose(Cooperative::Emulated, f32, &[], None).unwrap(),
             Some((CoopKernels::Emulated, EMULATED_SUBGROUP))
         );
+    }
+
+    #[test]
+    fn scoped_overrides_this_thread_only_and_restores() {
+        assert_eq!(current(), None);
+        scoped(Precision::F16, || {
+            assert_eq!(current(), Some(Precision::F16));
+            scoped(Precision::F32, || {
+                assert_eq!(current(), Some(Precision::F32))
+            });
+            assert_eq!(current(), Some(Precision::F16));
+            // Another thread keeps the device's setting.
+            std::thread::scope(|s| {
+                s.spawn(|| assert_eq!(current(), None)).join().unwrap();
+            });
+        });
+        assert_eq!(current(), None);
+        let unwound = std::panic::catch_unwind(|| scoped(Precision::F16, || panic!("inside")));
+        assert!(unwound.is_err());
+        assert_eq!(current(), None, "a panic inside leaves the override behind");
     }
 
     #[test]

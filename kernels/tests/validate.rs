@@ -24,7 +24,10 @@ fn every_kernel_validates_with_every_input_storage_type() {
     // The cooperative-matrix kernels validate only with the capabilities they enable, which
     // `common::validate` grants from their `enable` directives.
     let cooperative = variants.iter().filter(|v| v.cooperative()).count();
-    assert!(cooperative >= 9, "{cooperative} cooperative-matrix variants");
+    assert!(
+        cooperative >= 9,
+        "{cooperative} cooperative-matrix variants"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{fixture, poisoned_gpu};
-use iterinv_models::engine::{Gpu, GpuOptions};
+use iterinv_models::engine::{Gpu, GpuOptions, Precision};
 use iterinv_models::weights::TRANSFORMERS_STEM;
 use iterinv_models::{Checkpoint, Error, T5Encoder};
 use safetensors::{Dtype, SafeTensors};
@@ -80,6 +80,28 @@ fn sharded_encoder_matches_transformers() {
     let gpu = poisoned_gpu();
     let dir = fixture("t5").join("text_encoder_sharded");
     check_against_golden(&T5Encoder::load(gpu, &dir, None).unwrap());
+}
+
+/// T5 runs its products at f32 on a device whose matrix products are f16 (its activations
+/// overflow f16): the same bits as on an f32 device.
+#[test]
+fn encoder_stays_f32_on_an_f16_device() {
+    let f16 = Gpu::with_options(GpuOptions {
+        precision: Some(Precision::F16),
+        poison: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = fixture("t5").join("text_encoder");
+    let g = golden();
+    let on_f16 = T5Encoder::load(&f16, &dir, None).unwrap();
+    let on_f32 = T5Encoder::load(poisoned_gpu(), &dir, None).unwrap();
+    let a = on_f16.encode(&g.ids, &g.mask).unwrap().to_vec().unwrap();
+    let b = on_f32.encode(&g.ids, &g.mask).unwrap().to_vec().unwrap();
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    // The device does round elsewhere: a product outside T5 differs.
+    let x = iterinv_models::engine::Tensor::from_f32(&f16, &[1, 1], &[1.0 + 1.0 / 4096.0]).unwrap();
+    assert_eq!(x.matmul(&x).unwrap().to_vec().unwrap()[0], 1.0);
 }
 
 #[test]

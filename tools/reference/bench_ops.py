@@ -236,19 +236,10 @@ def inversion_times(dev):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--if-m", action="store_true",
-                    help="also time the IF-I-M-shaped UNet (fp32, and fp16 as *_fp16)")
-    ap.add_argument("--x4", action="store_true",
-                    help="also time the real SD x4 upscaler's UNet and VAE (random weights, 64x64 latent)")
-    ap.add_argument("--t5-xxl", action="store_true",
-                    help="also time the T5-XXL-shaped encoder (fp32, and fp16 as *_fp16)")
-    args = ap.parse_args()
-    dev = args.device
-    torch.manual_seed(0)
-    g = lambda *s, dtype=torch.float32: torch.randn(*s, device=dev, dtype=dtype)
+def op_times(dev, dtype, large):
+    """The bench's op and block rows (benches/ops/main.rs) with tensors of `dtype`; with `large`,
+    matmul 4096^3 too."""
+    g = lambda *s: torch.randn(*s, device=dev, dtype=dtype)
     out = {}
     with torch.no_grad():
         a, b = g(1024, 1024), g(1024, 1024)
@@ -256,7 +247,10 @@ def main():
         # f16 weights, f32 math: what iterinv computes (PyTorch has no such mixed CPU kernel, so
         # the widening is timed with it).
         bh = b.half()
-        out["matmul_1024_f16w"] = timed(lambda: a @ bh.float(), dev)
+        out["matmul_1024_f16w"] = timed(lambda: a @ bh.to(dtype), dev)
+        if large:
+            a4, b4 = g(4096, 4096), g(4096, 4096)
+            out["matmul_4096"] = timed(lambda: a4 @ b4, dev)
         x, w, bias = g(2, 256, 64, 64), g(256, 256, 3, 3), g(256)
         out["conv3x3_b2_256_64"] = timed(lambda: F.conv2d(x, w, bias, padding=1), dev)
         q = g(2, 16, 1024, 64)
@@ -264,7 +258,8 @@ def main():
         out["attention_b2_h16_1024x1101_d64"] = timed(lambda: F.scaled_dot_product_attention(q, k, v), dev)
     # Blocks: forward plus the input gradient, weights constant (as IterInv differentiates).
     x = g(2, 256, 64, 64).requires_grad_()
-    gamma, beta = torch.ones(256, device=dev), torch.zeros(256, device=dev)
+    gamma = torch.ones(256, device=dev, dtype=dtype)
+    beta = torch.zeros(256, device=dev, dtype=dtype)
     w, bias, cot = g(256, 256, 3, 3) * 0.02, g(256), g(2, 256, 64, 64)
 
     def conv_block():
@@ -287,6 +282,29 @@ def main():
         return torch.autograd.grad(xt + a @ ws[3].T, xt, cot_t)[0]
 
     out["attention_block_fwd_bwd_b2_1024_c512"] = timed(attention_block, dev)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--if-m", action="store_true",
+                    help="also time the IF-I-M-shaped UNet (fp32, and fp16 as *_fp16)")
+    ap.add_argument("--x4", action="store_true",
+                    help="also time the real SD x4 upscaler's UNet and VAE (random weights, 64x64 latent)")
+    ap.add_argument("--large", action="store_true",
+                    help="also time matmul 4096^3 (fp32, and fp16 as *_fp16 on CUDA)")
+    ap.add_argument("--t5-xxl", action="store_true",
+                    help="also time the T5-XXL-shaped encoder (fp32, and fp16 as *_fp16)")
+    args = ap.parse_args()
+    dev = args.device
+    torch.manual_seed(0)
+    out = {}
+    # fp32 everywhere; on CUDA the op rows again in fp16 as *_fp16 (what iterinv's f16 products
+    # run against: ITERINV_PRECISION=f16).
+    for dtype in [torch.float32] + ([torch.float16] if dev == "cuda" else []):
+        suffix = "" if dtype == torch.float32 else "_fp16"
+        out.update({k + suffix: v for k, v in op_times(dev, dtype, args.large).items()})
     out.update(unet_times(dev, args.if_m))
     out.update(upscaler_times(dev))
     if args.x4:

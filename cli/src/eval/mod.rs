@@ -79,7 +79,7 @@ impl EvalArgs {
     }
 }
 
-pub fn run(args: EvalArgs, memory_budget: Option<u64>) -> Result<()> {
+pub fn run(args: EvalArgs, device: crate::DeviceSettings) -> Result<()> {
     if !args.merge.is_empty() {
         let summary = collect(&args.merge)?;
         write_summary(&args.out, &summary)?;
@@ -117,6 +117,19 @@ pub fn run(args: EvalArgs, memory_budget: Option<u64>) -> Result<()> {
         .collect::<Vec<_>>());
     settings["lpips"] = serde_json::json!(args.lpips);
     settings["clip"] = serde_json::json!(args.clip);
+    // f16 products change the numbers; f32, the reference, is left unstated so records from
+    // before the setting still match.
+    let precision = match device.precision {
+        Some(p) => p,
+        None => iterinv::Precision::from_env()?,
+    };
+    if precision == iterinv::Precision::F16 {
+        settings["precision"] = serde_json::json!(precision.name());
+    }
+    let device = crate::DeviceSettings {
+        precision: Some(precision),
+        ..device
+    };
     let run = RunInfo::new(
         settings,
         specs.iter().map(|s| s.name()).collect(),
@@ -146,7 +159,7 @@ pub fn run(args: EvalArgs, memory_budget: Option<u64>) -> Result<()> {
         run.methods.join(", ")
     );
     if !todo.is_empty() {
-        evaluate(&args, &dataset, &todo, &methods, out, memory_budget)?;
+        evaluate(&args, &dataset, &todo, &methods, out, device)?;
     }
     let summary = collect(std::slice::from_ref(out))?;
     write_summary(out, &summary)?;
@@ -164,9 +177,9 @@ fn evaluate(
         iterinv::pipeline::inversion::InvertOptions,
     )],
     out: &Path,
-    memory_budget: Option<u64>,
+    device: crate::DeviceSettings,
 ) -> Result<()> {
-    let gpu = crate::open_gpu(memory_budget)?;
+    let gpu = crate::open_gpu(device)?;
     let scorer = Scorer::load(&gpu, args.lpips.as_deref(), args.clip.as_deref())?;
     stop_on_ctrl_c();
     let multi = MultiProgress::new();

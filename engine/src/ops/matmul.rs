@@ -59,10 +59,9 @@ enum Variant {
 
 impl Variant {
     fn of(gpu: &Gpu) -> Variant {
-        let caps = gpu.caps();
-        match caps.coop {
+        match gpu.coop() {
             Some((k, sg)) => Variant::Coop(k, sg as usize),
-            None if caps.cpu_kernels => Variant::Direct,
+            None if gpu.caps().cpu_kernels => Variant::Direct,
             None => Variant::Tiled,
         }
     }
@@ -207,7 +206,7 @@ pub fn matmul(
     let (a_rs, a_cs) = if opts.trans_a { (1, g.m) } else { (g.k, 1) };
     let (b_rs, b_cs) = if opts.trans_b { (1, g.k) } else { (g.n, 1) };
     let variant = Variant::of(gpu);
-    let round_f16 = gpu.caps().precision.rounds_to_f16();
+    let round_f16 = gpu.precision().rounds_to_f16();
     let k_max = k_per_dispatch(gpu, variant);
     let chunks = b.chunk_count();
     if chunks > 1 && g.b_batched {

@@ -80,7 +80,7 @@ pub enum WeightType {
 pub fn run(gpu: &Gpu, c: &Case, wt: WeightType, with_bias: bool, act: Activation, seed: u64) {
     let mut rng = Rng::new(seed);
     let (sa, sb) = shapes(c);
-    let f16 = gpu.caps().precision == Precision::F16;
+    let f16 = gpu.precision() == Precision::F16;
     // Under f16 products no operand is below f16's normal range, where hardware may flush to
     // zero what the reference keeps as a subnormal.
     let data = |rng: &mut Rng, n: usize| {
@@ -126,7 +126,7 @@ pub fn run(gpu: &Gpu, c: &Case, wt: WeightType, with_bias: bool, act: Activation
     // exactly in f32 too, so the bound holds for the rounded operands; tensor cores may add in
     // another order and align partial sums more coarsely, hence 4× for hardware cooperative
     // matrices.
-    let hardware = matches!(gpu.caps().coop, Some((k, _)) if k != CoopKernels::Emulated);
+    let hardware = matches!(gpu.coop(), Some((k, _)) if k != CoopKernels::Emulated);
     let atol = (c.k as f64 * 1.2e-7 * abs_sum + 1e-6) * if hardware { 4.0 } else { 1.0 };
     let what = format!(
         "matmul m{} n{} k{} batch {:?} ta {} tb {} bb {} bias {with_bias} {act:?}",

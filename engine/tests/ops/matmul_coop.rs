@@ -88,7 +88,7 @@ fn cases(g: &Gpu) {
 fn emulated_cooperative_kernel_matches_reference_at_both_precisions() {
     for precision in [Precision::F16, Precision::F32] {
         let g = device(Some(Cooperative::Emulated), precision, false);
-        assert_eq!(g.caps().coop.map(|c| c.0), Some(CoopKernels::Emulated));
+        assert_eq!(g.coop().map(|c| c.0), Some(CoopKernels::Emulated));
         let before = g.kernel_dispatches("matmul_coop_emulated");
         cases(&g);
         assert!(
@@ -148,7 +148,7 @@ fn emulated_cooperative_kernel_splits_long_k_and_chunked_weights() {
 fn f16_precision_rounds_operands_on_the_portable_kernels() {
     for cpu in [true, false] {
         let g = device(Some(Cooperative::Off), Precision::F16, cpu);
-        assert_eq!(g.caps().coop, None);
+        assert_eq!(g.coop(), None);
         cases(&g);
     }
     // The rounding is real: values that f16 cannot hold give another product than at f32.
@@ -227,7 +227,7 @@ fn hardware_cooperative_kernels_match_reference_where_offered() {
         ..Default::default()
     })
     .unwrap();
-    match g.caps().coop {
+    match g.coop() {
         Some((kernels, _)) => {
             assert_ne!(
                 kernels,

@@ -10,7 +10,7 @@ mod position;
 use std::path::Path;
 
 use iterinv_engine::ops::attention::{attention, AttentionArgs};
-use iterinv_engine::{grad, Activation, Gpu, Tensor};
+use iterinv_engine::{grad, precision, Activation, Gpu, Precision, Tensor};
 
 use crate::config::T5Config;
 use crate::error::{Error, Result};
@@ -121,45 +121,48 @@ impl T5Encoder {
 
     /// `last_hidden_state [B, L, d_model]` for token ids `[B][L]` and their attention masks
     /// (1 = token, 0 = padding; every row's length L equal). Padded positions get outputs too
-    /// (IF feeds all of them to the UNet); padded keys are masked in every attention.
+    /// (IF feeds all of them to the UNet); padded keys are masked in every attention. Always at f32
+    /// products, whatever the device's precision: T5 v1.1's activations overflow f16.
     pub fn encode(&self, input_ids: &[Vec<u32>], attention_mask: &[Vec<u32>]) -> Result<Tensor> {
         let (b, l) = self.check_tokens(input_ids, attention_mask)?;
         let c = &self.config;
         let (h, dk) = (c.num_heads, c.d_kv);
         let ids: Vec<i32> = input_ids.iter().flatten().map(|&t| t as i32).collect();
         let mask: Vec<f32> = attention_mask.iter().flatten().map(|&m| m as f32).collect();
-        grad::no_grad(|| {
-            let ids = Tensor::from_i32(&self.gpu, &[b * l], &ids)?;
-            let mask = Tensor::from_f32(&self.gpu, &[b, l], &mask)?;
-            let mut x = self
-                .embedding
-                .embedding(&ids)?
-                .reshape(&[b, l, c.d_model])?;
-            let bias = self.position_bias(l)?;
-            let eps = c.layer_norm_epsilon as f32;
-            for blk in &self.blocks {
-                let n = x.rms_norm(Some(&blk.attn_norm), eps)?;
-                let heads = |t: Tensor| t.reshape(&[b, l, h, dk]);
-                let (q, k, v) = (
-                    heads(blk.q.forward(&n)?)?,
-                    heads(blk.k.forward(&n)?)?,
-                    heads(blk.v.forward(&n)?)?,
-                );
-                // T5 does not scale the scores by 1/√d (it is folded into its init).
-                let a = attention(&AttentionArgs {
-                    bias: Some(&bias),
-                    key_mask: Some(&mask),
-                    ..AttentionArgs::new(&q, &k, &v, 1.0)
-                })?;
-                x = x.add(&blk.o.forward(&a.reshape(&[b, l, h * dk])?)?)?;
-                let n = x.rms_norm(Some(&blk.ff_norm), eps)?;
-                let f = match &blk.wi_gate {
-                    Some(gate) => blk.wi.forward_act(&n, self.act)?.mul(&gate.forward(&n)?)?,
-                    None => blk.wi.forward_act(&n, self.act)?,
-                };
-                x = x.add(&blk.wo.forward(&f)?)?;
-            }
-            Ok(x.rms_norm(Some(&self.final_norm), eps)?)
+        precision::scoped(Precision::F32, || {
+            grad::no_grad(|| {
+                let ids = Tensor::from_i32(&self.gpu, &[b * l], &ids)?;
+                let mask = Tensor::from_f32(&self.gpu, &[b, l], &mask)?;
+                let mut x = self
+                    .embedding
+                    .embedding(&ids)?
+                    .reshape(&[b, l, c.d_model])?;
+                let bias = self.position_bias(l)?;
+                let eps = c.layer_norm_epsilon as f32;
+                for blk in &self.blocks {
+                    let n = x.rms_norm(Some(&blk.attn_norm), eps)?;
+                    let heads = |t: Tensor| t.reshape(&[b, l, h, dk]);
+                    let (q, k, v) = (
+                        heads(blk.q.forward(&n)?)?,
+                        heads(blk.k.forward(&n)?)?,
+                        heads(blk.v.forward(&n)?)?,
+                    );
+                    // T5 does not scale the scores by 1/√d (it is folded into its init).
+                    let a = attention(&AttentionArgs {
+                        bias: Some(&bias),
+                        key_mask: Some(&mask),
+                        ..AttentionArgs::new(&q, &k, &v, 1.0)
+                    })?;
+                    x = x.add(&blk.o.forward(&a.reshape(&[b, l, h * dk])?)?)?;
+                    let n = x.rms_norm(Some(&blk.ff_norm), eps)?;
+                    let f = match &blk.wi_gate {
+                        Some(gate) => blk.wi.forward_act(&n, self.act)?.mul(&gate.forward(&n)?)?,
+                        None => blk.wi.forward_act(&n, self.act)?,
+                    };
+                    x = x.add(&blk.wo.forward(&f)?)?;
+                }
+                Ok(x.rms_norm(Some(&self.final_norm), eps)?)
+            })
         })
     }
 

@@ -110,6 +110,7 @@ fn edit_photo(
         });
     }
     let meta = &artifacts.meta;
+    artifacts.check_precision(gpu)?;
     let (folder1, upper) = open_folders(artifacts, &opts.folders)?;
     let fit = match meta.fit.as_str() {
         "stretch" => Fit::Stretch,

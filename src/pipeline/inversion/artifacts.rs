@@ -23,7 +23,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::super::folder::{PipelineFolder, Stage};
-use crate::{Gpu, Tensor};
+use crate::{Gpu, Precision, Tensor};
 
 pub const TENSORS_FILE: &str = "inversion.safetensors";
 pub const META_FILE: &str = "inversion.json";
@@ -72,6 +72,10 @@ pub struct ArtifactsMeta {
     /// Weight file variant of every component (`fp16`), if any.
     pub variant: Option<String>,
     pub seed: u64,
+    /// The precision of the networks' matrix products (`f32`, `f16`): a replay is exact only at
+    /// the same. Sidecars written before the setting existed read as `f32`, what they ran.
+    #[serde(default = "f32_name")]
+    pub precision: String,
     pub stage1: StageMeta,
     /// The stages after stage I, in order (the first is stage 2).
     pub super_resolution: Vec<StageMeta>,
@@ -89,9 +93,46 @@ impl ArtifactsMeta {
             clean_caption,
             variant: None,
             seed: 0,
+            precision: Precision::F32.name().into(),
             stage1: StageMeta::placeholder(),
             super_resolution: Vec::new(),
         }
+    }
+}
+
+fn f32_name() -> String {
+    Precision::F32.name().into()
+}
+
+impl Artifacts {
+    /// The precision the inversion was made at.
+    pub fn precision(&self) -> Result<Precision> {
+        Precision::parse(&self.meta.precision).ok_or_else(|| Error::Input {
+            what: "inversion record".into(),
+            detail: format!(
+                "`precision` is {:?}; expected \"f32\" or \"f16\"",
+                self.meta.precision
+            ),
+        })
+    }
+
+    /// Refuse to replay on `gpu` at another precision than the inversion's: the replay would
+    /// run, but not reproduce the photo.
+    pub fn check_precision(&self, gpu: &Gpu) -> Result<()> {
+        let (made, now) = (self.precision()?, gpu.precision());
+        if made == now {
+            return Ok(());
+        }
+        Err(Error::Input {
+            what: "precision".into(),
+            detail: format!(
+                "the inversion was made with {} matrix products and this device runs {} ones: \
+                 an exact replay needs the same (--precision {}, or GpuOptions::precision)",
+                made.name(),
+                now.name(),
+                made.name()
+            ),
+        })
     }
 }
 
@@ -239,6 +280,15 @@ impl Artifacts {
                 path: meta_path.clone(),
                 detail: e.to_string(),
             })?;
+        if Precision::parse(&meta.precision).is_none() {
+            return Err(Error::ConfigParse {
+                path: meta_path,
+                detail: format!(
+                    "`precision` is {:?}; expected \"f32\" or \"f16\"",
+                    meta.precision
+                ),
+            });
+        }
         // JSON has no NaN, but 1e308 reads as an infinite f32 guidance.
         for (k, stage) in std::iter::once(&meta.stage1)
             .chain(&meta.super_resolution)

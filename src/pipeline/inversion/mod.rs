@@ -396,6 +396,7 @@ pub(crate) fn invert_photo(
     );
     meta.variant = opts.variant.clone();
     meta.seed = opts.seed;
+    meta.precision = gpu.precision().name().into();
     let variant = opts.variant.as_deref();
     // With a memory budget, refuse a stage that would not fit before anything runs.
     if let (Some(budget), false) = (gpu.memory_budget(), gpu.is_planning()) {

@@ -68,6 +68,7 @@ pub fn reconstruct(
     progress: Progress,
 ) -> Result<Vec<Tensor>> {
     let meta = &artifacts.meta;
+    artifacts.check_precision(gpu)?;
     // Open and check every folder first: a moved or replaced model fails before any work.
     let (folder1, upper) = open_folders(artifacts, folders)?;
     let variant = meta.variant.as_deref();

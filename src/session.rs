@@ -83,7 +83,8 @@ pub struct Session<T: Send + 'static> {
     resume: Option<Sender<StepRequest>>,
     reports: Receiver<Report<T>>,
     worker: Option<JoinHandle<()>>,
-    outcome: Option<Result<T>>,
+    /// Boxed, so that a session is small whatever it returns (an app holds them in an enum).
+    outcome: Option<Box<Result<T>>>,
     gpu: Gpu,
 }
 
@@ -163,7 +164,7 @@ impl<T: Send + 'static> Session<T> {
                 preview: preview.transpose()?,
             }),
             Ok(Report::Finished(outcome)) => {
-                self.outcome = Some(outcome);
+                self.outcome = Some(Box::new(outcome));
                 self.join();
                 Ok(StepOutcome::Finished)
             }
@@ -184,7 +185,7 @@ impl<T: Send + 'static> Session<T> {
                 preview: false,
             })?;
         }
-        self.outcome.take().expect("a finished session's outcome")
+        *self.outcome.take().expect("a finished session's outcome")
     }
 
     /// Stop the work at its pause point and free what it holds (the same as dropping the

@@ -90,7 +90,8 @@ macro_rules! coop_kernel {
                 include_str!($types),
                 include_str!("../wgsl/coop_hardware.wgsl"),
                 include_str!("../wgsl/matmul_params.wgsl"),
-                include_str!("../wgsl/matmul_coop.wgsl")
+                include_str!("../wgsl/matmul_gemm_hooks.wgsl"),
+                include_str!("../wgsl/gemm_coop.wgsl")
             ),
             inputs: INPUTS,
             outputs: &["c"],
@@ -120,7 +121,8 @@ pub static MATMUL_COOP_EMULATED: Kernel = Kernel {
     body: concat!(
         include_str!("../wgsl/coop_emulated.wgsl"),
         include_str!("../wgsl/matmul_params.wgsl"),
-        include_str!("../wgsl/matmul_coop.wgsl")
+        include_str!("../wgsl/matmul_gemm_hooks.wgsl"),
+        include_str!("../wgsl/gemm_coop.wgsl")
     ),
     inputs: INPUTS,
     outputs: &["c"],

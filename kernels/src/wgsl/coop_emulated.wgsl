@@ -1,4 +1,4 @@
-// Cooperative matrices emulated in plain WGSL (a prelude of matmul_coop.wgsl), for adapters
+// Cooperative matrices emulated in plain WGSL (a prelude of gemm_coop.wgsl), for adapters
 // without them: the same kernel body then runs anywhere, so its tiling, staging and epilogue are
 // tested on lavapipe. `CM` and the subgroup size `SG` are constants of the kernel; a "subgroup"
 // is SG consecutive invocations. A and B are handles on the staged blocks, read when multiplied

@@ -1,4 +1,4 @@
-// Cooperative matrices in hardware (a prelude of matmul_coop.wgsl, after one of the
+// Cooperative matrices in hardware (a prelude of gemm_coop.wgsl, after one of the
 // coop_type_*.wgsl headers that name the types): the operations map one to one onto the
 // adapter's cooperative-matrix instructions, and every subgroup runs them in uniform control
 // flow. Staged blocks are row-major, hence the `T` (row-major) loads and stores.

@@ -1,9 +1,17 @@
-// Matrix multiplication on cooperative matrices (tensor cores): C = act(A·B + bias), the tiled
-// kernel's interface and epilogue (matmul_params.wgsl). A prelude (coop_*.wgsl) defines the
-// staging type `H`, the tile side `CM`, the matrix types `MatA`, `MatB`, `MatC` and the functions
-// that load, multiply and store them: the hardware's cooperative matrices, or their emulation in
-// plain WGSL for adapters without them (which runs this same body, so its tiling and indexing
-// are tested on any adapter).
+// The GEMM on cooperative matrices (tensor cores) shared by matmul and the three convolution
+// GEMMs: out[m, n] = Σ_{k in [k_begin, k_end)} A[m, k]·B[k, n] for m < M, n < N. A prelude
+// (coop_*.wgsl) defines the staging type `H`, the tile side `CM`, the matrix types `MatA`,
+// `MatB`, `MatC` and the functions that load, multiply and store them: the hardware's
+// cooperative matrices, or their emulation in plain WGSL for adapters without them (which runs
+// this same code, so its tiling and indexing are tested on any adapter).
+//
+// The including kernel supplies the operands and the epilogue, as for conv_gemm_tiled.wgsl:
+// `gemm_tile(wid, nwg) -> vec2<u32>` (this workgroup's first row and column, given BM × BN
+// tiles; it may set private state such as a batch index), `gemm_size() -> vec4<u32>` (M, N,
+// k_begin, k_end), `a_at(m, k)`, `col_of(n) -> Col` (a column's coordinates, decoded once),
+// `b_at(col, k)` (zero in any padding) and `epilogue(m, n, v)`; A_M_FASTEST and B_K_FASTEST say
+// which index of each operand is contiguous in memory, so neighbouring invocations load
+// neighbouring words.
 //
 // A workgroup is WM × WN subgroups of SG invocations (the adapter's subgroup size); a subgroup
 // owns TI × TJ tiles of CM × CM outputs, so the workgroup computes BM × BN outputs. Each K step
@@ -27,36 +35,30 @@ var<workgroup> a_sh: array<H, BM * A_STRIDE>; // [BM][A_STRIDE], row-major
 var<workgroup> b_sh: array<H, BK * B_STRIDE>; // [BK][B_STRIDE], row-major
 var<workgroup> c_sh: array<f32, SUBGROUPS * CM * C_STRIDE>;
 
-fn load_a(batch: u32, row: u32, kk: u32) -> f32 {
-    if (CHECK_BOUNDS && (row >= p.m || kk >= p.k)) {
-        return 0.0;
-    }
-    return ld_a(p.a_off + batch * p.a_bs + row * p.a_rs + kk * p.a_cs);
-}
-
-fn load_b(batch: u32, kk: u32, col: u32) -> f32 {
-    if (CHECK_BOUNDS && (col >= p.n || kk >= p.k)) {
-        return 0.0;
-    }
-    return ld_b(p.b_off + batch * p.b_bs + kk * p.b_rs + col * p.b_cs);
-}
-
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let batch = wid.z;
-    let row0 = wid.y * BM;
-    let col0 = wid.x * BN;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let origin = gemm_tile(wid, nwg);
+    let m0 = origin.x;
+    let n0 = origin.y;
+    let size = gemm_size();
+    let gm = size.x;
+    let gn = size.y;
+    let k_end = size.w;
     // Subgroups are SG consecutive invocations; a subgroup's place in the WM × WN grid.
     let sg = li / SG;
     coop_setup(li % SG);
     let sm = sg / WN;
     let sn = sg % WN;
+    // With B loaded n-fastest and WG a multiple of BN an invocation keeps one column, decoded
+    // once; clamped, since a column past N is never loaded.
+    let one_col = !B_K_FASTEST && WG % BN == 0u;
+    let own_col = col_of(min(n0 + li % BN, gn - 1u));
     var acc: array<MatC, TILES>;
     for (var t = 0u; t < TILES; t = t + 1u) {
         acc[t] = mat_zero();
     }
-    for (var k0 = 0u; k0 < p.k; k0 = k0 + BK) {
-        // Neighbouring invocations read neighbouring words of each operand.
+    for (var k0 = size.z; k0 < k_end; k0 = k0 + BK) {
         for (var l = li; l < BM * BK; l = l + WG) {
             var mm = l / BK;
             var kk = l % BK;
@@ -64,7 +66,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 mm = l % BM;
                 kk = l / BM;
             }
-            a_sh[mm * A_STRIDE + kk] = stage(load_a(batch, row0 + mm, k0 + kk));
+            var v = 0.0;
+            if (!CHECK_BOUNDS || (m0 + mm < gm && k0 + kk < k_end)) {
+                v = a_at(m0 + mm, k0 + kk);
+            }
+            a_sh[mm * A_STRIDE + kk] = stage(v);
         }
         for (var l = li; l < BK * BN; l = l + WG) {
             var kb = l / BN;
@@ -73,7 +79,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 kb = l % BK;
                 nn = l / BK;
             }
-            b_sh[kb * B_STRIDE + nn] = stage(load_b(batch, k0 + kb, col0 + nn));
+            var v = 0.0;
+            if (!CHECK_BOUNDS || (n0 + nn < gn && k0 + kb < k_end)) {
+                if (one_col) {
+                    v = b_at(own_col, k0 + kb);
+                } else {
+                    v = b_at(col_of(n0 + nn), k0 + kb);
+                }
+            }
+            b_sh[kb * B_STRIDE + nn] = stage(v);
         }
         workgroupBarrier();
         for (var ks = 0u; ks < KSTEPS; ks = ks + 1u) {
@@ -96,13 +110,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var t = 0u; t < TILES; t = t + 1u) {
         store_mat_c(acc[t], staging, C_STRIDE);
         workgroupBarrier();
-        let r0 = row0 + (sm * TI + t / TJ) * CM;
-        let c0 = col0 + (sn * TJ + t % TJ) * CM;
+        let r0 = m0 + (sm * TI + t / TJ) * CM;
+        let c0 = n0 + (sn * TJ + t % TJ) * CM;
         for (var e = li % SG; e < CM * CM; e = e + SG) {
             let row = r0 + e / CM;
             let col = c0 + e % CM;
-            if (!CHECK_BOUNDS || (row < p.m && col < p.n)) {
-                finish(c_sh[staging + (e / CM) * C_STRIDE + e % CM], row, col, batch);
+            if (!CHECK_BOUNDS || (row < gm && col < gn)) {
+                epilogue(row, col, c_sh[staging + (e / CM) * C_STRIDE + e % CM]);
             }
         }
         workgroupBarrier();

@@ -156,6 +156,26 @@ impl CoopKernels {
         }
     }
 
+    /// Outputs per workgroup side and K staged per step, with the table's grid (gemm_coop.wgsl):
+    /// 2 × 2 subgroups owning 2 × 2 tiles each, K staged two tiles at a time.
+    pub fn block(self) -> (usize, usize) {
+        (COOP_TILES_PER_SIDE * self.tile(), COOP_KSTEPS * self.tile())
+    }
+
+    /// Loop iterations an invocation runs per staged K step and once, counted as for the tiled
+    /// kernels (every loop's iterations, none assumed unrolled): what the loop cap of a CPU
+    /// adapter budgets. Only the emulated kernels run there; their multiply of two tiles loops
+    /// over the lane's `CM²/SG` elements × `CM` k.
+    pub fn loop_iterations(self, subgroup: usize) -> (usize, usize) {
+        let cm = self.tile();
+        let (bm, bk) = self.block();
+        let lane = cm * cm / subgroup;
+        let mma = lane * (1 + cm);
+        let loads = 2 * bm * bk / (COOP_SUBGROUPS * subgroup);
+        let per_step = 1 + loads + COOP_KSTEPS * (1 + 2 + 2 * (1 + 2 * mma));
+        (per_step, 1 + 4 * (1 + 2 * lane))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             CoopKernels::F16x16 => "16x16x16 f16 -> f32",
@@ -182,6 +202,12 @@ impl CoopChoice {
         }
     }
 }
+
+/// The cooperative kernels' grid (the table's defaults): 2 × 2 subgroups, each owning 2 × 2 tiles
+/// of side `CM`, so a workgroup computes `4·CM` × `4·CM` outputs; K is staged `2·CM` at a time.
+const COOP_SUBGROUPS: usize = 4;
+const COOP_TILES_PER_SIDE: usize = 4;
+const COOP_KSTEPS: usize = 2;
 
 /// The subgroup size the emulated kernels assume (any divisor of 256 works; NVIDIA's, so the
 /// emulation runs the tiling that hardware runs).

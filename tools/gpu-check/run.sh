@@ -44,7 +44,7 @@ tests() { # NAME FILE TIMEOUT [filter...]
 tests "op tests against f64 references" op-tests.txt 60
 # ITERINV_COOP=on: a device without cooperative matrices for f16 products fails these tests
 # instead of passing on the portable kernels.
-ITERINV_COOP=on tests "cooperative-matrix tests (hardware required)" coop-tests.txt 30 matmul_coop
+ITERINV_COOP=on tests "cooperative-matrix tests (hardware required)" coop-tests.txt 30 coop
 
 timeout 140 python3 tools/reference/bench_ops.py --device cuda --if-m --t5-xxl --x4 --large >"$out/torch_cuda.json" 2>"$out/torch.err"
 say "PyTorch (CUDA): exit $? at $(elapsed)"

@@ -40,12 +40,6 @@ const DIRECT_K_PER_ITER: usize = 2;
 const TILED_ITERS_PER_KTILE: usize = 1 + 4 + TILE_K * (1 + 4 + 4 * (1 + 4));
 const TILED_ITERS_FIXED: usize = 4 * (1 + 4);
 
-/// The cooperative kernels' grid (the table's defaults): 2 × 2 subgroups, each owning 2 × 2 tiles
-/// of side `CM`, so a workgroup computes `4·CM` × `4·CM` outputs; K is staged `2·CM` at a time.
-const COOP_SUBGROUPS: usize = 4;
-const COOP_TILES_PER_SIDE: usize = 4;
-const COOP_KSTEPS: usize = 2;
-
 /// Which kernel multiplies.
 #[derive(Clone, Copy)]
 enum Variant {
@@ -70,26 +64,17 @@ impl Variant {
     /// kernels.
     fn tile(self) -> (usize, usize) {
         match self {
-            Variant::Coop(k, _) => (COOP_TILES_PER_SIDE * k.tile(), COOP_KSTEPS * k.tile()),
+            Variant::Coop(k, _) => k.block(),
             _ => (TILE, TILE_K),
         }
     }
 
-    /// Loop iterations an invocation runs per staged K step and once, counted as for the tiled
-    /// kernel: what the loop cap of a CPU adapter budgets. Only the emulated cooperative kernel
-    /// runs there; its multiply of two tiles loops over the lane's `CM²/SG` elements × `CM` k.
+    /// Loop iterations an invocation runs per staged K step and once (see
+    /// [`CoopKernels::loop_iterations`]).
     fn iterations(self) -> (usize, usize) {
         match self {
             Variant::Direct | Variant::Tiled => (TILED_ITERS_PER_KTILE, TILED_ITERS_FIXED),
-            Variant::Coop(k, sg) => {
-                let cm = k.tile();
-                let (bm, bk) = self.tile();
-                let lane = cm * cm / sg;
-                let mma = lane * (1 + cm);
-                let loads = 2 * bm * bk / (COOP_SUBGROUPS * sg);
-                let per_step = 1 + loads + COOP_KSTEPS * (1 + 2 + 2 * (1 + 2 * mma));
-                (per_step, 1 + 4 * (1 + 2 * lane))
-            }
+            Variant::Coop(k, sg) => k.loop_iterations(sg),
         }
     }
 }

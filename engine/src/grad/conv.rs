@@ -12,18 +12,12 @@
 //!
 //! Inversion only ever asks for dX: that path launches only `conv2d_grad_input_*` kernels.
 
-use iterinv_kernels::families::conv::{
-    CONV2D_GRAD_INPUT_DIRECT, CONV2D_GRAD_INPUT_TILED, CONV2D_GRAD_WEIGHT_DIRECT,
-    CONV2D_GRAD_WEIGHT_TILED,
-};
-use iterinv_kernels::Kernel;
+use iterinv_kernels::families::conv::{CONV2D_GRAD_INPUT_DIRECT, CONV2D_GRAD_WEIGHT_DIRECT};
 
 use crate::error::{invalid, Result};
 use crate::launch::{to_u32, Binding, Launch, Params};
-use crate::ops::conv::{
-    loop_budget, part_flags, split_reduction, Geometry, DIRECT_WG, TILED_ITERS_PER_KTILE, TILE_K,
-    TILE_M, TILE_N,
-};
+use crate::ops::conv::{loop_budget, part_flags, split_reduction, Geometry, DIRECT_WG};
+use crate::ops::conv_gemm::{ConvKernels, Gemm};
 use crate::tensor::Tensor;
 
 const OP: &str = "conv2d backward";
@@ -114,14 +108,10 @@ fn params(
     Ok(p)
 }
 
-fn launch(
-    kernel: &'static Kernel,
-    geo: &Geometry,
-    inputs: [Binding; 2],
-    out: &Tensor,
-) -> Result<Launch> {
+/// `launch` with the convolution's shape constants, its two inputs and its output bound.
+fn bind(launch: Launch, geo: &Geometry, inputs: [Binding; 2], out: &Tensor) -> Result<Launch> {
     let [a, b] = inputs;
-    Ok(Launch::new(kernel)
+    Ok(launch
         .constant("KH", format!("{}u", geo.kh))
         .constant("KW", format!("{}u", geo.kw))
         .constant("STRIDE", format!("{}u", geo.stride))
@@ -140,7 +130,8 @@ fn grad_input(g: &Tensor, w: &Tensor, geo: &Geometry) -> Result<Tensor> {
     for v in [g.numel(), w.numel(), out.numel()] {
         to_u32(OP, v)?;
     }
-    let cpu = gpu.caps().cpu_kernels;
+    let kernels = ConvKernels::of(gpu);
+    let cpu = kernels.is_direct();
     let budget = loop_budget(gpu);
     let s = geo.stride;
     for py in 0..s.min(geo.h) {
@@ -162,11 +153,8 @@ fn grad_input(g: &Tensor, w: &Tensor, geo: &Geometry) -> Result<Tensor> {
                 let per = 1 + ty.count * (1 + tx.count);
                 split_reduction(if taps == 0 { 0 } else { geo.cout }, per, 1, budget)
             } else {
-                split_reduction(k, TILED_ITERS_PER_KTILE, TILE_K, budget)
+                kernels.parts(k, budget)
             };
-            let fits = geo.cin.is_multiple_of(TILE_M)
-                && n.is_multiple_of(TILE_N)
-                && parts.iter().all(|(b, e)| (e - b).is_multiple_of(TILE_K));
             // The block shapes of the direct kernel, chosen as the forward's.
             let mb = if geo.cin <= 4 { 4 } else { 8 };
             let nb = if tx.len <= 8 { 8 } else { 16 };
@@ -183,24 +171,19 @@ fn grad_input(g: &Tensor, w: &Tensor, geo: &Geometry) -> Result<Tensor> {
                     phase_u32,
                     [xblocks, nblocks, mblocks],
                 )?;
-                let (kernel, groups) = if cpu {
+                let l = if cpu {
                     let groups = mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64;
-                    (&CONV2D_GRAD_INPUT_DIRECT, groups)
+                    Launch::new(&CONV2D_GRAD_INPUT_DIRECT)
+                        .constant("MB", format!("{mb}u"))
+                        .constant("NB", format!("{nb}u"))
+                        .groups(gpu.grid(groups)?)
                 } else {
-                    let groups = geo.cin.div_ceil(TILE_M) as u64 * n.div_ceil(TILE_N) as u64;
-                    (&CONV2D_GRAD_INPUT_TILED, groups)
+                    kernels.launch(gpu, Gemm::GradInput, geo.cin, n, &parts)?
                 };
-                let mut l = launch(kernel, geo, [g.bind(OP)?, w.bind(OP)?], &out)?
+                let l = bind(l, geo, [g.bind(OP)?, w.bind(OP)?], &out)?
                     .constant("NKY", format!("{}u", ty.count.max(1)))
                     .constant("NKX", format!("{}u", tx.count.max(1)))
-                    .params(p)
-                    .groups(gpu.grid(groups)?);
-                l = if cpu {
-                    l.constant("MB", format!("{mb}u"))
-                        .constant("NB", format!("{nb}u"))
-                } else {
-                    l.constant("CHECK_BOUNDS", !fits)
-                };
+                    .params(p);
                 gpu.launch(l)?;
             }
         }
@@ -221,17 +204,15 @@ fn grad_weight(g: &Tensor, x: &Tensor, geo: &Geometry) -> Result<Tensor> {
     for v in [g.numel(), x.numel(), out.numel(), n, k] {
         to_u32(OP, v)?;
     }
-    let cpu = gpu.caps().cpu_kernels;
+    let kernels = ConvKernels::of(gpu);
+    let cpu = kernels.is_direct();
     let budget = loop_budget(gpu);
     let parts = if cpu {
         // One loop iteration per k.
         split_reduction(k, 1, 1, budget)
     } else {
-        split_reduction(k, TILED_ITERS_PER_KTILE, TILE_K, budget)
+        kernels.parts(k, budget)
     };
-    let fits = geo.cout.is_multiple_of(TILE_M)
-        && n.is_multiple_of(TILE_N)
-        && parts.iter().all(|(b, e)| (e - b).is_multiple_of(TILE_K));
     // Direct blocks: MB output channels × NB input channels of one tap.
     let mb = if geo.cout <= 4 { 4 } else { 8 };
     let nb = if geo.cin <= 8 { 8 } else { 16 };
@@ -247,25 +228,15 @@ fn grad_weight(g: &Tensor, x: &Tensor, geo: &Geometry) -> Result<Tensor> {
             NO_PHASE,
             [0, nblocks, mblocks],
         )?;
-        let l = launch(
-            if cpu {
-                &CONV2D_GRAD_WEIGHT_DIRECT
-            } else {
-                &CONV2D_GRAD_WEIGHT_TILED
-            },
-            geo,
-            [g.bind(OP)?, x.bind(OP)?],
-            &out,
-        )?
-        .params(p);
-        gpu.launch(if cpu {
-            l.constant("MB", format!("{mb}u"))
+        let l = if cpu {
+            Launch::new(&CONV2D_GRAD_WEIGHT_DIRECT)
+                .constant("MB", format!("{mb}u"))
                 .constant("NB", format!("{nb}u"))
                 .groups(gpu.grid(mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64)?)
         } else {
-            l.constant("CHECK_BOUNDS", !fits)
-                .groups(gpu.grid(geo.cout.div_ceil(TILE_M) as u64 * n.div_ceil(TILE_N) as u64)?)
-        })?;
+            kernels.launch(gpu, Gemm::GradWeight, geo.cout, n, &parts)?
+        };
+        gpu.launch(bind(l, geo, [g.bind(OP)?, x.bind(OP)?], &out)?.params(p))?;
     }
     Ok(out)
 }

@@ -5,12 +5,13 @@
 //! (`grad::conv`) shares with the forward: the validated geometry and the splitting of long
 //! reductions over dispatches for CPU adapters.
 
-use iterinv_kernels::families::conv::{CONV2D_DIRECT, CONV2D_TILED};
+use iterinv_kernels::families::conv::CONV2D_DIRECT;
 
 use crate::error::{invalid, shape_err, Result};
 use crate::gpu::Gpu;
 use crate::grad::{self, conv::conv2d_grad};
 use crate::launch::{expect_float, to_u32, Launch, Params};
+use crate::ops::conv_gemm::{ConvKernels, Gemm};
 use crate::ops::elementwise::unary;
 use crate::ops::Activation;
 use crate::tensor::Tensor;
@@ -262,18 +263,16 @@ fn forward(
     let xblocks = wo.div_ceil(nb);
     let nblocks = batch * ho * xblocks;
     let mblocks = cout.div_ceil(mb);
-    let cpu = gpu.caps().cpu_kernels;
+    let kernels = ConvKernels::of(gpu);
+    let cpu = kernels.is_direct();
     let budget = loop_budget(gpu);
     // The direct kernel splits over input channels (a channel costs its ky and kx loops), the
-    // tiled one over whole K-tiles.
+    // others over whole K steps.
     let parts = if cpu {
         split_reduction(cin, 1 + kh * (1 + kw), 1, budget)
     } else {
-        split_reduction(k, TILED_ITERS_PER_KTILE, TILE_K, budget)
+        kernels.parts(k, budget)
     };
-    let fits = cout.is_multiple_of(TILE_M)
-        && n.is_multiple_of(TILE_N)
-        && parts.iter().all(|(b, e)| (e - b).is_multiple_of(TILE_K));
     let bias_binding = match bias {
         Some(b) => b.bind(OP)?,
         None => gpu.dummy(),
@@ -305,10 +304,7 @@ fn forward(
                 .profile_as(&["MB", "NB"])
                 .groups(gpu.grid(mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64)?)
         } else {
-            Launch::new(&CONV2D_TILED)
-                .constant("CHECK_BOUNDS", !fits)
-                .profile_as(&["CHECK_BOUNDS"])
-                .groups(gpu.grid(cout.div_ceil(TILE_M) as u64 * n.div_ceil(TILE_N) as u64)?)
+            kernels.launch(gpu, Gemm::Forward, cout, n, &parts)?
         };
         // An implicit GEMM of Cout × (B·Ho·Wo) outputs over this part's share of the reduction;
         // input, weights and bias read once, the output written (read too, after the first part).

@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod attention_blocked;
 pub mod conv;
+pub(crate) mod conv_gemm;
 pub mod elementwise;
 pub mod matmul;
 pub mod norm;

@@ -95,7 +95,7 @@ pub(crate) fn upload_as(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check(
+pub(crate) fn check(
     gpu: &Gpu,
     rng: &mut Rng,
     c: Case,
@@ -152,7 +152,7 @@ pub(crate) fn case(
 }
 
 /// Shapes that divide none of the tiles (64×64×16; 4 or 8 channels × 8 or 16 columns).
-fn awkward_cases() -> Vec<Case> {
+pub(crate) fn awkward_cases() -> Vec<Case> {
     vec![
         case(2, 5, 7, (9, 11), (3, 3), 1, 1),
         case(2, 5, 7, (9, 11), (3, 3), 2, 1),

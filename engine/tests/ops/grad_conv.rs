@@ -27,7 +27,7 @@ fn opts(c: Case, act: Activation) -> Conv2dOptions {
 
 /// check_vjp of conv2d on `g` with x, w and (if `bias`) bias, each checked where `wrt` says.
 #[allow(clippy::too_many_arguments)]
-fn check(
+pub(crate) fn check(
     g: &Gpu,
     rng: &mut Rng,
     c: Case,
@@ -68,7 +68,7 @@ fn check(
 }
 
 /// The brief's shapes: B2 Cin5 Cout7 9×11, none dividing any tile.
-fn awkward_cases() -> Vec<Case> {
+pub(crate) fn awkward_cases() -> Vec<Case> {
     vec![
         case(2, 5, 7, (9, 11), (3, 3), 1, 1),
         case(2, 5, 7, (9, 11), (3, 3), 2, 1),

@@ -5,6 +5,7 @@ mod common;
 
 mod attention;
 mod conv;
+mod conv_coop;
 mod elementwise;
 mod grad_attention;
 mod grad_conv;

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod conv_coop;
 pub mod elementwise;
 pub mod matmul;
 pub mod norm;
@@ -20,6 +21,7 @@ pub fn all() -> Vec<&'static Kernel> {
         elementwise::KERNELS,
         matmul::KERNELS,
         conv::KERNELS,
+        conv_coop::KERNELS,
         norm::KERNELS,
         softmax::KERNELS,
         attention::KERNELS,

@@ -11,6 +11,9 @@
 //! - dbias, the sum of g over B, Ho, Wo (the public reduction).
 //!
 //! Inversion only ever asks for dX: that path launches only `conv2d_grad_input_*` kernels.
+//!
+//! On a device of precision f16 both GEMMs round their operands to f16 (g and w for dX, g and x
+//! for dW) and accumulate in f32, as the forward does.
 
 use iterinv_kernels::families::conv::{
     CONV2D_GRAD_INPUT_DIRECT, CONV2D_GRAD_INPUT_TILED, CONV2D_GRAD_WEIGHT_DIRECT,
@@ -121,7 +124,10 @@ fn launch(
     out: &Tensor,
 ) -> Result<Launch> {
     let [a, b] = inputs;
+    // Precision f16: both GEMM operands (g and w, or g and x) rounded as the kernels load them.
+    let round_f16 = out.gpu().caps().precision.rounds_to_f16();
     Ok(Launch::new(kernel)
+        .constant("ROUND_F16", round_f16)
         .constant("KH", format!("{}u", geo.kh))
         .constant("KW", format!("{}u", geo.kw))
         .constant("STRIDE", format!("{}u", geo.stride))

@@ -189,7 +189,8 @@ pub(crate) fn part_flags(i: usize, parts: usize) -> u32 {
 
 /// `act(conv(x, w) + bias)` for x `[B, Cin, H, W]` (any float storage), w `[Cout, Cin, kh, kw]`
 /// (f32, f16 or bf16) and bias `[Cout]`; the output is `[B, Cout, Ho, Wo]` f32 with
-/// `Ho = (H + 2·padding − kh) / stride + 1` (likewise Wo). Accumulates in f32.
+/// `Ho = (H + 2·padding − kh) / stride + 1` (likewise Wo). Accumulates in f32; on a device of
+/// precision f16 x and w are rounded to f16 as the products read them (the bias is not).
 ///
 /// Records a gradient node for x, w and bias; with an activation, the convolution and the
 /// activation are recorded as two ops (the activation's derivative needs the pre-activation).
@@ -326,6 +327,7 @@ fn forward(
                 .constant("STRIDE", format!("{}u", geo.stride))
                 .constant("ACT", format!("{}u", act.code()))
                 .constant("HAS_BIAS", bias.is_some())
+                .constant("ROUND_F16", gpu.caps().precision.rounds_to_f16())
                 .input(x.bind(OP)?)
                 .input(w.bind(OP)?)
                 .input(bias_binding.clone())

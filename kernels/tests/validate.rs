@@ -64,3 +64,35 @@ static UNARY_INTO_HALVES: Kernel = Kernel {
     outputs: &["out: f16"],
     constants: &[],
 };
+
+/// Precision f16 reaches every product: each portable kernel of the GEMM-like families (matmul,
+/// the convolutions and their gradients, attention forward and backward) has `ROUND_F16`, false
+/// by default (f32 precision compiles the rounding away), and validates with it set. The
+/// cooperative kernels are left out: the hardware ones take f16 or f32 inputs by their types, the
+/// emulated one rounds by default.
+#[test]
+fn gemm_kernels_round_their_operands_under_f16() {
+    use iterinv_kernels::families::{attention, conv, matmul};
+    let kernels = [&matmul::MATMUL_TILED, &matmul::MATMUL_DIRECT]
+        .into_iter()
+        .chain(conv::KERNELS.iter().copied())
+        .chain(attention::KERNELS.iter().copied())
+        // Δ = dO·O per row: a reduction, no product to round.
+        .filter(|k| k.name != "attention_grad_prep");
+    let mut checked = 0;
+    for k in kernels {
+        let default = k.constants.iter().find(|(n, _)| *n == "ROUND_F16");
+        assert_eq!(default, Some(&("ROUND_F16", "false")), "kernel {}", k.name);
+        let types = vec![StorageType::F32; k.inputs.len()];
+        let source = assemble(k, &types, &[("ROUND_F16", "true".into())])
+            .unwrap_or_else(|e| panic!("kernel {} with ROUND_F16: {e}", k.name));
+        common::validate(&common::Variant {
+            kernel: k.name,
+            enables: k.enables(),
+            float_type: StorageType::F32,
+            source,
+        });
+        checked += 1;
+    }
+    assert_eq!(checked, 2 + 6 + 10);
+}

@@ -41,10 +41,10 @@ tests() { # NAME FILE TIMEOUT [filter...]
     local code=$?
     say "$name: exit $code, $(grep -c ' \.\.\. ok$' "$out/$file") passed, $(grep -c ' \.\.\. FAILED$' "$out/$file") failed ($file) at $(elapsed)"
 }
-tests "op tests against f64 references" op-tests.txt 60
+tests "op tests against f64 references" op-tests.txt 50
 # ITERINV_COOP=on: a device without cooperative matrices for f16 products fails these tests
 # instead of passing on the portable kernels.
-ITERINV_COOP=on tests "cooperative-matrix tests (hardware required)" coop-tests.txt 30 coop
+ITERINV_COOP=on tests "cooperative-matrix and f16 tests (hardware required)" coop-tests.txt 40 coop precision_f16
 
 timeout 140 python3 tools/reference/bench_ops.py --device cuda --if-m --t5-xxl --x4 --large >"$out/torch_cuda.json" 2>"$out/torch.err"
 say "PyTorch (CUDA): exit $? at $(elapsed)"

@@ -18,6 +18,10 @@
 //! position bias and the text padding mask; no mission path differentiates with respect to either),
 //! so the op does not record them as inputs.
 //!
+//! On a device of precision f16 every product rounds its operands to f16 (q, k, v, dO as read;
+//! dS before dS·K and dSᵀ·Q; the recomputed P before Pᵀ·dO), accumulating in f32; Δ and the
+//! softmax statistics stay f32.
+//!
 //! lavapipe ends every loop of an invocation after 65535 iterations in all (see `ops::attention`);
 //! on CPU adapters both loops (keys for dQ, queries for dK/dV) are split over dispatches that carry
 //! their sums, as the forward does.
@@ -252,6 +256,11 @@ impl Layout<'_> {
             ("WG", format!("{wg}u")),
             ("HAS_BIAS", self.has_bias.to_string()),
             ("HAS_MASK", self.has_mask.to_string()),
+            // Precision f16: the operands of every product rounded (see the kernels' family).
+            (
+                "ROUND_F16",
+                self.gpu.precision().rounds_to_f16().to_string(),
+            ),
         ]
     }
 

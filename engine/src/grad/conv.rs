@@ -11,6 +11,9 @@
 //! - dbias, the sum of g over B, Ho, Wo (the public reduction).
 //!
 //! Inversion only ever asks for dX: that path launches only `conv2d_grad_input_*` kernels.
+//!
+//! On a device of precision f16 both GEMMs round their operands to f16 (g and w for dX, g and x
+//! for dW) and accumulate in f32, as the forward does.
 
 use iterinv_kernels::families::conv::{CONV2D_GRAD_INPUT_DIRECT, CONV2D_GRAD_WEIGHT_DIRECT};
 
@@ -174,6 +177,7 @@ fn grad_input(g: &Tensor, w: &Tensor, geo: &Geometry) -> Result<Tensor> {
                 let l = if cpu {
                     let groups = mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64;
                     Launch::new(&CONV2D_GRAD_INPUT_DIRECT)
+                        .constant("ROUND_F16", gpu.precision().rounds_to_f16())
                         .constant("MB", format!("{mb}u"))
                         .constant("NB", format!("{nb}u"))
                         .groups(gpu.grid(groups)?)
@@ -230,6 +234,7 @@ fn grad_weight(g: &Tensor, x: &Tensor, geo: &Geometry) -> Result<Tensor> {
         )?;
         let l = if cpu {
             Launch::new(&CONV2D_GRAD_WEIGHT_DIRECT)
+                .constant("ROUND_F16", gpu.precision().rounds_to_f16())
                 .constant("MB", format!("{mb}u"))
                 .constant("NB", format!("{nb}u"))
                 .groups(gpu.grid(mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64)?)

@@ -85,7 +85,9 @@ fn rank4(name: &str, t: &Tensor) -> Result<[usize; 4]> {
 /// Differentiable with respect to q, k, v, k2 and v2; the bias and the key mask are treated as
 /// constants (a tracked bias receives no gradient).
 ///
-/// Softmax runs in f32 with a running maximum (online rescaling), accumulation in f32. A query row
+/// Softmax runs in f32 with a running maximum (online rescaling), accumulation in f32. On a device
+/// of precision f16 the products' operands are rounded to f16 as tensor-core flash attention
+/// rounds them: q, k, v, and the weights exp(s − m) before they multiply v. A query row
 /// whose keys are all masked by `key_mask` (or with no keys at all) is written as zeros. A bias of
 /// −inf also excludes a key on IEEE-conforming devices; a bias of −FLT_MAX on every key gives the
 /// plain mean of the values, as in PyTorch.
@@ -261,6 +263,8 @@ pub fn attention(args: &AttentionArgs) -> Result<Tensor> {
         ("HAS_K2", k2.is_some().to_string()),
         ("HAS_BIAS", bias.is_some().to_string()),
         ("HAS_MASK", key_mask.is_some().to_string()),
+        // Precision f16: q, k, v and the weights rounded as the products take them.
+        ("ROUND_F16", gpu.precision().rounds_to_f16().to_string()),
     ];
     constants.push(if caps.cpu_kernels {
         ("QB", format!("{qb}u"))

@@ -190,7 +190,8 @@ pub(crate) fn part_flags(i: usize, parts: usize) -> u32 {
 
 /// `act(conv(x, w) + bias)` for x `[B, Cin, H, W]` (any float storage), w `[Cout, Cin, kh, kw]`
 /// (f32, f16 or bf16) and bias `[Cout]`; the output is `[B, Cout, Ho, Wo]` f32 with
-/// `Ho = (H + 2·padding − kh) / stride + 1` (likewise Wo). Accumulates in f32.
+/// `Ho = (H + 2·padding − kh) / stride + 1` (likewise Wo). Accumulates in f32; on a device of
+/// precision f16 x and w are rounded to f16 as the products read them (the bias is not).
 ///
 /// Records a gradient node for x, w and bias; with an activation, the convolution and the
 /// activation are recorded as two ops (the activation's derivative needs the pre-activation).
@@ -299,6 +300,7 @@ fn forward(
             .u32(part_flags(i, parts.len()));
         let launch = if cpu {
             Launch::new(&CONV2D_DIRECT)
+                .constant("ROUND_F16", gpu.precision().rounds_to_f16())
                 .constant("MB", format!("{mb}u"))
                 .constant("NB", format!("{nb}u"))
                 .profile_as(&["MB", "NB"])

@@ -97,7 +97,8 @@ impl ConvKernels {
                 Gemm::Forward => &CONV2D_TILED,
                 Gemm::GradInput => &CONV2D_GRAD_INPUT_TILED,
                 Gemm::GradWeight => &CONV2D_GRAD_WEIGHT_TILED,
-            }),
+            })
+            .constant("ROUND_F16", round_f16),
             ConvKernels::Coop(kernels, sg) => {
                 let l = Launch::new(coop_kernel(kernels, gemm))
                     .constant("SG", format!("{sg}u"))

@@ -1,50 +1,53 @@
 //! Fused attention against a materialised f64 softmax(scale·q·kᵀ + bias)·v, on both kernel
 //! variants, with sizes that divide neither the query tiles (64 or 128 rows) nor the key tiles.
+//! The reference also serves precision f16 (precision_f16.rs), rounding what the kernels round.
 
 use half::f16;
 use iterinv_engine::ops::attention::{attention, AttentionArgs};
 use iterinv_engine::ops::attention_blocked::{attention_by_query_blocks, queries_per_block};
 use iterinv_engine::{Gpu, Tensor};
 
-use crate::common::{assert_close, gpu, gpu_variant, Rng};
+use crate::common::{
+    assert_close, exp_err, f64s, gpu, gpu_variant, score_err, Operands, Rng, Weighted, U,
+};
 
 /// Host copies of the operands, f32 values exactly as uploaded (f16 ones already rounded).
 #[derive(Clone)]
-struct Data {
-    dims: [usize; 4], // B, Lq, H, D
-    lk1: usize,
-    lk2: usize,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    k2: Vec<f32>,
-    v2: Vec<f32>,
-    bias: Option<(usize, Vec<f32>)>, // (Bb, [Bb, H, Lq, Lk])
-    mask: Option<Vec<f32>>,
-    scale: f32,
+pub(crate) struct Data {
+    pub dims: [usize; 4], // B, Lq, H, D
+    pub lk1: usize,
+    pub lk2: usize,
+    pub q: Vec<f32>,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    pub k2: Vec<f32>,
+    pub v2: Vec<f32>,
+    pub bias: Option<(usize, Vec<f32>)>, // (Bb, [Bb, H, Lq, Lk])
+    pub mask: Option<Vec<f32>>,
+    pub scale: f32,
 }
 
 #[derive(Clone, Copy, Default)]
-struct Case {
-    b: usize,
-    lq: usize,
-    h: usize,
-    d: usize,
-    lk1: usize,
-    lk2: usize,
+pub(crate) struct Case {
+    pub b: usize,
+    pub lq: usize,
+    pub h: usize,
+    pub d: usize,
+    pub lk1: usize,
+    pub lk2: usize,
     /// Some(Bb) adds a bias of batch Bb.
-    bias: Option<usize>,
+    pub bias: Option<usize>,
     /// Mask ~30% of the keys, and every key of the last batch entry.
-    mask: bool,
+    pub mask: bool,
     /// Store k, v (and k2, v2) as f16.
-    kv_f16: bool,
+    pub kv_f16: bool,
 }
 
 fn round_f16(x: Vec<f32>) -> Vec<f32> {
     x.into_iter().map(|v| f16::from_f32(v).to_f32()).collect()
 }
 
-fn data(c: Case, rng: &mut Rng) -> Data {
+pub(crate) fn data(c: Case, rng: &mut Rng) -> Data {
     let lk = c.lk1 + c.lk2;
     let kv = |rng: &mut Rng, l: usize| {
         let x = rng.vec(c.b * l * c.h * c.d, -1.0, 1.0);
@@ -84,55 +87,72 @@ fn data(c: Case, rng: &mut Rng) -> Data {
 
 /// Materialised attention in f64 for the query rows `rows` (all when None): [B, rows, H, D].
 fn reference(x: &Data, rows: Option<&[usize]>) -> Vec<f64> {
+    reference_ops(x, rows, Operands::Exact).0
+}
+
+/// [`reference`] with every product's operands taken as `ops` takes them (the weights exp(s − m)
+/// as P·V's), and per output the bound on the kernels' error (`Weighted`). Rounded weights are
+/// the kernels' only if their running maximum is m from the first key on: the first attended
+/// key must score highest. No weight may be below 2⁻¹⁰ (f16 subnormals are not tested).
+pub(crate) fn reference_ops(
+    x: &Data,
+    rows: Option<&[usize]>,
+    ops: Operands,
+) -> (Vec<f64>, Vec<f64>) {
     let [b, lq, h, d] = x.dims;
     let lk = x.lk1 + x.lk2;
     let all: Vec<usize> = (0..lq).collect();
     let rows = rows.unwrap_or(&all);
-    let key = |bi: usize, j: usize, hi: usize| -> (&[f32], &[f32]) {
+    let row = |t: &[f32], o: usize| ops.inputs(&f64s(&t[o..o + d]));
+    let key = |bi: usize, j: usize, hi: usize| -> (Vec<f64>, Vec<f64>) {
         let (kk, vv, l, jj) = if j < x.lk1 {
             (&x.k, &x.v, x.lk1, j)
         } else {
             (&x.k2, &x.v2, x.lk2, j - x.lk1)
         };
         let o = ((bi * l + jj) * h + hi) * d;
-        (&kk[o..o + d], &vv[o..o + d])
+        (row(kk, o), row(vv, o))
     };
-    let mut out = Vec::new();
+    let (mut out, mut bound, sc) = (Vec::new(), Vec::new(), x.scale as f64);
     for bi in 0..b {
         for &i in rows {
             for hi in 0..h {
-                let qo = ((bi * lq + i) * h + hi) * d;
-                let q = &x.q[qo..qo + d];
+                let q = row(&x.q, ((bi * lq + i) * h + hi) * d);
                 let mut scores = Vec::new();
                 for j in 0..lk {
                     if x.mask.as_ref().is_some_and(|m| m[bi * lk + j] == 0.0) {
                         continue;
                     }
                     let (kr, _) = key(bi, j, hi);
-                    let dot: f64 = q.iter().zip(kr).map(|(&a, &c)| a as f64 * c as f64).sum();
-                    let mut s = x.scale as f64 * dot;
-                    if let Some((bb, bias)) = &x.bias {
+                    let dot: f64 = q.iter().zip(&kr).map(|(a, c)| a * c).sum();
+                    let mag: f64 = q.iter().zip(&kr).map(|(a, c)| (a * c).abs()).sum();
+                    let bias = x.bias.as_ref().map_or(0.0, |(bb, bias)| {
                         let bo = if *bb == 1 { 0 } else { bi };
-                        s += bias[((bo * h + hi) * lq + i) * lk + j] as f64;
-                    }
-                    scores.push((j, s));
+                        bias[((bo * h + hi) * lq + i) * lk + j] as f64
+                    });
+                    scores.push((j, sc * dot + bias, score_err(d, sc * mag, bias)));
                 }
-                let m = scores.iter().fold(f64::NEG_INFINITY, |a, &(_, s)| a.max(s));
-                let mut acc = vec![0.0f64; d];
-                let mut l = 0.0;
-                for &(j, s) in &scores {
-                    let p = (s - m).exp();
-                    l += p;
-                    for (a, &v) in acc.iter_mut().zip(key(bi, j, hi).1) {
-                        *a += p * v as f64;
-                    }
+                let m = scores.iter().map(|f| f.1).fold(f64::NEG_INFINITY, f64::max);
+                let em = scores.first().map_or(0.0, |f| f.2);
+                assert!(ops == Operands::Exact || scores.first().is_none_or(|f| f.1 == m));
+                let (mut acc, mut l, mut el) = (Weighted::new(d), 0.0, 0.0);
+                for &(j, s, e) in &scores {
+                    let w = (s - m).exp();
+                    assert!(ops == Operands::Exact || w >= 1.0 / 1024.0, "weight {w}");
+                    let ew = exp_err(w, s - m, e + em);
+                    (l, el) = (l + w, el + ew);
+                    acc.add(ops, w, ew, &key(bi, j, hi).1);
                 }
-                // No unmasked key: the row is defined as zeros.
-                out.extend(acc.iter().map(|a| if l > 0.0 { a / l } else { 0.0 }));
+                // No unmasked key: the row is defined as zeros. 1/l errs by l's sum (its terms'
+                // errors; an addition per term, a rescaling per 4) and the division.
+                let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+                let (o, e) = acc.finish(inv, el * inv + 3.0 * (scores.len() as f64 + 2.0) * U);
+                out.extend(o);
+                bound.extend(e);
             }
         }
     }
-    out
+    (out, bound)
 }
 
 fn upload(g: &Gpu, shape: &[usize], x: &[f32], as_f16: bool) -> Tensor {
@@ -144,7 +164,7 @@ fn upload(g: &Gpu, shape: &[usize], x: &[f32], as_f16: bool) -> Tensor {
     }
 }
 
-fn run(g: &Gpu, x: &Data, kv_f16: bool) -> Tensor {
+pub(crate) fn run(g: &Gpu, x: &Data, kv_f16: bool) -> Tensor {
     let [b, lq, h, d] = x.dims;
     let lk = x.lk1 + x.lk2;
     let q = upload(g, &[b, lq, h, d], &x.q, false);

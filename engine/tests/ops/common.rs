@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
+use iterinv_engine::{Activation, Cooperative, Gpu, GpuOptions, Tensor};
 
 /// The device shared by the op tests, in poison mode.
 /// A scalar f64 reference function of one and of two arguments.
@@ -20,7 +20,8 @@ pub fn gpu() -> &'static Gpu {
     })
 }
 
-/// A device in poison mode with the kernel variants for CPUs or for GPUs forced.
+/// A device in poison mode with the portable kernel variants for CPUs or for GPUs forced (never
+/// the cooperative-matrix kernels, whatever ITERINV_COOP says).
 pub fn gpu_variant(cpu_kernels: bool) -> &'static Gpu {
     static CPU: OnceLock<Gpu> = OnceLock::new();
     static GPU: OnceLock<Gpu> = OnceLock::new();
@@ -29,6 +30,7 @@ pub fn gpu_variant(cpu_kernels: bool) -> &'static Gpu {
         Gpu::with_options(GpuOptions {
             poison: true,
             cpu_kernels: Some(cpu_kernels),
+            cooperative: Some(Cooperative::Off),
             ..Default::default()
         })
         .unwrap()
@@ -300,4 +302,114 @@ pub fn broadcast_ref(
             f(a[idx(sa, &coord)], b[idx(sb, &coord)])
         })
         .collect()
+}
+
+/// f32's unit roundoff, 2⁻²⁴.
+pub const U: f64 = 1.0 / 16_777_216.0;
+
+/// How the kernels take the operands of a product, for the references: as stored (precision
+/// f32) or rounded to f16 (precision f16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operands {
+    Exact,
+    F16,
+}
+
+impl Operands {
+    /// Operands read from memory (f32 values, here widened), as the kernels' products see them.
+    pub fn inputs(self, x: &[f64]) -> Vec<f64> {
+        match self {
+            Operands::Exact => x.to_vec(),
+            Operands::F16 => x
+                .iter()
+                .map(|&v| half::f16::from_f32(v as f32).to_f64())
+                .collect(),
+        }
+    }
+
+    /// A weight the kernels compute in f32 within `err` of `x` (a softmax's P, dS) and take as a
+    /// product's operand: its reference value, and how far the kernels' operand may be from it.
+    /// Unrounded, that is `err`. Rounded to f16, the kernels' operand is the rounding of a value in
+    /// [x − err, x + err], which rounding (monotone) maps into [R(x − err), R(x + err)]: it equals
+    /// R(x) unless that interval holds an f16 rounding boundary, and is then one f16 step away.
+    pub fn weight(self, x: f64, err: f64) -> (f64, f64) {
+        match self {
+            Operands::Exact => (x, err),
+            Operands::F16 => {
+                let c = round16(x);
+                (c, (round16(x + err) - c).max(c - round16(x - err)))
+            }
+        }
+    }
+}
+
+/// `x` rounded to the nearest f16 (ties to even; no overflow handling), computed exactly in f64 by
+/// scaling with powers of two: what `round_to_half` gives for an f32 `x`. (`half`'s `from_f64`
+/// drops low bits before rounding, so it can misround values within 2⁻³² of a tie.)
+pub fn round16(x: f64) -> f64 {
+    let e = (((x.to_bits() >> 52) & 0x7ff) as i32 - 1023).max(-14);
+    let step = 2f64.powi(e - 10);
+    (x / step).round_ties_even() * step
+}
+
+/// Bound on the f32 error of a score scale·q·k + bias that a kernel forms from D products whose
+/// magnitudes (scale included) sum to `mag`: the scale folded into q (one rounding per product),
+/// D − 1 additions and the bias's addition, (D + 2)·u·(mag + |bias|) to first order.
+pub fn score_err(d: usize, mag: f64, bias: f64) -> f64 {
+    1.01 * (d as f64 + 2.0) * U * (mag + bias.abs())
+}
+
+/// Bound on the f32 error of w = exp(x) for a kernel's argument x = s − m off by at most `ex`
+/// (the scores' errors): that error and the subtraction's rounding (u·|x|) move w by ≤ 1.01× as
+/// much relative, and WGSL's exp is accurate to 3 + 2|x| ULP (an ULP ≤ 2⁻²³·w).
+pub fn exp_err(w: f64, x: f64, ex: f64) -> f64 {
+    w * (1.01 * (ex + U * x.abs()) + (3.0 + 2.0 * x.abs()) * 2.0 * U)
+}
+
+/// A product Σ_j w_j·row_j (rows of already rounded operands) whose weights a kernel computes
+/// in f32 (attention's P, dS), in f64 with the bound on the kernel's error.
+pub struct Weighted {
+    sum: Vec<f64>,
+    abs: Vec<f64>,
+    slack: Vec<f64>,
+    n: usize,
+}
+
+impl Weighted {
+    pub fn new(d: usize) -> Weighted {
+        Weighted {
+            sum: vec![0.0; d],
+            abs: vec![0.0; d],
+            slack: vec![0.0; d],
+            n: 0,
+        }
+    }
+
+    /// Add the term of weight `w`, which the kernel holds within `err` (see [`Operands::weight`]).
+    pub fn add(&mut self, ops: Operands, w: f64, err: f64, row: &[f64]) {
+        let (w, slack) = ops.weight(w, err);
+        for (t, &r) in row.iter().enumerate() {
+            self.sum[t] += w * r;
+            self.abs[t] += (w * r).abs();
+            self.slack[t] += slack * r.abs();
+        }
+        self.n += 1;
+    }
+
+    /// The sums times `norm`, which the kernel applies in f32 within a relative `norm_err`, and per
+    /// element the bound on the kernel's error: 3·n·u of the terms' magnitudes (a rounding per
+    /// product and per addition, and the online softmax's rescaling by exp(0), which WGSL lets be
+    /// 3 ULP off 1, once per 4 terms), the weights' slack, and the normalisation's error.
+    pub fn finish(&self, norm: f64, norm_err: f64) -> (Vec<f64>, Vec<f64>) {
+        let n = self.n as f64;
+        self.sum
+            .iter()
+            .zip(&self.abs)
+            .zip(&self.slack)
+            .map(|((s, a), sl)| {
+                let v = s * norm;
+                (v, norm.abs() * (3.0 * n * U * a + sl) + norm_err * v.abs())
+            })
+            .unzip()
+    }
 }

@@ -4,12 +4,12 @@
 //! lavapipe has no cooperative matrices: here their kernels' bodies run on emulated matrices
 //! (`Cooperative::Emulated`) at f32 precision, so the f32 tolerances of conv.rs and grad_conv.rs
 //! apply unchanged, and the operand hooks, tiling, K splitting and epilogue of the cooperative
-//! path are checked on every shape those files check. On a GPU that offers cooperative matrices
-//! (tools/gpu-check runs the tests named `coop` with `ITERINV_COOP=on`) the f16 hardware kernels
-//! run the same shapes against references on f16-rounded operands.
+//! path are checked on every shape those files check. At f16, and on the hardware's cooperative
+//! matrices where the adapter offers them, precision_f16.rs checks the convolutions against
+//! references on f16-rounded operands (tools/gpu-check runs it and the tests named `coop` with
+//! `ITERINV_COOP=on`, where absent hardware is an error).
 
 use iterinv_engine::ops::conv::conv2d;
-use iterinv_engine::precision::CoopKernels;
 use iterinv_engine::{Activation, Cooperative, DType, Gpu, GpuOptions, Precision};
 
 use crate::common::{check_vjp_on, GradInput, Rng};
@@ -129,36 +129,5 @@ fn emulated_cooperative_conv_splits_long_reductions() {
             coop_dispatches(&g) - before >= 4,
             "the reductions were not split"
         );
-    }
-}
-
-#[test]
-fn hardware_cooperative_conv_runs_where_offered() {
-    // Follows ITERINV_COOP (the GPU check sets `on`: absent hardware is then an error). The f16
-    // hardware kernels against references on f16-rounded operands: see precision_f16.rs for the
-    // tolerances, which the emulated kernels meet on lavapipe.
-    let g = Gpu::with_options(GpuOptions {
-        poison: true,
-        precision: Some(Precision::F16),
-        ..Default::default()
-    })
-    .unwrap();
-    match g.coop() {
-        Some((kernels, _)) => {
-            assert_ne!(kernels, CoopKernels::Emulated);
-            let mut rng = Rng::new(403);
-            let c = case(2, 5, 7, (9, 11), (3, 3), 1, 1);
-            crate::conv::check(
-                &g,
-                &mut rng,
-                c,
-                DType::F32,
-                DType::F32,
-                true,
-                Activation::None,
-                "hardware cooperative",
-            );
-        }
-        None => assert!(g.caps().coop.f16.is_none()),
     }
 }

@@ -1,31 +1,34 @@
 //! Backward rules of softmax and fused attention against finite differences of f64 references, on
 //! both kernel variants; the long-range splitting of CPU adapters; pruning of unneeded kernels.
+//! The sampled f64 gradients also serve precision f16 (precision_f16.rs).
 
 use half::f16;
 use iterinv_engine::grad::grad;
 use iterinv_engine::ops::attention::{attention, AttentionArgs};
 use iterinv_engine::{Gpu, GpuOptions, Tensor};
 
-use crate::common::{check_vjp_on, gpu_variant, GradInput, Rng};
+use crate::common::{
+    check_vjp_on, exp_err, gpu_variant, score_err, GradInput, Operands, Rng, Weighted, U,
+};
 
 /// Sizes and the constant operands (bias, mask) of one attention case.
 #[derive(Clone)]
-struct Case {
-    b: usize,
-    lq: usize,
-    h: usize,
-    d: usize,
-    lk1: usize,
-    lk2: usize,
+pub(crate) struct Case {
+    pub b: usize,
+    pub lq: usize,
+    pub h: usize,
+    pub d: usize,
+    pub lk1: usize,
+    pub lk2: usize,
     /// (Bb, [Bb, H, Lq, Lk]).
-    bias: Option<(usize, Vec<f32>)>,
+    pub bias: Option<(usize, Vec<f32>)>,
     /// [B, Lk], 0 masks a key.
-    mask: Option<Vec<f32>>,
-    scale: f32,
+    pub mask: Option<Vec<f32>>,
+    pub scale: f32,
 }
 
 impl Case {
-    fn new(b: usize, lq: usize, h: usize, d: usize, lk1: usize, lk2: usize) -> Case {
+    pub(crate) fn new(b: usize, lq: usize, h: usize, d: usize, lk1: usize, lk2: usize) -> Case {
         Case {
             b,
             lq,
@@ -43,13 +46,13 @@ impl Case {
     fn lk(&self) -> usize {
         self.lk1 + self.lk2
     }
-    fn with_bias(mut self, bb: usize, rng: &mut Rng) -> Case {
+    pub(crate) fn with_bias(mut self, bb: usize, rng: &mut Rng) -> Case {
         let n = bb * self.h * self.lq * self.lk();
         self.bias = Some((bb, rng.vec(n, -2.0, 2.0)));
         self
     }
     /// ~30% of the keys masked; with `full`, every key of the last batch entry (fully masked rows).
-    fn with_mask(mut self, full: bool, rng: &mut Rng) -> Case {
+    pub(crate) fn with_mask(mut self, full: bool, rng: &mut Rng) -> Case {
         let lk = self.lk();
         let mut m: Vec<f32> = (0..self.b * lk)
             .map(|_| if rng.uniform() < 0.3 { 0.0 } else { 1.0 })
@@ -60,7 +63,7 @@ impl Case {
         self.mask = Some(m);
         self
     }
-    fn shapes(&self) -> Vec<Vec<usize>> {
+    pub(crate) fn shapes(&self) -> Vec<Vec<usize>> {
         let (b, h, d) = (self.b, self.h, self.d);
         let mut s = vec![
             vec![b, self.lq, h, d],
@@ -121,7 +124,7 @@ fn reference(c: &Case, x: &[Vec<f64>]) -> Vec<f64> {
 }
 
 /// The op on uploaded q, k, v (k2, v2) with the case's bias and mask.
-fn run(c: &Case, t: &[Tensor]) -> Tensor {
+pub(crate) fn run(c: &Case, t: &[Tensor]) -> Tensor {
     let g = t[0].gpu();
     let bias = c
         .bias
@@ -229,73 +232,111 @@ fn subsets_of_the_gradients() {
     check("v, v2", &c, &[false, false, true, false, true], 533);
 }
 
+/// One sampled row of a gradient: its index, f64 values and per element the bound on the kernels'
+/// error (`Weighted`).
+pub(crate) struct GradRow {
+    pub row: usize,
+    pub value: Vec<f64>,
+    pub bound: Vec<f64>,
+}
+
 /// f64 gradients of Σ dO·attention(q, k, v) for one (batch, head) at sampled query rows (dQ) and
-/// key rows (dK, dV): [(row, gradient row)] for each of dq, dk, dv.
-#[allow(clippy::type_complexity)]
-fn sampled_grads(
+/// key rows (dK, dV), each product's operands taken as `ops` takes them with the weights as the
+/// kernels form them: dQ's dS from the unnormalised exp(s − m) (so the first attended key must
+/// score highest, see attention.rs), dK's dS and dV's P from the final statistics. Δ = dO·O is
+/// read off the forward's output `o` when given, as the kernels read it; x = [q, k, v].
+pub(crate) fn sampled_grads(
     c: &Case,
     x: &[Vec<f64>],
     go: &[f64],
     rows: &[usize],
-) -> [Vec<(usize, Vec<f64>)>; 3] {
+    ops: Operands,
+    o: Option<&[f64]>,
+) -> [Vec<GradRow>; 3] {
     assert_eq!((c.b, c.h, c.lk2), (1, 1, 0));
-    let (lq, lk, d) = (c.lq, c.lk1, c.d);
-    let (q, k, v) = (&x[0], &x[1], &x[2]);
+    let (lq, lk, d, sc) = (c.lq, c.lk1, c.d, c.scale as f64);
+    let [q, k, v, g] = [&x[0][..], &x[1][..], &x[2][..], go].map(|t| ops.inputs(t));
     let row = |t: &[f64], i: usize| t[i * d..(i + 1) * d].to_vec();
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mag = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x * y).abs()).sum::<f64>();
     let on = |j: usize| c.mask.as_ref().is_none_or(|m| m[j] != 0.0);
-    // p (masked keys 0) and Δ_i = dO_i·O_i for every query row.
-    let mut p = vec![0.0; lq * lk];
-    let mut delta = vec![0.0; lq];
+    // Per (i, j) the weight exp(s − m) and its error (0 for masked keys); per row l and its
+    // relative error (as attention.rs), Δ_i = dO_i·O_i and its error (D products and additions).
+    let mut w = vec![(0.0, 0.0); lq * lk];
+    let mut l = vec![(0.0, 0.0); lq];
+    let mut delta = vec![(0.0, 0.0); lq];
     for i in 0..lq {
-        let qi = row(q, i);
-        let s: Vec<f64> = (0..lk)
-            .map(|j| {
+        let qi = row(&q, i);
+        let keys: Vec<usize> = (0..lk).filter(|&j| on(j)).collect();
+        let s: Vec<(f64, f64)> = keys
+            .iter()
+            .map(|&j| {
                 let b = c.bias.as_ref().map_or(0.0, |(_, b)| b[i * lk + j] as f64);
-                c.scale as f64 * dot(&qi, &k[j * d..(j + 1) * d]) + b
+                let kj = row(&k, j);
+                (sc * dot(&qi, &kj) + b, score_err(d, sc * mag(&qi, &kj), b))
             })
             .collect();
-        let m = (0..lk)
-            .filter(|&j| on(j))
-            .fold(f64::NEG_INFINITY, |a, j| a.max(s[j]));
-        let l: f64 = (0..lk).filter(|&j| on(j)).map(|j| (s[j] - m).exp()).sum();
-        let mut o = vec![0.0; d];
-        for j in (0..lk).filter(|&j| on(j)) {
-            p[i * lk + j] = (s[j] - m).exp() / l;
-            for (oo, vv) in o.iter_mut().zip(&v[j * d..(j + 1) * d]) {
-                *oo += p[i * lk + j] * vv;
-            }
+        let m = s.iter().map(|f| f.0).fold(f64::NEG_INFINITY, f64::max);
+        assert!(ops == Operands::Exact || s.first().is_none_or(|f| f.0 == m));
+        let em = s.first().map_or(0.0, |f| f.1);
+        let mut oi = Weighted::new(d);
+        for (&j, &(sj, e)) in keys.iter().zip(&s) {
+            let wij = (sj - m).exp();
+            w[i * lk + j] = (wij, exp_err(wij, sj - m, e + em));
+            l[i] = (l[i].0 + wij, l[i].1 + w[i * lk + j].1);
+            oi.add(ops, wij, w[i * lk + j].1, &row(&v, j));
         }
-        delta[i] = dot(&go[i * d..(i + 1) * d], &o);
+        let inv = if l[i].0 > 0.0 { 1.0 / l[i].0 } else { 0.0 };
+        l[i].1 = l[i].1 * inv + 3.0 * (keys.len() as f64 + 2.0) * U;
+        let oi = o.map_or_else(|| oi.finish(inv, 0.0).0, |o| row(o, i));
+        let gi = row(go, i);
+        delta[i] = (dot(&gi, &oi), 2.02 * d as f64 * U * mag(&gi, &oi));
     }
-    let ds = |i: usize, j: usize| {
-        p[i * lk + j] * (dot(&go[i * d..(i + 1) * d], &v[j * d..(j + 1) * d]) - delta[i])
+    // dS = weight·(dO_i·v_j − Δ_i) in f32 from a weight (value, error).
+    let ds = |i: usize, j: usize, (wt, ew): (f64, f64)| {
+        let (gi, vj) = (row(&g, i), row(&v, j));
+        let (dp, edp) = (dot(&gi, &vj), 1.01 * d as f64 * U * mag(&gi, &vj));
+        let x = wt * (dp - delta[i].0);
+        (
+            x,
+            ew * (dp - delta[i].0).abs() + wt * (edp + delta[i].1) + 2.0 * U * x.abs(),
+        )
     };
-    let sc = c.scale as f64;
-    let mut dq = Vec::new();
-    let mut dk = Vec::new();
-    let mut dv = Vec::new();
+    let [mut dq, mut dk, mut dv] = [vec![], vec![], vec![]];
     for &r in rows {
         let i = r % lq;
-        let mut gq = vec![0.0; d];
-        for j in 0..lk {
-            let w = sc * ds(i, j);
-            for (a, kk) in gq.iter_mut().zip(&k[j * d..(j + 1) * d]) {
-                *a += w * kk;
-            }
+        let mut aq = Weighted::new(d);
+        for j in (0..lk).filter(|&j| on(j)) {
+            let (x, e) = ds(i, j, w[i * lk + j]);
+            aq.add(ops, x, e, &row(&k, j));
         }
-        dq.push((i, gq));
+        let inv = if l[i].0 > 0.0 { 1.0 / l[i].0 } else { 0.0 };
+        let (value, bound) = aq.finish(sc * inv, l[i].1 + 3.0 * U);
+        dq.push(GradRow {
+            row: i,
+            value,
+            bound,
+        });
         let j = r % lk;
-        let (mut gk, mut gv) = (vec![0.0; d], vec![0.0; d]);
-        for i in 0..lq {
-            let w = sc * ds(i, j);
-            for t in 0..d {
-                gk[t] += w * q[i * d + t];
-                gv[t] += p[i * lk + j] * go[i * d + t];
-            }
+        let (mut ak, mut av) = (Weighted::new(d), Weighted::new(d));
+        for i in (0..lq).filter(|&i| on(j) && l[i].0 > 0.0) {
+            let (wt, ew) = w[i * lk + j];
+            let p = (wt / l[i].0, (ew + wt * (l[i].1 + 3.0 * U)) / l[i].0);
+            let (x, e) = ds(i, j, p);
+            ak.add(ops, x, e, &row(&q, i));
+            av.add(ops, p.0, p.1, &row(&g, i));
         }
-        dk.push((j, gk));
-        dv.push((j, gv));
+        let ((value, bound), (v2, b2)) = (ak.finish(sc, U), av.finish(1.0, 0.0));
+        dk.push(GradRow {
+            row: j,
+            value,
+            bound,
+        });
+        dv.push(GradRow {
+            row: j,
+            value: v2,
+            bound: b2,
+        });
     }
     [dq, dk, dv]
 }
@@ -322,7 +363,7 @@ fn long_ranges_split_over_dispatches() {
         .collect();
     let go64: Vec<f64> = go.iter().map(|&a| a as f64).collect();
     let rows: Vec<usize> = (0..24).map(|r| r * 997 % n).collect();
-    let expected = sampled_grads(&c, &x, &go64, &rows);
+    let expected = sampled_grads(&c, &x, &go64, &rows, Operands::Exact, None);
     for cpu in [true, false] {
         // A device of its own, so that the dispatch counts are this test's.
         let g = Gpu::with_options(GpuOptions {
@@ -353,12 +394,12 @@ fn long_ranges_split_over_dispatches() {
             let got = got.to_vec().unwrap();
             let scale = want
                 .iter()
-                .flat_map(|(_, r)| r.iter())
+                .flat_map(|r| r.value.iter())
                 .fold(0.0f64, |m, v| m.max(v.abs()));
             // As RTOL above, but sums of 1500 terms: their f32 rounding grows like √1500·6e-8
             // ≈ 2e-6 relative for round-to-nearest errors.
-            for (r, want_row) in want {
-                for (t, w) in want_row.iter().enumerate() {
+            for GradRow { row: r, value, .. } in want {
+                for (t, w) in value.iter().enumerate() {
                     let gv = got[r * 64 + t] as f64;
                     assert!(
                         (gv - w).abs() <= 5e-5 * scale,

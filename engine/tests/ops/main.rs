@@ -19,6 +19,7 @@ mod matmul;
 mod matmul_coop;
 mod norm;
 mod optim;
+mod precision_f16;
 mod reduce;
 mod resample;
 mod shape;

@@ -20,6 +20,12 @@
 //! per stage. Tiled (workgroup memory, GPUs) and direct (register-blocked, CPU adapters) variants
 //! as in the forward; all of them carry their sums between dispatches, for CPU adapters' long
 //! ranges.
+//!
+//! `ROUND_F16` (precision f16) rounds the operands of every product to f16, as tensor-core flash
+//! attention does, products accumulating in f32: q, k, v and dO as they are read; in the forward
+//! the weights exp(s − m) (m the running maximum) before they multiply v; in the backward dS
+//! before dS·K and dSᵀ·Q and the recomputed P before Pᵀ·dO. The scores, the softmax's maximum
+//! and sum, the rescaling and Δ stay f32 (`attention_grad_prep` has no products to round).
 
 use crate::{Input, InputClass::Float, Kernel};
 
@@ -47,6 +53,7 @@ const TILED_CONSTANTS: &[(&str, &str)] = &[
     ("HAS_K2", "false"),
     ("HAS_BIAS", "false"),
     ("HAS_MASK", "false"),
+    ("ROUND_F16", "false"),
 ];
 
 /// `QB` query rows per invocation share each key and value load.
@@ -57,12 +64,14 @@ const DIRECT_CONSTANTS: &[(&str, &str)] = &[
     ("HAS_K2", "false"),
     ("HAS_BIAS", "false"),
     ("HAS_MASK", "false"),
+    ("ROUND_F16", "false"),
 ];
 
 pub static ATTENTION_TILED: Kernel = Kernel {
     name: "attention_tiled",
     body: concat!(
         include_str!("../wgsl/attention_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_one_pass.wgsl"),
         include_str!("../wgsl/attention_tiled.wgsl")
@@ -76,6 +85,7 @@ pub static ATTENTION_TILED_SPLIT: Kernel = Kernel {
     name: "attention_tiled_split",
     body: concat!(
         include_str!("../wgsl/attention_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_tiled.wgsl")
     ),
@@ -88,6 +98,7 @@ pub static ATTENTION_DIRECT: Kernel = Kernel {
     name: "attention_direct",
     body: concat!(
         include_str!("../wgsl/attention_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_one_pass.wgsl"),
         include_str!("../wgsl/attention_direct.wgsl")
@@ -101,6 +112,7 @@ pub static ATTENTION_DIRECT_SPLIT: Kernel = Kernel {
     name: "attention_direct_split",
     body: concat!(
         include_str!("../wgsl/attention_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_direct.wgsl")
     ),
@@ -145,6 +157,7 @@ const GRAD_Q_TILED_CONSTANTS: &[(&str, &str)] = &[
     ("HAS_DQ", "true"),
     ("HAS_BIAS", "false"),
     ("HAS_MASK", "false"),
+    ("ROUND_F16", "false"),
 ];
 
 /// `QB` query rows per invocation.
@@ -155,6 +168,7 @@ const GRAD_Q_DIRECT_CONSTANTS: &[(&str, &str)] = &[
     ("HAS_DQ", "true"),
     ("HAS_BIAS", "false"),
     ("HAS_MASK", "false"),
+    ("ROUND_F16", "false"),
 ];
 
 /// `TQ` queries per tile.
@@ -166,6 +180,7 @@ const GRAD_KV_TILED_CONSTANTS: &[(&str, &str)] = &[
     ("NEED_DV", "true"),
     ("HAS_BIAS", "false"),
     ("HAS_MASK", "false"),
+    ("ROUND_F16", "false"),
 ];
 
 /// `KB` key rows per invocation.
@@ -177,12 +192,14 @@ const GRAD_KV_DIRECT_CONSTANTS: &[(&str, &str)] = &[
     ("NEED_DV", "true"),
     ("HAS_BIAS", "false"),
     ("HAS_MASK", "false"),
+    ("ROUND_F16", "false"),
 ];
 
 pub static ATTENTION_GRAD_Q_TILED: Kernel = Kernel {
     name: "attention_grad_q_tiled",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_q.wgsl"),
         include_str!("../wgsl/attention_grad_q_tiled.wgsl")
@@ -196,6 +213,7 @@ pub static ATTENTION_GRAD_Q_DIRECT: Kernel = Kernel {
     name: "attention_grad_q_direct",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_q.wgsl"),
         include_str!("../wgsl/attention_grad_q_direct.wgsl")
@@ -210,6 +228,7 @@ pub static ATTENTION_GRAD_LSE_TILED: Kernel = Kernel {
     name: "attention_grad_lse_tiled",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_lse.wgsl"),
         include_str!("../wgsl/attention_grad_q.wgsl"),
@@ -224,6 +243,7 @@ pub static ATTENTION_GRAD_LSE_DIRECT: Kernel = Kernel {
     name: "attention_grad_lse_direct",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_lse.wgsl"),
         include_str!("../wgsl/attention_grad_q.wgsl"),
@@ -238,6 +258,7 @@ pub static ATTENTION_GRAD_KV_TILED: Kernel = Kernel {
     name: "attention_grad_kv_tiled",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_kv.wgsl"),
         include_str!("../wgsl/attention_grad_kv_tiled.wgsl")
@@ -251,6 +272,7 @@ pub static ATTENTION_GRAD_KV_DIRECT: Kernel = Kernel {
     name: "attention_grad_kv_direct",
     body: concat!(
         include_str!("../wgsl/attention_grad_common.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/attention_rows.wgsl"),
         include_str!("../wgsl/attention_grad_kv.wgsl"),
         include_str!("../wgsl/attention_grad_kv_direct.wgsl")

@@ -9,6 +9,10 @@
 //! conv_gemm_tiled.wgsl) and register blocking without barriers for CPU adapters (one shared
 //! block, conv_block.wgsl). Every kernel adds the part [kb, ke) of its reduction given in its
 //! params, so a launcher can split a reduction over dispatches.
+//!
+//! `ROUND_F16` (precision f16) rounds both GEMM operands of every kernel to f16 as they are loaded
+//! (x and w forward, g and w for dX, g and x for dW); products accumulate in f32 and the bias and
+//! activation epilogue stays f32.
 
 use crate::{Input, InputClass::Float, Kernel};
 
@@ -26,6 +30,7 @@ pub static CONV2D_TILED: Kernel = Kernel {
     name: "conv2d_tiled",
     body: concat!(
         include_str!("../wgsl/conv_params.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/conv_tiled.wgsl"),
         include_str!("../wgsl/conv_gemm_tiled.wgsl")
     ),
@@ -38,6 +43,7 @@ pub static CONV2D_TILED: Kernel = Kernel {
         ("ACT", "0u"),
         ("HAS_BIAS", "false"),
         ("CHECK_BOUNDS", "true"),
+        ("ROUND_F16", "false"),
     ],
 };
 
@@ -48,6 +54,7 @@ pub static CONV2D_DIRECT: Kernel = Kernel {
     name: "conv2d_direct",
     body: concat!(
         include_str!("../wgsl/conv_params.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/conv_block.wgsl"),
         include_str!("../wgsl/conv_direct.wgsl")
     ),
@@ -61,6 +68,7 @@ pub static CONV2D_DIRECT: Kernel = Kernel {
         ("HAS_BIAS", "false"),
         ("MB", "8u"),
         ("NB", "16u"),
+        ("ROUND_F16", "false"),
     ],
 };
 
@@ -69,6 +77,7 @@ pub static CONV2D_GRAD_INPUT_TILED: Kernel = Kernel {
     name: "conv2d_grad_input_tiled",
     body: concat!(
         include_str!("../wgsl/conv_grad_params.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/conv_grad_input_tiled.wgsl"),
         include_str!("../wgsl/conv_gemm_tiled.wgsl")
     ),
@@ -81,6 +90,7 @@ pub static CONV2D_GRAD_INPUT_TILED: Kernel = Kernel {
         ("NKY", "3u"),
         ("NKX", "3u"),
         ("CHECK_BOUNDS", "true"),
+        ("ROUND_F16", "false"),
     ],
 };
 
@@ -89,6 +99,7 @@ pub static CONV2D_GRAD_INPUT_DIRECT: Kernel = Kernel {
     name: "conv2d_grad_input_direct",
     body: concat!(
         include_str!("../wgsl/conv_grad_params.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/conv_block.wgsl"),
         include_str!("../wgsl/conv_grad_input_direct.wgsl")
     ),
@@ -102,6 +113,7 @@ pub static CONV2D_GRAD_INPUT_DIRECT: Kernel = Kernel {
         ("NKX", "3u"),
         ("MB", "8u"),
         ("NB", "16u"),
+        ("ROUND_F16", "false"),
     ],
 };
 
@@ -110,6 +122,7 @@ pub static CONV2D_GRAD_WEIGHT_TILED: Kernel = Kernel {
     name: "conv2d_grad_weight_tiled",
     body: concat!(
         include_str!("../wgsl/conv_grad_params.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/conv_grad_weight_tiled.wgsl"),
         include_str!("../wgsl/conv_gemm_tiled.wgsl")
     ),
@@ -120,6 +133,7 @@ pub static CONV2D_GRAD_WEIGHT_TILED: Kernel = Kernel {
         ("KW", "3u"),
         ("STRIDE", "1u"),
         ("CHECK_BOUNDS", "true"),
+        ("ROUND_F16", "false"),
     ],
 };
 
@@ -129,6 +143,7 @@ pub static CONV2D_GRAD_WEIGHT_DIRECT: Kernel = Kernel {
     name: "conv2d_grad_weight_direct",
     body: concat!(
         include_str!("../wgsl/conv_grad_params.wgsl"),
+        include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/conv_block.wgsl"),
         include_str!("../wgsl/conv_grad_weight_direct.wgsl")
     ),
@@ -140,6 +155,7 @@ pub static CONV2D_GRAD_WEIGHT_DIRECT: Kernel = Kernel {
         ("STRIDE", "1u"),
         ("MB", "8u"),
         ("NB", "16u"),
+        ("ROUND_F16", "false"),
     ],
 };
 

@@ -11,6 +11,11 @@
 // l = 0 and is written as zeros. D is a constant, so the rows live in D4 = ⌈D/4⌉ vec4 registers
 // whose padding lanes (D not a multiple of 4) are zero and never stored.
 //
+// Precision f16 (ROUND_F16) rounds the operands of both products as tensor-core flash attention
+// does: q, k and v as they are read (`ld_in`), and the weights exp(s − m) (m the running maximum)
+// as they multiply v; the scores, the softmax's maximum and sum, the rescaling and the
+// accumulators stay f32.
+//
 // One dispatch covers the keys [j_begin, j_end). When the host splits the keys over several
 // dispatches (CPU adapters cap the loop iterations of one invocation), the state carries over:
 // the unnormalised accumulator in `out`, (m, l) in `ml`; `first` starts it, `last` normalises.
@@ -37,14 +42,16 @@ const IN_V: u32 = 2u;
 const IN_K2: u32 = 3u;
 const IN_V2: u32 = 4u;
 
-// `which` is always a constant at the call site, so the switch folds away after inlining.
+// `which` is always a constant at the call site, so the switch folds away after inlining. Every
+// input read here is an operand of a product (q and k of the scores, v of P·V): rounded to f16
+// under ROUND_F16 (q before the scale is applied in f32).
 fn ld_in(which: u32, i: u32) -> f32 {
     switch which {
-        case 0u: { return ld_q(i); }
-        case 1u: { return ld_k(i); }
-        case 2u: { return ld_v(i); }
-        case 3u: { return ld_k2(i); }
-        default: { return ld_v2(i); }
+        case 0u: { return operand(ld_q(i)); }
+        case 1u: { return operand(ld_k(i)); }
+        case 2u: { return operand(ld_v(i)); }
+        case 3u: { return operand(ld_k2(i)); }
+        default: { return operand(ld_v2(i)); }
     }
 }
 

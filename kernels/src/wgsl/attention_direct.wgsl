@@ -49,6 +49,8 @@ fn visit(kin: u32, vin: u32, seg0: u32, seg_len: u32, j0: u32, j1: u32, b: u32, 
             pw[r] = select(vec4<f32>(0.0), exp(sr - mn), ok);
             (*st).l[r] = (*st).l[r] * a[r] + (pw[r].x + pw[r].y + pw[r].z + pw[r].w);
             (*st).m[r] = mn;
+            // The sum took the f32 weights; P·V takes them as operands.
+            pw[r] = operand4(pw[r]);
         }
         for (var c = 0u; c < D4; c = c + 1u) {
             let v0 = ld4(vin, krow.x, c);

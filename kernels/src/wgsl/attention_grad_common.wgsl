@@ -36,13 +36,15 @@ const IN_K: u32 = 1u;
 const IN_V: u32 = 2u;
 const IN_G: u32 = 3u;
 
-// `which` is always a constant at the call site, so the switch folds away after inlining.
+// `which` is always a constant at the call site, so the switch folds away after inlining. Every
+// input read here is an operand of a product (q·k and dO·v, dS·k, dSᵀ·q, Pᵀ·dO): rounded to f16
+// under ROUND_F16 (q before the scale is applied in f32). The kernels round dS and P themselves.
 fn ld_in(which: u32, i: u32) -> f32 {
     switch which {
-        case 0u: { return ld_q(i); }
-        case 1u: { return ld_k(i); }
-        case 2u: { return ld_v(i); }
-        default: { return ld_g(i); }
+        case 0u: { return operand(ld_q(i)); }
+        case 1u: { return operand(ld_k(i)); }
+        case 2u: { return operand(ld_v(i)); }
+        default: { return operand(ld_g(i)); }
     }
 }
 

@@ -61,8 +61,10 @@ fn visit(b: u32, h: u32, st: ptr<function, Keys>) {
             let sr = s[r] + vec4<f32>(bias_at(b, h, ii.x, jg), bias_at(b, h, ii.y, jg),
                                       bias_at(b, h, ii.z, jg), bias_at(b, h, ii.w, jg));
             let ok = okq & vec4<bool>((*st).on[r]);
-            pw[r] = select(vec4<f32>(0.0), exp(sr - m) * inv, ok);
-            ds[r] = pw[r] * (dp[r] - delta);
+            let pf = select(vec4<f32>(0.0), exp(sr - m) * inv, ok);
+            // dS from the f32 P; both as the operands of dSᵀ·Q and Pᵀ·dO.
+            ds[r] = operand4(pf * (dp[r] - delta));
+            pw[r] = operand4(pf);
         }
         for (var c = 0u; c < D4; c = c + 1u) {
             if (NEED_DK) {

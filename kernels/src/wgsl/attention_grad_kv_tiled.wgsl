@@ -98,8 +98,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let inv = vec4<f32>(qinv[t], qinv[t + 1u], qinv[t + 2u], qinv[t + 3u]);
             let delta = vec4<f32>(qdelta[t], qdelta[t + 1u], qdelta[t + 2u], qdelta[t + 3u]);
             let ok = (inv > vec4<f32>(0.0)) & vec4<bool>(on);
-            let pw = select(vec4<f32>(0.0), exp(s - m) * inv, ok);
-            let ds = pw * (dp - delta);
+            let pf = select(vec4<f32>(0.0), exp(s - m) * inv, ok);
+            // dS from the f32 P; both as the operands of dSᵀ·Q and Pᵀ·dO.
+            let ds = operand4(pf * (dp - delta));
+            let pw = operand4(pf);
             for (var c = 0u; c < D4; c = c + 1u) {
                 if (NEED_DK) {
                     dk[c] = dk[c] + ds.x * qt[t * D4 + c] + ds.y * qt[(t + 1u) * D4 + c]

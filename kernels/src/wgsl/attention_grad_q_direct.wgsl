@@ -59,7 +59,8 @@ fn visit(b: u32, h: u32, st: ptr<function, Rows>) {
             let w = select(vec4<f32>(0.0), exp(sr - mn), ok);
             (*st).l[r] = (*st).l[r] * a[r] + (w.x + w.y + w.z + w.w);
             (*st).m[r] = mn;
-            ds[r] = w * (dp[r] - vec4<f32>((*st).delta[r]));
+            // dS (of the unnormalised weights, in f32) as the operand of dS·K.
+            ds[r] = operand4(w * (dp[r] - vec4<f32>((*st).delta[r])));
         }
         if (HAS_DQ) {
             for (var c = 0u; c < D4; c = c + 1u) {

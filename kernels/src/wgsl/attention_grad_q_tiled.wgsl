@@ -86,7 +86,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             l = l * a + (w.x + w.y + w.z + w.w);
             m = mn;
             if (HAS_DQ) {
-                let ds = w * (dp - vec4<f32>(delta));
+                // dS (of the unnormalised weights, in f32) as the operand of dS·K.
+                let ds = operand4(w * (dp - vec4<f32>(delta)));
                 for (var c = 0u; c < D4; c = c + 1u) {
                     acc[c] = acc[c] * a + ds.x * kt[t * D4 + c] + ds.y * kt[(t + 1u) * D4 + c]
                         + ds.z * kt[(t + 2u) * D4 + c] + ds.w * kt[(t + 3u) * D4 + c];

@@ -71,9 +71,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let w = select(vec4<f32>(0.0), exp(s - mn), ok);
             l = l * a + (w.x + w.y + w.z + w.w);
             m = mn;
+            // The sum took the f32 weights; P·V takes them as operands.
+            let pv = operand4(w);
             for (var c = 0u; c < D4; c = c + 1u) {
-                acc[c] = acc[c] * a + w.x * vt[t * D4 + c] + w.y * vt[(t + 1u) * D4 + c]
-                    + w.z * vt[(t + 2u) * D4 + c] + w.w * vt[(t + 3u) * D4 + c];
+                acc[c] = acc[c] * a + pv.x * vt[t * D4 + c] + pv.y * vt[(t + 1u) * D4 + c]
+                    + pv.z * vt[(t + 2u) * D4 + c] + pv.w * vt[(t + 3u) * D4 + c];
             }
         }
         workgroupBarrier();

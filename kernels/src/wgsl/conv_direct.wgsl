@@ -10,14 +10,16 @@ var<private> ctx_b: u32;
 var<private> ctx_oy: u32;
 var<private> ctx_ox0: u32;
 
+// Both GEMM operands, the weights here and the input in `ldx`, pass through `operand` (rounded to
+// f16 under ROUND_F16); the bias is added in f32 by the epilogue.
 fn ld_a(i: u32) -> f32 {
-    return ld_w(i);
+    return operand(ld_w(i));
 }
 
 // x[xr + ix] of the current input row, zero in the padding. A negative ix wraps to a large u32 and
 // fails the same test as too large ones; what the wrapped index loads is discarded.
 fn ldx(xr: u32, ix: i32) -> f32 {
-    return select(0.0, ld_x(xr + u32(ix)), u32(ix) < p.w);
+    return select(0.0, operand(ld_x(xr + u32(ix))), u32(ix) < p.w);
 }
 
 // Stride 1: load the window for tap 0 (minus its last column), then slide it one column per tap.

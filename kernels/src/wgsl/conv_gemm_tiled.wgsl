@@ -4,7 +4,9 @@
 // through workgroup memory. Both operands are gathered on the fly by the including kernel:
 // `a_at(m, k)`, `col_of(n) -> Col` (a column's coordinates, decoded once per invocation),
 // `b_at(col, k)` (zero in the padding) and `epilogue(m, n, v)`. CHECK_BOUNDS = false drops the
-// M/N/K checks when the launcher has verified that M, N and the K range divide the tiles.
+// M/N/K checks when the launcher has verified that M, N and the K range divide the tiles. Both
+// operands pass through `operand` as they are staged (rounded to f16 under ROUND_F16; the products
+// accumulate in f32 either way).
 const TM: u32 = 64u;
 const TN: u32 = 64u;
 const TK: u32 = 16u;
@@ -40,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let m = m0 + mm;
             var v = 0.0;
             if (!CHECK_BOUNDS || (m < p.gm && k < p.ke)) {
-                v = a_at(m, k);
+                v = operand(a_at(m, k));
             }
             a_tile[ka * 16u + mm / 4u][mm % 4u] = v;
         }
@@ -49,7 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let kg = k0 + kk;
             var v = 0.0;
             if (!CHECK_BOUNDS || (n_ok && kg < p.ke)) {
-                v = b_at(col, kg);
+                v = operand(b_at(col, kg));
             }
             b_tile[kk * 16u + nb / 4u][nb % 4u] = v;
         }

@@ -10,14 +10,16 @@ var<private> ctx_b: u32;
 var<private> ctx_iy: u32;
 var<private> ctx_xq0: u32;
 
+// Both GEMM operands, the weights here and g in `ldg`, pass through `operand` (rounded to f16
+// under ROUND_F16).
 fn ld_a(i: u32) -> f32 {
-    return ld_w(i);
+    return operand(ld_w(i));
 }
 
 // g[gr + ox] of the current output row, zero outside it (a negative ox wraps and fails the test;
 // what the wrapped index loads is discarded).
 fn ldg(gr: u32, ox: i32) -> f32 {
-    return select(0.0, ld_g(gr + u32(ox)), u32(ox) < p.wo);
+    return select(0.0, operand(ld_g(gr + u32(ox))), u32(ox) < p.wo);
 }
 
 // One row of g: the window of tap −1 (less its last column), then one slide per tap.

@@ -9,8 +9,14 @@ var<private> ctx_m0: u32;
 var<private> ctx_n0: u32;
 var<private> ctx_cmax: u32;
 
+// Both GEMM operands, g here and x in `ldx`, pass through `operand` (rounded to f16 under
+// ROUND_F16).
 fn ld_a(i: u32) -> f32 {
-    return ld_g(i);
+    return operand(ld_g(i));
+}
+
+fn ldx(i: u32) -> f32 {
+    return operand(ld_x(i));
 }
 
 fn store_column(ca: vec4<f32>, cb: vec4<f32>, j: u32) {
@@ -65,13 +71,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let ix = i32(ox * STRIDE) + dx;
         if (u32(iy) < p.h && u32(ix) < p.w) {
             let base = (b * p.cin + ci0) * plane + u32(iy) * p.w + u32(ix);
-            v0 = ld_x(base); v1 = ld_x(base + o1); v2 = ld_x(base + o2); v3 = ld_x(base + o3);
-            v4 = ld_x(base + o4); v5 = ld_x(base + o5); v6 = ld_x(base + o6);
-            v7 = ld_x(base + o7);
+            v0 = ldx(base); v1 = ldx(base + o1); v2 = ldx(base + o2); v3 = ldx(base + o3);
+            v4 = ldx(base + o4); v5 = ldx(base + o5); v6 = ldx(base + o6);
+            v7 = ldx(base + o7);
             if (NB == 16u) {
-                v8 = ld_x(base + o8); v9 = ld_x(base + o9); v10 = ld_x(base + o10);
-                v11 = ld_x(base + o11); v12 = ld_x(base + o12); v13 = ld_x(base + o13);
-                v14 = ld_x(base + o14); v15 = ld_x(base + o15);
+                v8 = ldx(base + o8); v9 = ldx(base + o9); v10 = ldx(base + o10);
+                v11 = ldx(base + o11); v12 = ldx(base + o12); v13 = ldx(base + o13);
+                v14 = ldx(base + o14); v15 = ldx(base + o15);
             }
             taps((b * p.cout) * hw + oy * p.wo + ox);
         }

@@ -8,6 +8,8 @@ const HPAD: u32 = 8u;
 alias MatA = coop_mat16x16<f16, A>;
 alias MatB = coop_mat16x16<f16, B>;
 alias MatC = coop_mat16x16<f32, C>;
+// Rounded to nearest even first, so the conversion is exact whatever rounding the driver's f16
+// conversion uses: the numbers of the portable kernels at f16.
 fn stage(x: f32) -> H {
-    return H(x);
+    return H(round_to_half(x));
 }

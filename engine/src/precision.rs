@@ -156,24 +156,41 @@ impl CoopKernels {
         }
     }
 
-    /// Outputs per workgroup side and K staged per step, with the table's grid (gemm_coop.wgsl):
-    /// 2 × 2 subgroups owning 2 × 2 tiles each, K staged two tiles at a time.
-    pub fn block(self) -> (usize, usize) {
-        (COOP_TILES_PER_SIDE * self.tile(), COOP_KSTEPS * self.tile())
+    /// Tiles each subgroup owns per side (the kernels' `TI` = `TJ`) for an `m` × `n` GEMM over
+    /// `batch`: 4 (128 × 128 outputs a workgroup of 16 × 16 tiles, half the operand traffic of
+    /// 64 × 64) where both sides take two such blocks and the grid still has 128 workgroups to
+    /// spread over the GPU's cores, else 2. The emulated kernels take the wide blocks from two
+    /// blocks a side on, so that tests reach them at small shapes.
+    pub fn tiles_per_side(self, m: usize, n: usize, batch: usize) -> usize {
+        let side = 2 * 4 * self.tile();
+        let blocks = m.div_ceil(side) * n.div_ceil(side) * batch.max(1);
+        let wide = m >= 2 * side && n >= 2 * side;
+        if wide && (self == CoopKernels::Emulated || blocks >= 128) {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// Outputs per workgroup side and K staged per step, with the kernels' grid (gemm_coop.wgsl):
+    /// 2 × 2 subgroups owning `per_side` × `per_side` tiles each, K staged two tiles at a time.
+    pub fn block(self, per_side: usize) -> (usize, usize) {
+        (2 * per_side * self.tile(), COOP_KSTEPS * self.tile())
     }
 
     /// Loop iterations an invocation runs per staged K step and once, counted as for the tiled
     /// kernels (every loop's iterations, none assumed unrolled): what the loop cap of a CPU
     /// adapter budgets. Only the emulated kernels run there; their multiply of two tiles loops
     /// over the lane's `CM²/SG` elements × `CM` k.
-    pub fn loop_iterations(self, subgroup: usize) -> (usize, usize) {
+    pub fn loop_iterations(self, subgroup: usize, per_side: usize) -> (usize, usize) {
         let cm = self.tile();
-        let (bm, bk) = self.block();
+        let (bm, bk) = self.block(per_side);
         let lane = cm * cm / subgroup;
         let mma = lane * (1 + cm);
         let loads = 2 * bm * bk / (COOP_SUBGROUPS * subgroup);
-        let per_step = 1 + loads + COOP_KSTEPS * (1 + 2 + 2 * (1 + 2 * mma));
-        (per_step, 1 + 4 * (1 + 2 * lane))
+        let t = per_side;
+        let per_step = 1 + loads + COOP_KSTEPS * (1 + t + t * (1 + t * mma));
+        (per_step, 1 + t * t * (1 + 2 * lane))
     }
 
     pub fn name(self) -> &'static str {
@@ -203,10 +220,9 @@ impl CoopChoice {
     }
 }
 
-/// The cooperative kernels' grid (the table's defaults): 2 × 2 subgroups, each owning 2 × 2 tiles
-/// of side `CM`, so a workgroup computes `4·CM` × `4·CM` outputs; K is staged `2·CM` at a time.
+/// The cooperative kernels' grid: 2 × 2 subgroups (each owning `TI` × `TJ` tiles of side `CM`,
+/// see [`CoopKernels::tiles_per_side`]); K is staged `2·CM` at a time.
 const COOP_SUBGROUPS: usize = 4;
-const COOP_TILES_PER_SIDE: usize = 4;
 const COOP_KSTEPS: usize = 2;
 
 /// The subgroup size the emulated kernels assume (any divisor of 256 works; NVIDIA's, so the
@@ -364,6 +380,23 @@ mod tests {
             choose(Cooperative::Emulated, f32, &[], None).unwrap(),
             Some((CoopKernels::Emulated, EMULATED_SUBGROUP))
         );
+    }
+
+    #[test]
+    fn wide_blocks_where_both_sides_and_the_grid_are_large() {
+        let k = CoopKernels::F16x16;
+        // 4096² takes 128 × 128 blocks: 1,024 of them.
+        assert_eq!(k.tiles_per_side(4096, 4096, 1), 4);
+        assert_eq!(k.block(4), (128, 32));
+        // A grid of 4 wide blocks would leave most of a GPU idle; one side too short: 64 × 64.
+        assert_eq!(k.tiles_per_side(256, 256, 1), 2);
+        assert_eq!(k.tiles_per_side(192, 8192, 2), 2);
+        assert_eq!(k.block(2), (64, 32));
+        // The emulation takes wide blocks from two a side, for the tests.
+        assert_eq!(CoopKernels::Emulated.tiles_per_side(256, 256, 1), 4);
+        assert_eq!(CoopKernels::Emulated.tiles_per_side(255, 4096, 1), 2);
+        // Metal's 8 × 8 tiles: 64 × 64 wide blocks.
+        assert_eq!(CoopKernels::F16x8.block(4), (64, 16));
     }
 
     #[test]

@@ -54,23 +54,25 @@ impl ConvKernels {
         matches!(self, ConvKernels::Direct)
     }
 
-    /// Outputs per workgroup in M and N, and the K staged per step (tiled and cooperative).
-    fn tiles(self) -> (usize, usize, usize) {
+    /// Outputs per workgroup in M and N, the K staged per step, and (cooperative kernels) the
+    /// tiles a subgroup owns per side, for an `m` × `n` GEMM.
+    fn tiles(self, m: usize, n: usize) -> (usize, usize, usize, usize) {
         match self {
             ConvKernels::Coop(k, _) => {
-                let (side, bk) = k.block();
-                (side, side, bk)
+                let per_side = k.tiles_per_side(m, n, 1);
+                let (side, bk) = k.block(per_side);
+                (side, side, bk, per_side)
             }
-            _ => (TILE_M, TILE_N, TILE_K),
+            _ => (TILE_M, TILE_N, TILE_K, 0),
         }
     }
 
-    /// The parts a reduction over `k` splits into under `budget` loop iterations (tiled and
-    /// cooperative: whole K steps).
-    pub fn parts(self, k: usize, budget: usize) -> Vec<(usize, usize)> {
-        let (_, _, bk) = self.tiles();
+    /// The parts the reduction over `k` of an `m` × `n` GEMM splits into under `budget` loop
+    /// iterations (tiled and cooperative: whole K steps).
+    pub fn parts(self, m: usize, n: usize, k: usize, budget: usize) -> Vec<(usize, usize)> {
+        let (_, _, bk, per_side) = self.tiles(m, n);
         let per_step = match self {
-            ConvKernels::Coop(kernels, sg) => kernels.loop_iterations(sg).0,
+            ConvKernels::Coop(kernels, sg) => kernels.loop_iterations(sg, per_side).0,
             _ => TILED_ITERS_PER_KTILE,
         };
         split_reduction(k, per_step, bk, budget)
@@ -86,7 +88,7 @@ impl ConvKernels {
         n: usize,
         parts: &[(usize, usize)],
     ) -> Result<Launch> {
-        let (bm, bn, bk) = self.tiles();
+        let (bm, bn, bk, per_side) = self.tiles(m, n);
         let fits = m.is_multiple_of(bm)
             && n.is_multiple_of(bn)
             && parts.iter().all(|(b, e)| (e - b).is_multiple_of(bk));
@@ -102,6 +104,8 @@ impl ConvKernels {
             ConvKernels::Coop(kernels, sg) => {
                 let l = Launch::new(coop_kernel(kernels, gemm))
                     .constant("SG", format!("{sg}u"))
+                    .constant("TI", format!("{per_side}u"))
+                    .constant("TJ", format!("{per_side}u"))
                     // dW's B (x gathered by (ci, ky, kx)) is contiguous along K = (b, oy, ox).
                     .constant("B_K_FASTEST", gemm == Gemm::GradWeight);
                 if kernels == CoopKernels::Emulated {
@@ -113,7 +117,11 @@ impl ConvKernels {
         };
         Ok(launch
             .constant("CHECK_BOUNDS", !fits)
-            .profile_as(&["CHECK_BOUNDS"])
+            .profile_as(if per_side > 0 {
+                &["CHECK_BOUNDS", "TI"]
+            } else {
+                &["CHECK_BOUNDS"]
+            })
             .groups(gpu.grid(m.div_ceil(bm) as u64 * n.div_ceil(bn) as u64)?))
     }
 }

@@ -47,14 +47,15 @@ enum Variant {
     Direct,
     /// Workgroup tiles of f32 (or f16-rounded) scalars.
     Tiled,
-    /// Cooperative matrices, and the subgroup size they are built for.
-    Coop(CoopKernels, usize),
+    /// Cooperative matrices, the subgroup size they are built for and the tiles a subgroup owns
+    /// per side.
+    Coop(CoopKernels, usize, usize),
 }
 
 impl Variant {
-    fn of(gpu: &Gpu) -> Variant {
+    fn of(gpu: &Gpu, g: &Geometry) -> Variant {
         match gpu.coop() {
-            Some((k, sg)) => Variant::Coop(k, sg as usize),
+            Some((k, sg)) => Variant::Coop(k, sg as usize, k.tiles_per_side(g.m, g.n, g.batch)),
             None if gpu.caps().cpu_kernels => Variant::Direct,
             None => Variant::Tiled,
         }
@@ -64,7 +65,7 @@ impl Variant {
     /// kernels.
     fn tile(self) -> (usize, usize) {
         match self {
-            Variant::Coop(k, _) => k.block(),
+            Variant::Coop(k, _, per_side) => k.block(per_side),
             _ => (TILE, TILE_K),
         }
     }
@@ -74,7 +75,7 @@ impl Variant {
     fn iterations(self) -> (usize, usize) {
         match self {
             Variant::Direct | Variant::Tiled => (TILED_ITERS_PER_KTILE, TILED_ITERS_FIXED),
-            Variant::Coop(k, sg) => k.loop_iterations(sg),
+            Variant::Coop(k, sg, per_side) => k.loop_iterations(sg, per_side),
         }
     }
 }
@@ -190,7 +191,7 @@ pub fn matmul(
     };
     let (a_rs, a_cs) = if opts.trans_a { (1, g.m) } else { (g.k, 1) };
     let (b_rs, b_cs) = if opts.trans_b { (1, g.k) } else { (g.n, 1) };
-    let variant = Variant::of(gpu);
+    let variant = Variant::of(gpu, &g);
     let round_f16 = gpu.precision().rounds_to_f16();
     let k_max = k_per_dispatch(gpu, variant);
     let chunks = b.chunk_count();
@@ -283,11 +284,17 @@ pub fn matmul(
                         ])
                 }
                 Variant::Tiled => tiles(&MATMUL_TILED).constant("ROUND_F16", round_f16),
-                Variant::Coop(CoopKernels::Emulated, sg) => tiles(CoopKernels::Emulated.matmul())
-                    .constant("SG", format!("{sg}u"))
-                    .constant("ROUND_F16", round_f16),
-                Variant::Coop(kernels, sg) => {
-                    tiles(kernels.matmul()).constant("SG", format!("{sg}u"))
+                Variant::Coop(kernels, sg, per_side) => {
+                    let l = tiles(kernels.matmul())
+                        .constant("SG", format!("{sg}u"))
+                        .constant("TI", format!("{per_side}u"))
+                        .constant("TJ", format!("{per_side}u"))
+                        .profile_as(&["CHECK_BOUNDS", "TI"]);
+                    if kernels == CoopKernels::Emulated {
+                        l.constant("ROUND_F16", round_f16)
+                    } else {
+                        l
+                    }
                 }
             };
             // A block of this K for every output of the chunk; A, B and the bias read once, the

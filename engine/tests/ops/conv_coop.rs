@@ -46,6 +46,10 @@ fn emulated_cooperative_conv_matches_reference() {
     // kernel without bounds checks.
     cases.push(case(1, 32, 64, (8, 8), (1, 1), 1, 0));
     cases.push(case(2, 64, 128, (8, 4), (1, 1), 1, 0));
+    // Cout and B·Ho·Wo at least 256: 128 × 128 blocks (subgroups owning 4 × 4 tiles), ragged
+    // and whole.
+    cases.push(case(1, 5, 260, (17, 16), (3, 3), 1, 1));
+    cases.push(case(1, 32, 256, (16, 16), (1, 1), 1, 0));
     for (i, c) in cases.into_iter().enumerate() {
         crate::conv::check(
             &g,
@@ -68,7 +72,17 @@ fn emulated_cooperative_conv_matches_reference() {
 fn emulated_cooperative_conv_gradients_match_reference() {
     let g = emulated(Precision::F32);
     let mut rng = Rng::new(401);
-    for c in crate::grad_conv::awkward_cases() {
+    // Every element of the awkward shapes; 24 of each input of the large ones (each finite
+    // difference is a reference convolution): 128 × 128 blocks, dX with Cin 260 over 16 × 17
+    // pixels, dW with Cout 256 over Cin·9 = 261.
+    let large = [
+        case(1, 260, 3, (16, 17), (3, 3), 1, 1),
+        case(1, 29, 256, (4, 4), (3, 3), 1, 1),
+    ];
+    let cases = crate::grad_conv::awkward_cases()
+        .into_iter()
+        .map(|c| (c, usize::MAX));
+    for (c, elements) in cases.chain(large.into_iter().map(|c| (c, 24))) {
         crate::grad_conv::check(
             &g,
             &mut rng,
@@ -76,7 +90,7 @@ fn emulated_cooperative_conv_gradients_match_reference() {
             true,
             [true, true, true],
             Activation::None,
-            usize::MAX,
+            elements,
             "emulated cooperative",
         );
     }

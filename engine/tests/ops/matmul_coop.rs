@@ -82,6 +82,24 @@ fn cases(g: &Gpu) {
         Activation::None,
         114,
     );
+    // Both sides at least two 128-wide blocks: subgroups own 4 × 4 tiles (128 × 128 outputs a
+    // workgroup; the emulation takes them from this size on, the hardware on larger grids).
+    run(
+        g,
+        &case(&[], 300, 260, 70, false, true, false),
+        WeightType::F32,
+        true,
+        Activation::Gelu,
+        115,
+    );
+    run(
+        g,
+        &case(&[], 256, 256, 64, true, false, false),
+        WeightType::F16,
+        false,
+        Activation::None,
+        116,
+    );
 }
 
 #[test]

@@ -52,8 +52,9 @@ impl IterinvContext {
 /// I), then `upper_count` super-resolution stages in order (`upper`: IF stage II folders or the
 /// SD x4 upscaler's, told apart by their model_index.json; may be NULL when `upper_count` is 0).
 /// `variant` names the weight files' variant ("fp16"), or is NULL. The device is chosen as the
-/// CLI chooses it (WGPU_BACKEND, WGPU_ADAPTER_NAME, WGPU_POWER_PREF). On success `*out` is the
-/// context; on failure it is NULL.
+/// CLI chooses it (WGPU_BACKEND, WGPU_ADAPTER_NAME, WGPU_POWER_PREF), and its matrix products'
+/// precision and tensor cores follow ITERINV_PRECISION and ITERINV_COOP (README, "Precision and
+/// tensor cores"). On success `*out` is the context; on failure it is NULL.
 ///
 /// # Safety
 /// `out` must point to writable storage; the strings must be NUL-terminated, and `upper` must

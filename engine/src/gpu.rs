@@ -37,7 +37,8 @@ pub struct GpuOptions {
     /// `None`: the device's own limit.
     pub memory_budget: Option<u64>,
     /// The precision of every matrix product's operands; `None` follows `ITERINV_PRECISION`
-    /// (`f32` or `f16`), else f32.
+    /// (`f32` or `f16`), else f32. An adopted device ([`Gpu::from_device`]) reads no
+    /// environment: `None` is f32 there, the host sets anything else.
     pub precision: Option<Precision>,
     /// Whether matrix products may run on cooperative matrices (tensor cores); `None` follows
     /// `ITERINV_COOP` (`auto`, `off`, `on`, `emulated`), else where the adapter offers them.

@@ -163,6 +163,25 @@ fn check_output(
     );
 }
 
+/// `module` as wgpu's Metal back end would write it at `version`, checked.
+fn write_msl(
+    v: &Variant,
+    module: &Module,
+    info: &naga::valid::ModuleInfo,
+    ep: &str,
+    version: (u8, u8),
+) -> String {
+    let target = format!("MSL {}.{}", version.0, version.1);
+    let pipeline = msl::PipelineOptions {
+        entry_point: Some((ShaderStage::Compute, ep.to_owned())),
+        ..Default::default()
+    };
+    let (src, tr) = msl::write_string(module, info, &msl_options(module, ep, version), &pipeline)
+        .unwrap_or_else(|e| panic!("kernel {v} does not translate to {target}: {e}"));
+    check_output(v, &target, &src, &tr.entry_point_names);
+    src
+}
+
 #[test]
 fn every_kernel_translates_to_msl_and_hlsl() {
     let variants = common::variants();
@@ -183,19 +202,7 @@ fn every_kernel_translates_to_msl_and_hlsl() {
         .unwrap_or_else(|e| panic!("kernel {v}: overrides: {e}"));
 
         for version in MSL_VERSIONS {
-            let target = format!("MSL {}.{}", version.0, version.1);
-            let pipeline = msl::PipelineOptions {
-                entry_point: Some((ShaderStage::Compute, ep.clone())),
-                ..Default::default()
-            };
-            let (src, tr) = msl::write_string(
-                &module,
-                &info,
-                &msl_options(&module, &ep, version),
-                &pipeline,
-            )
-            .unwrap_or_else(|e| panic!("kernel {v} does not translate to {target}: {e}"));
-            check_output(v, &target, &src, &tr.entry_point_names);
+            write_msl(v, &module, &info, &ep, version);
             translated += 1;
         }
 
@@ -263,20 +270,7 @@ fn cooperative_kernels_translate_to_spirv_and_msl() {
         if !v.source.contains("coop_mat8x8") {
             continue;
         }
-        let version = (2, 3);
-        let target = "MSL 2.3";
-        let pipeline = msl::PipelineOptions {
-            entry_point: Some((ShaderStage::Compute, ep.clone())),
-            ..Default::default()
-        };
-        let (src, tr) = msl::write_string(
-            &module,
-            &info,
-            &msl_options(&module, &ep, version),
-            &pipeline,
-        )
-        .unwrap_or_else(|e| panic!("kernel {v} does not translate to {target}: {e}"));
-        check_output(v, target, &src, &tr.entry_point_names);
+        let src = write_msl(v, &module, &info, &ep, (2, 3));
         assert!(
             src.contains("simdgroup_"),
             "kernel {v}: no simdgroup matrix in MSL"

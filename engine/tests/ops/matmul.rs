@@ -163,32 +163,38 @@ pub fn case(
     }
 }
 
+/// Every transpose of both operands, with B batched and not, on a ragged 37 × 29 × 41 over a
+/// batch of 3; and the 1 × 1 × 1 product. Seeds from `seed`.
+pub fn transposes_and_batching(g: &Gpu, seed: u64) {
+    let mut seed = seed;
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        for bb in [false, true] {
+            seed += 1;
+            run(
+                g,
+                &case(&[3], 37, 29, 41, ta, tb, bb),
+                WeightType::F32,
+                false,
+                Activation::None,
+                seed,
+            );
+        }
+    }
+    run(
+        g,
+        &case(&[], 1, 1, 1, false, false, false),
+        WeightType::F32,
+        false,
+        Activation::None,
+        seed + 1,
+    );
+}
+
 #[test]
 fn both_variants_all_transposes_and_batching() {
     for cpu in [true, false] {
         let g = gpu_variant(cpu);
-        let mut seed = 10;
-        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            for bb in [false, true] {
-                seed += 1;
-                run(
-                    g,
-                    &case(&[3], 37, 29, 41, ta, tb, bb),
-                    WeightType::F32,
-                    false,
-                    Activation::None,
-                    seed,
-                );
-            }
-        }
-        run(
-            g,
-            &case(&[], 1, 1, 1, false, false, false),
-            WeightType::F32,
-            false,
-            Activation::None,
-            5,
-        );
+        transposes_and_batching(g, 10);
         run(
             g,
             &case(&[2, 2], 70, 67, 130, false, true, false),

@@ -12,7 +12,7 @@ use iterinv_engine::precision::CoopKernels;
 use iterinv_engine::{Activation, Cooperative, Gpu, GpuOptions, Precision, Tensor};
 
 use crate::common::Rng;
-use crate::matmul::{case, run, WeightType};
+use crate::matmul::{case, run, transposes_and_batching, WeightType};
 
 fn device(cooperative: Option<Cooperative>, precision: Precision, cpu: bool) -> Gpu {
     Gpu::with_options(GpuOptions {
@@ -27,28 +27,7 @@ fn device(cooperative: Option<Cooperative>, precision: Precision, cpu: bool) -> 
 
 /// Ragged and tile-multiple shapes, every transpose, batching, 16-bit weights, epilogues.
 fn cases(g: &Gpu) {
-    let mut seed = 100;
-    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-        for bb in [false, true] {
-            seed += 1;
-            run(
-                g,
-                &case(&[3], 37, 29, 41, ta, tb, bb),
-                WeightType::F32,
-                false,
-                Activation::None,
-                seed,
-            );
-        }
-    }
-    run(
-        g,
-        &case(&[], 1, 1, 1, false, false, false),
-        WeightType::F32,
-        false,
-        Activation::None,
-        110,
-    );
+    transposes_and_batching(g, 100);
     run(
         g,
         &case(&[2, 2], 70, 67, 130, false, true, false),

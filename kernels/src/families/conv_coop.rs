@@ -2,8 +2,9 @@
 //! the tiled kernels' operand and epilogue hooks (conv_tiled.wgsl, conv_grad_input_tiled.wgsl,
 //! conv_grad_weight_tiled.wgsl) on the cooperative GEMM template (gemm_coop.wgsl), for each tile
 //! shape the hardware offers and on emulated matrices (any adapter; tests). Their constants are
-//! the tiled kernels' plus the template's grid (see families::matmul's `COOP_CONSTANTS`).
+//! the tiled kernels' plus the template's (`coop_constants!`).
 
+use super::COOP_EMULATED;
 use crate::{Input, InputClass::Float, Kernel};
 
 const fn float(name: &'static str) -> Input {
@@ -14,36 +15,24 @@ const INPUTS: &[Input] = &[float("x"), float("w"), float("bias")];
 const GRAD_INPUT_INPUTS: &[Input] = &[float("g"), float("w")];
 const GRAD_WEIGHT_INPUTS: &[Input] = &[float("g"), float("x")];
 
-macro_rules! constants {
-    ($($own:expr),* ; $($extra:expr),*) => {
-        &[
-            ("KH", "3u"),
-            ("KW", "3u"),
-            ("STRIDE", "1u"),
-            $($own,)*
-            ("CHECK_BOUNDS", "true"),
-            ("A_M_FASTEST", "false"),
-            ("B_K_FASTEST", "false"),
-            ("SG", "32u"),
-            ("WM", "2u"),
-            ("WN", "2u"),
-            ("TI", "2u"),
-            ("TJ", "2u"),
-            ("KSTEPS", "2u"),
-            $($extra,)*
-        ]
-    };
-}
-
-const FORWARD: &[(&str, &str)] = constants!(("ACT", "0u"), ("HAS_BIAS", "false"); );
-const GRAD_INPUT: &[(&str, &str)] = constants!(("NKY", "3u"), ("NKX", "3u"); );
-const GRAD_WEIGHT: &[(&str, &str)] = constants!(; );
-const EMULATED: [(&str, &str); 2] = [("CM", "16u"), ("ROUND_F16", "true")];
-const FORWARD_EMULATED: &[(&str, &str)] =
-    constants!(("ACT", "0u"), ("HAS_BIAS", "false"); EMULATED[0], EMULATED[1]);
-const GRAD_INPUT_EMULATED: &[(&str, &str)] =
-    constants!(("NKY", "3u"), ("NKX", "3u"); EMULATED[0], EMULATED[1]);
-const GRAD_WEIGHT_EMULATED: &[(&str, &str)] = constants!(; EMULATED[0], EMULATED[1]);
+const KERNEL: (&str, &str) = ("KH", "3u");
+const KERNEL_W: (&str, &str) = ("KW", "3u");
+const STRIDE: (&str, &str) = ("STRIDE", "1u");
+const FORWARD: &[(&str, &str)] =
+    coop_constants!(KERNEL, KERNEL_W, STRIDE, ("ACT", "0u"), ("HAS_BIAS", "false"); );
+const GRAD_INPUT: &[(&str, &str)] =
+    coop_constants!(KERNEL, KERNEL_W, STRIDE, ("NKY", "3u"), ("NKX", "3u"); );
+const GRAD_WEIGHT: &[(&str, &str)] = coop_constants!(KERNEL, KERNEL_W, STRIDE; );
+const FORWARD_EMULATED: &[(&str, &str)] = coop_constants!(
+    KERNEL, KERNEL_W, STRIDE, ("ACT", "0u"), ("HAS_BIAS", "false");
+    COOP_EMULATED[0], COOP_EMULATED[1]
+);
+const GRAD_INPUT_EMULATED: &[(&str, &str)] = coop_constants!(
+    KERNEL, KERNEL_W, STRIDE, ("NKY", "3u"), ("NKX", "3u");
+    COOP_EMULATED[0], COOP_EMULATED[1]
+);
+const GRAD_WEIGHT_EMULATED: &[(&str, &str)] =
+    coop_constants!(KERNEL, KERNEL_W, STRIDE; COOP_EMULATED[0], COOP_EMULATED[1]);
 
 macro_rules! kernel {
     ($name:expr, [$($prelude:literal),+], $params:literal, $hooks:literal, $inputs:expr, $constants:expr) => {

@@ -2,6 +2,7 @@
 //! with split-K accumulation and output-column offsets so a weight stored in several chunks can be
 //! multiplied chunk by chunk.
 
+use super::COOP_EMULATED;
 use crate::{Input, InputClass::Float, Kernel};
 
 const INPUTS: &[Input] = &[
@@ -65,22 +66,7 @@ pub static MATMUL_DIRECT: Kernel = Kernel {
     ],
 };
 
-/// The tile shape of the cooperative-matrix kernels: `WM` × `WN` subgroups of `SG` invocations,
-/// each owning `TI` × `TJ` tiles, `KSTEPS` tiles of K staged per step. `SG` must be the adapter's
-/// subgroup size for the hardware variants (any divisor of `CM`² for the emulated one).
-const COOP_CONSTANTS: &[(&str, &str)] = &[
-    ("ACT", "0u"),
-    ("HAS_BIAS", "false"),
-    ("CHECK_BOUNDS", "true"),
-    ("A_M_FASTEST", "false"),
-    ("B_K_FASTEST", "false"),
-    ("SG", "32u"),
-    ("WM", "2u"),
-    ("WN", "2u"),
-    ("TI", "2u"),
-    ("TJ", "2u"),
-    ("KSTEPS", "2u"),
-];
+const COOP_CONSTANTS: &[(&str, &str)] = coop_constants!(("ACT", "0u"), ("HAS_BIAS", "false"); );
 
 macro_rules! coop_kernel {
     ($name:literal, $types:literal) => {
@@ -126,21 +112,10 @@ pub static MATMUL_COOP_EMULATED: Kernel = Kernel {
     ),
     inputs: INPUTS,
     outputs: &["c"],
-    constants: &[
-        ("ACT", "0u"),
-        ("HAS_BIAS", "false"),
-        ("CHECK_BOUNDS", "true"),
-        ("A_M_FASTEST", "false"),
-        ("B_K_FASTEST", "false"),
-        ("SG", "32u"),
-        ("WM", "2u"),
-        ("WN", "2u"),
-        ("TI", "2u"),
-        ("TJ", "2u"),
-        ("KSTEPS", "2u"),
-        ("CM", "16u"),
-        ("ROUND_F16", "true"),
-    ],
+    constants: coop_constants!(
+        ("ACT", "0u"), ("HAS_BIAS", "false");
+        COOP_EMULATED[0], COOP_EMULATED[1]
+    ),
 };
 
 pub static KERNELS: &[&Kernel] = &[

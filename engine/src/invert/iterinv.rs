@@ -39,7 +39,9 @@ pub enum IterInvMode {
     /// Backtracking line search: an update must lower the loss by half of what the gradient
     /// predicts (Armijo), else the step is halved (at most `max_halvings` times); a step
     /// accepted at once is doubled for the next update; the loop stops once the loss is below
-    /// `tolerance`. Costs two scalar readbacks and an extra forward pass per update.
+    /// `tolerance` (raised, with f16 products, to u²·‖z_p‖², u = 2⁻¹¹: what operand rounding
+    /// alone leaves), or when no halving is accepted (the loss no longer follows its gradient).
+    /// Costs two scalar readbacks and an extra forward pass per update.
     Safe { tolerance: f64, max_halvings: usize },
 }
 
@@ -160,8 +162,23 @@ pub fn iterinv(
             x0,
         })
     };
+    // The unit roundoff of the matrix products' operands: the step error that rounding alone
+    // leaves is about u²·‖z_p‖², and a tolerance below it cannot be met (at f16 it would run
+    // every timestep to its inner-step cap for nothing).
+    let unit_roundoff = match z0.gpu().precision() {
+        crate::Precision::F32 => f64::from(f32::EPSILON) / 2.0,
+        crate::Precision::F16 => 2f64.powi(-11),
+    };
     for (i, &t) in timesteps.iter().enumerate() {
         let mut z = target.clone();
+        let tolerance = match tolerance {
+            Some(tol) if unit_roundoff > 1e-5 => {
+                let all: Vec<usize> = (0..target.rank()).collect();
+                let norm2 = scalar(&target.square()?.sum(&all, false)?)?;
+                Some(tol.max(unit_roundoff * unit_roundoff * norm2))
+            }
+            tol => tol,
+        };
         // The loss at z when known (safe mode), so that no forward pass is spent twice on it,
         // and the x̂₀ of z's step when known (the timestep's estimate).
         let mut z_loss = None;
@@ -243,8 +260,16 @@ pub fn iterinv(
                     }
                     (z, z_loss, estimate) = (candidate, Some(m.loss), Some(m.x0));
                 }
-                // No step size helped: keep z, and try the smaller step next time.
-                None => z_loss = Some(loss_value),
+                // No step size down to 2^-max_halvings of this one lowers the loss as its
+                // gradient says: the loss has reached the noise floor of the arithmetic (f16
+                // products leave a step error near 1e-6 per element; f32 right at the solution).
+                // z is unchanged, so another update would take the same gradient: the timestep
+                // is done.
+                None => {
+                    z_loss = Some(loss_value);
+                    progress(&inner_update(t, iterations, loss_value))?;
+                    break;
+                }
             }
             progress(&inner_update(t, iterations, z_loss.unwrap_or(f64::NAN)))?;
         }

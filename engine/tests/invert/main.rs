@@ -7,6 +7,7 @@
 //!   in f64; its distance from 1 is DDIM's discretization error, which must shrink with more
 //!   steps.
 
+mod noise_floor;
 mod nti;
 
 use std::sync::OnceLock;

@@ -43,10 +43,10 @@ struct Cli {
     #[arg(long, global = true, value_name = "SIZE", value_parser = numbers::memory_size)]
     max_gpu_memory: Option<u64>,
     /// Precision of the networks' matrix products: f32, or f16 (operands rounded to f16, sums
-    /// kept in f32; on tensor cores where the GPU has cooperative matrices, otherwise the same
-    /// numbers at f32's speed). T5 always runs f32. Default: ITERINV_PRECISION, else f32;
-    /// `reconstruct` and `edit` of a saved inversion default to the inversion's own, and refuse
-    /// another (the replay would not be exact).
+    /// kept in f32: on tensor cores where the GPU has cooperative matrices; elsewhere the same
+    /// numbers, a little slower than f32). T5 always runs f32. Default: ITERINV_PRECISION, else
+    /// f32; `reconstruct` and `edit` of a saved inversion default to the inversion's own, and
+    /// refuse another (the replay would not be exact).
     #[arg(long, global = true, value_name = "P", value_parser = parse_precision)]
     precision: Option<Precision>,
 }

@@ -46,7 +46,7 @@ tests "op tests against f64 references" op-tests.txt 50
 # instead of passing on the portable kernels.
 ITERINV_COOP=on tests "cooperative-matrix and f16 tests (hardware required)" coop-tests.txt 40 coop precision_f16
 
-timeout 140 python3 tools/reference/bench_ops.py --device cuda --if-m --t5-xxl --x4 --large >"$out/torch_cuda.json" 2>"$out/torch.err"
+timeout 130 python3 tools/reference/bench_ops.py --device cuda --if-m --t5-xxl --x4 --large >"$out/torch_cuda.json" 2>"$out/torch.err"
 say "PyTorch (CUDA): exit $? at $(elapsed)"
 say ""
 
@@ -63,9 +63,9 @@ bench() { # FILE TIMEOUT (environment: the run's settings)
     say "bench ($1): exit $code at $(elapsed)"
     say ""
 }
-ITERINV_PRECISION=f32 bench bench-f32.md 130
+ITERINV_PRECISION=f32 bench bench-f32.md 120
 # T5 stays f32 in the pipeline: its f16 row would time nothing iterinv runs.
-ITERINV_PRECISION=f16 ITERINV_BENCH_T5_XXL=0 bench bench-f16.md 110
+ITERINV_PRECISION=f16 ITERINV_BENCH_T5_XXL=0 bench bench-f16.md 100
 
 ITERINV_PRECISION=f16 ITERINV_PROFILE=1 ITERINV_BENCH_T5_XXL=0 ITERINV_BENCH_X4=0 ITERINV_BENCH_LARGE=0 \
     ITERINV_BENCH_ONLY=unet ITERINV_BENCH_SECONDS=0 timeout 40 .gpu-check/bin/bench >"$out/profile.md" 2>&1

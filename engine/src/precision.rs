@@ -157,25 +157,53 @@ impl CoopKernels {
     }
 
     /// Tiles each subgroup owns per side (the kernels' `TI` = `TJ`) for an `m` × `n` GEMM over
-    /// `batch`: 4 (128 × 128 outputs a workgroup of 16 × 16 tiles, half the operand traffic of
-    /// 64 × 64) where both sides take two such blocks and the grid still has 128 workgroups to
-    /// spread over the GPU's cores, else 2. The emulated kernels take the wide blocks from two
-    /// blocks a side on, so that tests reach them at small shapes.
-    pub fn tiles_per_side(self, m: usize, n: usize, batch: usize) -> usize {
+    /// `batch` on a device with `max_storage` bytes of workgroup memory: 4 (128 × 128 outputs a
+    /// workgroup of 16 × 16 tiles, half the operand traffic of 64 × 64) where both sides take two
+    /// such blocks, the grid still has 128 workgroups to spread over the GPU's cores and the
+    /// staging fits, else 2. The emulated kernels take the wide blocks from two blocks a side on,
+    /// so that tests reach them at small shapes.
+    pub fn tiles_per_side(self, m: usize, n: usize, batch: usize, max_storage: u32) -> usize {
         let side = 2 * 4 * self.tile();
         let blocks = m.div_ceil(side) * n.div_ceil(side) * batch.max(1);
         let wide = m >= 2 * side && n >= 2 * side;
-        if wide && (self == CoopKernels::Emulated || blocks >= 128) {
+        let fits = self.workgroup_bytes(4) <= max_storage as usize;
+        if wide && fits && (self == CoopKernels::Emulated || blocks >= 128) {
             4
         } else {
             2
         }
     }
 
+    /// Tiles of K staged per step (the kernels' `KSTEPS`): 2, but 1 for the emulated kernels'
+    /// wide blocks, whose f32 staging would otherwise outgrow 32 KiB of workgroup memory.
+    pub fn k_steps(self, per_side: usize) -> usize {
+        if self == CoopKernels::Emulated && per_side > 2 {
+            1
+        } else {
+            COOP_KSTEPS
+        }
+    }
+
+    /// Workgroup memory of the kernels at `per_side` (gemm_coop.wgsl's staged A and B blocks,
+    /// rows padded by 16 bytes, and four f32 epilogue tiles).
+    pub fn workgroup_bytes(self, per_side: usize) -> usize {
+        let cm = self.tile();
+        let (side, bk) = self.block(per_side);
+        let h = match self {
+            CoopKernels::F16x16 | CoopKernels::F16x8 => 2,
+            CoopKernels::F32x8 | CoopKernels::Emulated => 4,
+        };
+        let pad = 16 / h;
+        h * (side * (bk + pad) + bk * (side + pad)) + COOP_SUBGROUPS * cm * (cm + 4) * 4
+    }
+
     /// Outputs per workgroup side and K staged per step, with the kernels' grid (gemm_coop.wgsl):
-    /// 2 × 2 subgroups owning `per_side` × `per_side` tiles each, K staged two tiles at a time.
+    /// 2 × 2 subgroups owning `per_side` × `per_side` tiles each.
     pub fn block(self, per_side: usize) -> (usize, usize) {
-        (2 * per_side * self.tile(), COOP_KSTEPS * self.tile())
+        (
+            2 * per_side * self.tile(),
+            self.k_steps(per_side) * self.tile(),
+        )
     }
 
     /// Loop iterations an invocation runs per staged K step and once, counted as for the tiled
@@ -189,7 +217,7 @@ impl CoopKernels {
         let mma = lane * (1 + cm);
         let loads = 2 * bm * bk / (COOP_SUBGROUPS * subgroup);
         let t = per_side;
-        let per_step = 1 + loads + COOP_KSTEPS * (1 + t + t * (1 + t * mma));
+        let per_step = 1 + loads + self.k_steps(per_side) * (1 + t + t * (1 + t * mma));
         (per_step, 1 + t * t * (1 + 2 * lane))
     }
 
@@ -385,16 +413,25 @@ mod tests {
     #[test]
     fn wide_blocks_where_both_sides_and_the_grid_are_large() {
         let k = CoopKernels::F16x16;
+        const KIB32: u32 = 32 << 10;
         // 4096² takes 128 × 128 blocks: 1,024 of them.
-        assert_eq!(k.tiles_per_side(4096, 4096, 1), 4);
+        assert_eq!(k.tiles_per_side(4096, 4096, 1, KIB32), 4);
         assert_eq!(k.block(4), (128, 32));
         // A grid of 4 wide blocks would leave most of a GPU idle; one side too short: 64 × 64.
-        assert_eq!(k.tiles_per_side(256, 256, 1), 2);
-        assert_eq!(k.tiles_per_side(192, 8192, 2), 2);
+        assert_eq!(k.tiles_per_side(256, 256, 1, KIB32), 2);
+        assert_eq!(k.tiles_per_side(192, 8192, 2, KIB32), 2);
         assert_eq!(k.block(2), (64, 32));
-        // The emulation takes wide blocks from two a side, for the tests.
-        assert_eq!(CoopKernels::Emulated.tiles_per_side(256, 256, 1), 4);
-        assert_eq!(CoopKernels::Emulated.tiles_per_side(255, 4096, 1), 2);
+        // The wide staging (24 KiB) past a 16 KiB device: 64 × 64 (14.8 KiB).
+        assert_eq!(k.workgroup_bytes(4), 24_064);
+        assert_eq!(k.workgroup_bytes(2), 14_848);
+        assert_eq!(k.tiles_per_side(4096, 4096, 1, 16 << 10), 2);
+        // The emulation takes wide blocks from two a side, for the tests, staging one K tile at
+        // a time so its f32 blocks fit 32 KiB (lavapipe's limit).
+        let e = CoopKernels::Emulated;
+        assert_eq!(e.tiles_per_side(256, 256, 1, KIB32), 4);
+        assert_eq!(e.tiles_per_side(255, 4096, 1, KIB32), 2);
+        assert_eq!(e.block(4), (128, 16));
+        assert!(e.workgroup_bytes(4) <= KIB32 as usize && e.workgroup_bytes(2) <= KIB32 as usize);
         // Metal's 8 × 8 tiles: 64 × 64 wide blocks.
         assert_eq!(CoopKernels::F16x8.block(4), (64, 16));
     }

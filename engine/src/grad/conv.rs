@@ -156,7 +156,7 @@ fn grad_input(g: &Tensor, w: &Tensor, geo: &Geometry) -> Result<Tensor> {
                 let per = 1 + ty.count * (1 + tx.count);
                 split_reduction(if taps == 0 { 0 } else { geo.cout }, per, 1, budget)
             } else {
-                kernels.parts(geo.cin, n, k, budget)
+                kernels.parts(gpu, geo.cin, n, k, budget)
             };
             // The block shapes of the direct kernel, chosen as the forward's.
             let mb = if geo.cin <= 4 { 4 } else { 8 };
@@ -215,7 +215,7 @@ fn grad_weight(g: &Tensor, x: &Tensor, geo: &Geometry) -> Result<Tensor> {
         // One loop iteration per k.
         split_reduction(k, 1, 1, budget)
     } else {
-        kernels.parts(geo.cout, n, k, budget)
+        kernels.parts(gpu, geo.cout, n, k, budget)
     };
     // Direct blocks: MB output channels × NB input channels of one tap.
     let mb = if geo.cout <= 4 { 4 } else { 8 };

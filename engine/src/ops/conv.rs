@@ -272,7 +272,7 @@ fn forward(
     let parts = if cpu {
         split_reduction(cin, 1 + kh * (1 + kw), 1, budget)
     } else {
-        kernels.parts(cout, n, k, budget)
+        kernels.parts(gpu, cout, n, k, budget)
     };
     let bias_binding = match bias {
         Some(b) => b.bind(OP)?,

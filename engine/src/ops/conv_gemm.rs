@@ -56,10 +56,10 @@ impl ConvKernels {
 
     /// Outputs per workgroup in M and N, the K staged per step, and (cooperative kernels) the
     /// tiles a subgroup owns per side, for an `m` × `n` GEMM.
-    fn tiles(self, m: usize, n: usize) -> (usize, usize, usize, usize) {
+    fn tiles(self, gpu: &Gpu, m: usize, n: usize) -> (usize, usize, usize, usize) {
         match self {
             ConvKernels::Coop(k, _) => {
-                let per_side = k.tiles_per_side(m, n, 1);
+                let per_side = k.tiles_per_side(m, n, 1, gpu.caps().max_workgroup_storage);
                 let (side, bk) = k.block(per_side);
                 (side, side, bk, per_side)
             }
@@ -69,8 +69,15 @@ impl ConvKernels {
 
     /// The parts the reduction over `k` of an `m` × `n` GEMM splits into under `budget` loop
     /// iterations (tiled and cooperative: whole K steps).
-    pub fn parts(self, m: usize, n: usize, k: usize, budget: usize) -> Vec<(usize, usize)> {
-        let (_, _, bk, per_side) = self.tiles(m, n);
+    pub fn parts(
+        self,
+        gpu: &Gpu,
+        m: usize,
+        n: usize,
+        k: usize,
+        budget: usize,
+    ) -> Vec<(usize, usize)> {
+        let (_, _, bk, per_side) = self.tiles(gpu, m, n);
         let per_step = match self {
             ConvKernels::Coop(kernels, sg) => kernels.loop_iterations(sg, per_side).0,
             _ => TILED_ITERS_PER_KTILE,
@@ -88,7 +95,7 @@ impl ConvKernels {
         n: usize,
         parts: &[(usize, usize)],
     ) -> Result<Launch> {
-        let (bm, bn, bk, per_side) = self.tiles(m, n);
+        let (bm, bn, bk, per_side) = self.tiles(gpu, m, n);
         let fits = m.is_multiple_of(bm)
             && n.is_multiple_of(bn)
             && parts.iter().all(|(b, e)| (e - b).is_multiple_of(bk));
@@ -106,6 +113,7 @@ impl ConvKernels {
                     .constant("SG", format!("{sg}u"))
                     .constant("TI", format!("{per_side}u"))
                     .constant("TJ", format!("{per_side}u"))
+                    .constant("KSTEPS", format!("{}u", kernels.k_steps(per_side)))
                     // dW's B (x gathered by (ci, ky, kx)) is contiguous along K = (b, oy, ox).
                     .constant("B_K_FASTEST", gemm == Gemm::GradWeight);
                 if kernels == CoopKernels::Emulated {

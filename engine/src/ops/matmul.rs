@@ -55,7 +55,10 @@ enum Variant {
 impl Variant {
     fn of(gpu: &Gpu, g: &Geometry) -> Variant {
         match gpu.coop() {
-            Some((k, sg)) => Variant::Coop(k, sg as usize, k.tiles_per_side(g.m, g.n, g.batch)),
+            Some((k, sg)) => {
+                let storage = gpu.caps().max_workgroup_storage;
+                Variant::Coop(k, sg as usize, k.tiles_per_side(g.m, g.n, g.batch, storage))
+            }
             None if gpu.caps().cpu_kernels => Variant::Direct,
             None => Variant::Tiled,
         }
@@ -289,6 +292,7 @@ pub fn matmul(
                         .constant("SG", format!("{sg}u"))
                         .constant("TI", format!("{per_side}u"))
                         .constant("TJ", format!("{per_side}u"))
+                        .constant("KSTEPS", format!("{}u", kernels.k_steps(per_side)))
                         .profile_as(&["CHECK_BOUNDS", "TI"]);
                     if kernels == CoopKernels::Emulated {
                         l.constant("ROUND_F16", round_f16)

@@ -229,7 +229,23 @@ impl Gpu {
         Ok([x as u32, y as u32, 1])
     }
 
-    pub(crate) fn launch(&self, l: Launch) -> Result<()> {
+    pub(crate) fn launch(&self, mut l: Launch) -> Result<()> {
+        // Precision belongs to the device (or this thread), not to an op: every kernel that can
+        // round its products' operands (constant ROUND_F16) is told here, so no launch site can
+        // leave a product at f32 under f16.
+        if l.kernel
+            .constants
+            .iter()
+            .any(|(name, _)| *name == "ROUND_F16")
+        {
+            debug_assert!(
+                l.constants.iter().all(|(name, _)| *name != "ROUND_F16"),
+                "{}: ROUND_F16 is set by Gpu::launch",
+                l.kernel.name
+            );
+            let round = self.precision().rounds_to_f16();
+            l.constants.push(("ROUND_F16", round.to_string()));
+        }
         debug_assert!(
             l.params.bytes().len() as u64 <= PARAMS_SLOT,
             "{} params too large",

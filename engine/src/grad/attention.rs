@@ -256,11 +256,6 @@ impl Layout<'_> {
             ("WG", format!("{wg}u")),
             ("HAS_BIAS", self.has_bias.to_string()),
             ("HAS_MASK", self.has_mask.to_string()),
-            // Precision f16: the operands of every product rounded (see the kernels' family).
-            (
-                "ROUND_F16",
-                self.gpu.precision().rounds_to_f16().to_string(),
-            ),
         ]
     }
 

@@ -177,7 +177,6 @@ fn grad_input(g: &Tensor, w: &Tensor, geo: &Geometry) -> Result<Tensor> {
                 let l = if cpu {
                     let groups = mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64;
                     Launch::new(&CONV2D_GRAD_INPUT_DIRECT)
-                        .constant("ROUND_F16", gpu.precision().rounds_to_f16())
                         .constant("MB", format!("{mb}u"))
                         .constant("NB", format!("{nb}u"))
                         .groups(gpu.grid(groups)?)
@@ -234,7 +233,6 @@ fn grad_weight(g: &Tensor, x: &Tensor, geo: &Geometry) -> Result<Tensor> {
         )?;
         let l = if cpu {
             Launch::new(&CONV2D_GRAD_WEIGHT_DIRECT)
-                .constant("ROUND_F16", gpu.precision().rounds_to_f16())
                 .constant("MB", format!("{mb}u"))
                 .constant("NB", format!("{nb}u"))
                 .groups(gpu.grid(mblocks as u64 * nblocks.div_ceil(DIRECT_WG) as u64)?)

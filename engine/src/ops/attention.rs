@@ -263,8 +263,6 @@ pub fn attention(args: &AttentionArgs) -> Result<Tensor> {
         ("HAS_K2", k2.is_some().to_string()),
         ("HAS_BIAS", bias.is_some().to_string()),
         ("HAS_MASK", key_mask.is_some().to_string()),
-        // Precision f16: q, k, v and the weights rounded as the products take them.
-        ("ROUND_F16", gpu.precision().rounds_to_f16().to_string()),
     ];
     constants.push(if caps.cpu_kernels {
         ("QB", format!("{qb}u"))

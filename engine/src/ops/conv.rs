@@ -300,7 +300,6 @@ fn forward(
             .u32(part_flags(i, parts.len()));
         let launch = if cpu {
             Launch::new(&CONV2D_DIRECT)
-                .constant("ROUND_F16", gpu.precision().rounds_to_f16())
                 .constant("MB", format!("{mb}u"))
                 .constant("NB", format!("{nb}u"))
                 .profile_as(&["MB", "NB"])

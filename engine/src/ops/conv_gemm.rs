@@ -99,29 +99,20 @@ impl ConvKernels {
         let fits = m.is_multiple_of(bm)
             && n.is_multiple_of(bn)
             && parts.iter().all(|(b, e)| (e - b).is_multiple_of(bk));
-        let round_f16 = gpu.precision().rounds_to_f16();
         let launch = match self {
             ConvKernels::Direct => unreachable!("the direct kernels have launches of their own"),
             ConvKernels::Tiled => Launch::new(match gemm {
                 Gemm::Forward => &CONV2D_TILED,
                 Gemm::GradInput => &CONV2D_GRAD_INPUT_TILED,
                 Gemm::GradWeight => &CONV2D_GRAD_WEIGHT_TILED,
-            })
-            .constant("ROUND_F16", round_f16),
-            ConvKernels::Coop(kernels, sg) => {
-                let l = Launch::new(coop_kernel(kernels, gemm))
-                    .constant("SG", format!("{sg}u"))
-                    .constant("TI", format!("{per_side}u"))
-                    .constant("TJ", format!("{per_side}u"))
-                    .constant("KSTEPS", format!("{}u", kernels.k_steps(per_side)))
-                    // dW's B (x gathered by (ci, ky, kx)) is contiguous along K = (b, oy, ox).
-                    .constant("B_K_FASTEST", gemm == Gemm::GradWeight);
-                if kernels == CoopKernels::Emulated {
-                    l.constant("ROUND_F16", round_f16)
-                } else {
-                    l
-                }
-            }
+            }),
+            ConvKernels::Coop(kernels, sg) => Launch::new(coop_kernel(kernels, gemm))
+                .constant("SG", format!("{sg}u"))
+                .constant("TI", format!("{per_side}u"))
+                .constant("TJ", format!("{per_side}u"))
+                .constant("KSTEPS", format!("{}u", kernels.k_steps(per_side)))
+                // dW's B (x gathered by (ci, ky, kx)) is contiguous along K = (b, oy, ox).
+                .constant("B_K_FASTEST", gemm == Gemm::GradWeight),
         };
         Ok(launch
             .constant("CHECK_BOUNDS", !fits)

@@ -195,7 +195,6 @@ pub fn matmul(
     let (a_rs, a_cs) = if opts.trans_a { (1, g.m) } else { (g.k, 1) };
     let (b_rs, b_cs) = if opts.trans_b { (1, g.k) } else { (g.n, 1) };
     let variant = Variant::of(gpu, &g);
-    let round_f16 = gpu.precision().rounds_to_f16();
     let k_max = k_per_dispatch(gpu, variant);
     let chunks = b.chunk_count();
     if chunks > 1 && g.b_batched {
@@ -278,7 +277,6 @@ pub fn matmul(
                         .constant("TM", format!("{tm}u"))
                         .constant("WX", format!("{wx}u"))
                         .constant("WY", format!("{wy}u"))
-                        .constant("ROUND_F16", round_f16)
                         .profile_as(&["TM", "WX"])
                         .groups([
                             n_c.div_ceil(wx * 8) as u32,
@@ -286,20 +284,13 @@ pub fn matmul(
                             g.batch as u32,
                         ])
                 }
-                Variant::Tiled => tiles(&MATMUL_TILED).constant("ROUND_F16", round_f16),
-                Variant::Coop(kernels, sg, per_side) => {
-                    let l = tiles(kernels.matmul())
-                        .constant("SG", format!("{sg}u"))
-                        .constant("TI", format!("{per_side}u"))
-                        .constant("TJ", format!("{per_side}u"))
-                        .constant("KSTEPS", format!("{}u", kernels.k_steps(per_side)))
-                        .profile_as(&["CHECK_BOUNDS", "TI"]);
-                    if kernels == CoopKernels::Emulated {
-                        l.constant("ROUND_F16", round_f16)
-                    } else {
-                        l
-                    }
-                }
+                Variant::Tiled => tiles(&MATMUL_TILED),
+                Variant::Coop(kernels, sg, per_side) => tiles(kernels.matmul())
+                    .constant("SG", format!("{sg}u"))
+                    .constant("TI", format!("{per_side}u"))
+                    .constant("TJ", format!("{per_side}u"))
+                    .constant("KSTEPS", format!("{}u", kernels.k_steps(per_side)))
+                    .profile_as(&["CHECK_BOUNDS", "TI"]),
             };
             // A block of this K for every output of the chunk; A, B and the bias read once, the
             // output written (and read, when accumulating) once.

@@ -8,9 +8,10 @@
 mod common;
 
 use common::shape_only::real_cascade;
+use iterinv::engine::precision::{CoopChoice, CoopKernels};
 use iterinv::pipeline::inversion::memory::{plan_on, MemoryPlan};
 use iterinv::pipeline::inversion::{InvertOptions, SrStage};
-use iterinv::Gpu;
+use iterinv::{Gpu, Precision};
 
 const GIB: u64 = 1 << 30;
 
@@ -77,6 +78,20 @@ fn the_paper_cascade_plans_and_its_1024_px_stage_fits_16_gb() {
         "forward only (NPI, fixed point, fixed point)",
         &plan_on(&planner, &image, &forward_only).unwrap(),
     );
+    // An f16 GPU with tensor cores (NVIDIA's 16×16×16 shapes): attention without a bias goes
+    // through GEMMs whose probabilities a VJP keeps (one score matrix per attention layer).
+    // Issue 12 asks that an IF-I-XL NTI iteration fit 24 GB.
+    let mut caps = planner.caps().clone();
+    caps.precision = Precision::F16;
+    caps.coop = CoopChoice {
+        f32: None,
+        f16: Some((CoopKernels::F16x16, 32)),
+    };
+    let tensor_cores = planner.planner_with_caps(caps);
+    let planned16 = plan_on(&tensor_cores, &image, &opts).unwrap();
+    print("defaults at f16 on tensor cores", &planned16);
+    assert!(planned16.stages[0].peak_bytes <= 24 * GIB);
+    assert!(planned16.stages[2].peak_bytes <= 16 * GIB);
     // The README's example: a 10 GiB budget refuses stage I's NTI and offers NPI.
     let err = iterinv::pipeline::inversion::memory::check_budget(&planner, &image, &opts, 10 * GIB);
     let message = err.unwrap_err().to_string();

@@ -12,6 +12,10 @@
 //! split over several dispatches to stay under lavapipe's loop-iteration cap (see
 //! `keys_per_dispatch`).
 //!
+//! Where the matrix products run on cooperative matrices (tensor cores), attention without a
+//! bias or mask whose score matrix is small goes through two GEMMs and a softmax instead
+//! (`attention_blocked::on_gemms`).
+//!
 //! Recorded for autodiff with respect to q, k, v (and k2, v2); the bias and the key mask are
 //! constants (see `grad::attention`, which holds the flash-style backward).
 
@@ -23,7 +27,9 @@ use crate::error::{invalid, shape_err, Result};
 use crate::grad;
 use crate::grad::attention::{attention_grad, AttentionSaved};
 use crate::launch::{expect_float, to_u32, Launch, Params};
-use crate::ops::attention_blocked::{attention_by_query_blocks, SCORE_BLOCK_BYTES};
+use crate::ops::attention_blocked::{
+    attention_by_query_blocks, attention_on_gemms, on_gemms, SCORE_BLOCK_BYTES,
+};
 use crate::tensor::Tensor;
 
 const OP: &str = "attention";
@@ -91,6 +97,10 @@ fn rank4(name: &str, t: &Tensor) -> Result<[usize; 4]> {
 /// whose keys are all masked by `key_mask` (or with no keys at all) is written as zeros. A bias of
 /// −inf also excludes a key on IEEE-conforming devices; a bias of −FLT_MAX on every key gives the
 /// plain mean of the values, as in PyTorch.
+///
+/// Where the matrix products run on cooperative matrices and there is no bias or mask, the
+/// products are two GEMMs around an f32 softmax ([`on_gemms`]); at f16 their operands are
+/// rounded as the GEMMs round them: scale·q, k, the normalised probabilities and v.
 ///
 /// Head dims above [`MAX_HEAD_DIM`] are taken without a bias, mask or second segment, and run in
 /// blocks of queries (`attention_blocked`: a bounded block of scores at a time, never the whole
@@ -210,6 +220,9 @@ pub fn attention(args: &AttentionArgs) -> Result<Tensor> {
         );
     }
     let gpu = q.gpu();
+    if bias.is_none() && key_mask.is_none() && on_gemms(gpu, b * h, lq, lk) {
+        return attention_on_gemms(q, k, v, k2.zip(v2), scale);
+    }
     let out = Tensor::uninit(gpu, q.shape(), OP)?;
     let saved = AttentionSaved {
         q: q.detach(),

@@ -18,15 +18,62 @@
 //! Built from recorded ops, so it is differentiable; but the backward keeps every block's
 //! probabilities, the whole score matrix in total: at long sequences run it under
 //! [`no_grad`](crate::grad::no_grad), as the VAE does.
+//!
+//! The same GEMMs carry attention at any head dim where the matrix products run on cooperative
+//! matrices (tensor cores, [`Gpu::coop`]) and the score matrix is small ([`on_gemms`]): the
+//! flash kernels multiply on scalar cores, the two GEMMs on tensor cores, at UNet attention sizes
+//! (1,024 image tokens and 77 text tokens) several times faster than the flash kernel's scalar
+//! products even with the score matrix's extra memory traffic. Their backward is the GEMMs' and
+//! softmax's, on tensor cores too.
 
 use super::matmul::{matmul, MatmulOptions};
 use crate::error::{shape_err, Result};
+use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
 const OP: &str = "attention (query blocks)";
 
 /// Default bound on one block's f32 score matrix: 256 MiB, 1024 queries × 65,536 keys.
 pub const SCORE_BLOCK_BYTES: usize = 256 << 20;
+
+/// Bound on the f32 score matrix of attention taken as GEMMs on cooperative matrices
+/// ([`on_gemms`]): 256 MiB, e.g. IF-I-XL's guided pair at 32×32 (2 × 16 heads × 1,024 queries ×
+/// 1,101 keys, 144 MiB). A recorded pass keeps its probabilities for the backward, so the bound
+/// is also what one attention layer adds to a VJP's memory; past it the flash kernels run.
+pub const GEMM_SCORE_BYTES: usize = 256 << 20;
+
+/// Whether attention of `batch_heads` × `queries` × `keys` takes its two products as GEMMs on
+/// `gpu` now: where its matrix products run on cooperative matrices at the thread's precision
+/// and the score matrix fits [`GEMM_SCORE_BYTES`] and one storage binding.
+pub fn on_gemms(gpu: &Gpu, batch_heads: usize, queries: usize, keys: usize) -> bool {
+    let bytes = (batch_heads as u128) * (queries as u128) * (keys as u128) * 4;
+    gpu.coop().is_some()
+        && bytes <= GEMM_SCORE_BYTES as u128
+        && bytes <= gpu.caps().max_binding_size as u128
+}
+
+/// [`attention_by_query_blocks`] over two key segments (`second`'s keys after `k`'s), in one
+/// block: the keys and values are concatenated (77 text tokens before the image's in IF), a copy
+/// that is small beside the scores.
+pub fn attention_on_gemms(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    second: Option<(&Tensor, &Tensor)>,
+    scale: f32,
+) -> Result<Tensor> {
+    match second {
+        Some((k2, v2)) if k2.dim(1) > 0 => {
+            let (k, v) = if k.dim(1) > 0 {
+                (Tensor::concat(&[k, k2], 1)?, Tensor::concat(&[v, v2], 1)?)
+            } else {
+                (k2.clone(), v2.clone())
+            };
+            attention_by_query_blocks(q, &k, &v, scale, usize::MAX)
+        }
+        _ => attention_by_query_blocks(q, k, v, scale, usize::MAX),
+    }
+}
 
 /// Queries per block so that `batch·heads·block·keys` f32 scores fit `max_score_bytes` (at least
 /// one query, whatever the bound).

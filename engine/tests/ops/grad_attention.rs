@@ -79,7 +79,7 @@ impl Case {
 
 /// Materialised softmax(scale·q·kᵀ + bias, masked)·v in f64; x = [q, k, v, (k2, v2)]. A row with
 /// no attended key is zeros.
-fn reference(c: &Case, x: &[Vec<f64>]) -> Vec<f64> {
+pub(crate) fn reference(c: &Case, x: &[Vec<f64>]) -> Vec<f64> {
     let (b, lq, h, d, lk) = (c.b, c.lq, c.h, c.d, c.lk());
     let key = |bi: usize, j: usize, hi: usize| -> (&[f64], &[f64]) {
         let (kk, vv, l, jj) = if j < c.lk1 {
@@ -152,7 +152,7 @@ pub(crate) fn run(c: &Case, t: &[Tensor]) -> Tensor {
 // spreads, as the forward's tests) and one more D-term dot (dO·v); with the 1/l normalisation the
 // error is a few 1e-6 of the largest gradient. The f64 finite differences' truncation error
 // (h²·f''' with h = 1e-4 and derivatives of order scale³ ≈ 30) is ~3e-7. 2e-5 covers both with room.
-const RTOL: f64 = 2e-5;
+pub(crate) const RTOL: f64 = 2e-5;
 
 /// Check the selected gradients (`wrt` per input: q, k, v, k2, v2) on both kernel variants.
 fn check(what: &str, c: &Case, wrt: &[bool], seed: u64) {

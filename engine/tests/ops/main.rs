@@ -4,6 +4,7 @@
 mod common;
 
 mod attention;
+mod attention_coop;
 mod conv;
 mod conv_coop;
 mod elementwise;

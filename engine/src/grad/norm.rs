@@ -50,6 +50,9 @@ pub(crate) struct Layout {
     pub spatial: usize,
     pub channels: usize,
     pub eps: f32,
+    /// Row stride of scale and shift and the shift's column offset (packed: 2C and C).
+    pub ss_stride: usize,
+    pub shift_at: usize,
     pub rms: bool,
     pub wg: usize,
     pub act: Activation,
@@ -67,17 +70,21 @@ impl Layout {
             .u32(self.spatial as u32)
             .u32(self.channels as u32)
             .f32(self.eps)
+            .u32(self.ss_stride as u32)
+            .u32(self.shift_at as u32)
     }
 }
 
 /// What the rule keeps: the detached inputs. Recorded inputs are x, then those present of gamma,
-/// beta, scale, shift, in that order.
+/// beta, scale, shift, in that order; scale and shift packed in one tensor are one input (both
+/// fields hold it).
 pub(crate) struct Saved {
     pub x: Tensor,
     pub gamma: Option<Tensor>,
     pub beta: Option<Tensor>,
     pub scale: Option<Tensor>,
     pub shift: Option<Tensor>,
+    pub packed: bool,
     pub layout: Layout,
 }
 
@@ -223,7 +230,8 @@ impl Saved {
     }
 }
 
-/// Gradients for (x, gamma?, beta?, scale?, shift?) (those present, in that order).
+/// Gradients for (x, gamma?, beta?, scale?, shift?) (those present, in that order; packed scale
+/// and shift as one).
 pub(crate) fn norm_grad(s: &Saved, g: &Tensor, needed: &[bool]) -> Result<Vec<Option<Tensor>>> {
     let l = &s.layout;
     let gpu = s.x.gpu();
@@ -233,7 +241,11 @@ pub(crate) fn norm_grad(s: &Saved, g: &Tensor, needed: &[bool]) -> Result<Vec<Op
     let mut it = needed[1..].iter();
     for (k, t) in params.iter().enumerate() {
         if t.is_some() {
-            need[k + 1] = *it.next().unwrap_or(&false);
+            need[k + 1] = if s.packed && k == 3 {
+                need[3]
+            } else {
+                *it.next().unwrap_or(&false)
+            };
         }
     }
     let want_params = need[1..].iter().any(|&b| b);
@@ -268,6 +280,11 @@ pub(crate) fn norm_grad(s: &Saved, g: &Tensor, needed: &[bool]) -> Result<Vec<Op
             let (p, q) = s.channel_sums(g, stats.as_ref().expect("launched above"))?;
             let b = l.rows / l.groups;
             let one_plus_scale = match &s.scale {
+                Some(sc) if s.packed => Some(
+                    sc.reshape(&[b, 2 * l.channels])?
+                        .slice(1, 0, l.channels)?
+                        .add_scalar(1.0)?,
+                ),
                 Some(sc) => Some(sc.reshape(&[b, l.channels])?.add_scalar(1.0)?),
                 None => None,
             };
@@ -291,19 +308,29 @@ pub(crate) fn norm_grad(s: &Saved, g: &Tensor, needed: &[bool]) -> Result<Vec<Op
                 if let Some(bt) = &s.beta {
                     ds = ds.add(&q.mul(bt)?)?;
                 }
-                out[3] = Some(ds.reshape(shapes[3].as_deref().expect("scale present"))?);
+                out[3] = Some(ds);
             }
             if need[4] {
-                out[4] = Some(q.reshape(shapes[4].as_deref().expect("shift present"))?);
+                out[4] = Some(q);
             }
         }
     }
-    let [dx, rest @ ..] = out;
+    let [dx, dgamma, dbeta, dscale, dshift] = out;
     let mut grads = vec![dx];
-    for (t, d) in params.iter().zip(rest) {
+    for (t, d) in params[..2].iter().zip([dgamma, dbeta]) {
         if t.is_some() {
             grads.push(d);
         }
+    }
+    let shape = |k: usize| shapes[k].as_deref().expect("scale and shift present");
+    if s.packed {
+        grads.push(match (dscale, dshift) {
+            (Some(ds), Some(dh)) => Some(Tensor::concat(&[&ds, &dh], 1)?.reshape(shape(3))?),
+            _ => None,
+        });
+    } else if s.scale.is_some() {
+        grads.push(dscale.map(|d| d.reshape(shape(3))).transpose()?);
+        grads.push(dshift.map(|d| d.reshape(shape(4))).transpose()?);
     }
     Ok(grads)
 }

@@ -18,8 +18,38 @@ const CHUNK: usize = 16384;
 /// At most this many splits per row (the merge runs in a workgroup of at least 64 invocations).
 const MAX_SPLITS: usize = 64;
 
-/// Group norm options. `gamma`/`beta` are per channel `[C]`; `scale_shift` is per sample
-/// `([B, C], [B, C])` (trailing 1s allowed, e.g. `[B, C, 1, 1]`). Any float storage.
+/// Per-sample scale and shift of a group norm's epilogue (trailing 1s allowed in their shapes,
+/// e.g. `[B, C, 1, 1]`).
+#[derive(Clone, Copy, Debug)]
+pub enum ScaleShift<'a> {
+    /// Scale `[B, C]` and shift `[B, C]`.
+    Separate(&'a Tensor, &'a Tensor),
+    /// One `[B, 2C]` tensor, the scale's columns then the shift's: a time-embedding projection's
+    /// output as it is (diffusers' `scale, shift = emb.chunk(2, dim=1)`), read in place rather
+    /// than copied into two halves. Its gradient comes back as one `[B, 2C]` tensor.
+    Packed(&'a Tensor),
+}
+
+impl<'a> ScaleShift<'a> {
+    /// (row stride, the shift's column offset) of the kernels' reads, for `c` channels.
+    fn layout(&self, c: usize) -> (usize, usize) {
+        match self {
+            ScaleShift::Separate(..) => (c, 0),
+            ScaleShift::Packed(_) => (2 * c, c),
+        }
+    }
+
+    /// The tensors bound as scale and as shift (a packed one twice).
+    fn tensors(self) -> (&'a Tensor, &'a Tensor) {
+        match self {
+            ScaleShift::Separate(scale, shift) => (scale, shift),
+            ScaleShift::Packed(t) => (t, t),
+        }
+    }
+}
+
+/// Group norm options. `gamma`/`beta` are per channel `[C]`; `scale_shift` is per sample. Any
+/// float storage.
 #[derive(Clone, Copy, Debug)]
 pub struct GroupNormArgs<'a> {
     pub groups: usize,
@@ -27,7 +57,7 @@ pub struct GroupNormArgs<'a> {
     pub gamma: Option<&'a Tensor>,
     pub beta: Option<&'a Tensor>,
     /// Applied after the affine: y·(1 + scale) + shift.
-    pub scale_shift: Option<(&'a Tensor, &'a Tensor)>,
+    pub scale_shift: Option<ScaleShift<'a>>,
     /// Applied last.
     pub activation: Activation,
 }
@@ -61,8 +91,16 @@ struct Rows<'a> {
     rms: bool,
     gamma: Option<&'a Tensor>,
     beta: Option<&'a Tensor>,
-    scale_shift: Option<(&'a Tensor, &'a Tensor)>,
+    scale_shift: Option<ScaleShift<'a>>,
     act: Activation,
+}
+
+impl Rows<'_> {
+    /// The kernels' (row stride, shift offset) of scale and shift.
+    fn ss_layout(&self) -> (usize, usize) {
+        self.scale_shift
+            .map_or((self.channels, 0), |s| s.layout(self.channels))
+    }
 }
 
 fn check_eps(op: &'static str, eps: f32) -> Result<()> {
@@ -115,16 +153,19 @@ pub fn group_norm(x: &Tensor, args: &GroupNormArgs) -> Result<Tensor> {
             check_vector(op, what, t, c, x)?;
         }
     }
-    if let Some((scale, shift)) = args.scale_shift {
-        for (what, t) in [("scale", scale), ("shift", shift)] {
-            expect_float(op, what, t)?;
-            let s = t.shape();
-            if s.len() < 2 || s[0] != b || s[1] != c || s[2..].iter().any(|&d| d != 1) {
-                return shape_err(
-                    op,
-                    format!("{what} has shape {s:?}, expected [{b}, {c}] for x of shape {shape:?}"),
-                );
-            }
+    let per_sample: &[(&str, &Tensor, usize)] = match &args.scale_shift {
+        Some(ScaleShift::Separate(scale, shift)) => &[("scale", scale, c), ("shift", shift, c)],
+        Some(ScaleShift::Packed(t)) => &[("packed scale and shift", t, 2 * c)],
+        None => &[],
+    };
+    for &(what, t, cols) in per_sample {
+        expect_float(op, what, t)?;
+        let s = t.shape();
+        if s.len() < 2 || s[0] != b || s[1] != cols || s[2..].iter().any(|&d| d != 1) {
+            return shape_err(
+                op,
+                format!("{what} has shape {s:?}, expected [{b}, {cols}] for x of shape {shape:?}"),
+            );
         }
     }
     let spatial: usize = shape[2..].iter().product();
@@ -235,19 +276,23 @@ fn normalise(r: Rows) -> Result<Tensor> {
     let mut inputs = vec![r.x];
     inputs.extend(r.gamma);
     inputs.extend(r.beta);
-    if let Some((scale, shift)) = r.scale_shift {
-        inputs.extend([scale, shift]);
+    match r.scale_shift {
+        Some(ScaleShift::Separate(scale, shift)) => inputs.extend([scale, shift]),
+        Some(ScaleShift::Packed(t)) => inputs.push(t),
+        None => {}
     }
     if !grad::recording(&inputs) {
         return Ok(out);
     }
     let (splits, chunk, wg) = split_rows(r.n);
+    let (ss_stride, shift_at) = r.ss_layout();
     let saved = norm_grad::Saved {
         x: r.x.detach(),
         gamma: r.gamma.map(Tensor::detach),
         beta: r.beta.map(Tensor::detach),
-        scale: r.scale_shift.map(|s| s.0.detach()),
-        shift: r.scale_shift.map(|s| s.1.detach()),
+        scale: r.scale_shift.map(|s| s.tensors().0.detach()),
+        shift: r.scale_shift.map(|s| s.tensors().1.detach()),
+        packed: matches!(r.scale_shift, Some(ScaleShift::Packed(_))),
         layout: norm_grad::Layout {
             n: r.n,
             rows: r.rows,
@@ -258,6 +303,8 @@ fn normalise(r: Rows) -> Result<Tensor> {
             spatial: r.spatial,
             channels: r.channels,
             eps: r.eps,
+            ss_stride,
+            shift_at,
             rms: r.rms,
             wg,
             act: r.act,
@@ -295,6 +342,7 @@ fn launch_norm(r: &Rows) -> Result<Tensor> {
     }
     let workgroups = r.rows as u64 * splits as u64;
     to_u32(op, workgroups as usize * 3)?;
+    let (ss_stride, shift_at) = r.ss_layout();
     let params = Params::new()
         .u32(r.n as u32)
         .u32(r.rows as u32)
@@ -304,7 +352,9 @@ fn launch_norm(r: &Rows) -> Result<Tensor> {
         .u32(r.cpg as u32)
         .u32(r.spatial as u32)
         .u32(r.channels as u32)
-        .f32(r.eps);
+        .f32(r.eps)
+        .u32(ss_stride as u32)
+        .u32(shift_at as u32);
     let grid = gpu.grid(workgroups)?;
     let flag = |b: bool| if b { "true" } else { "false" };
     let stats = if splits > 1 {
@@ -339,8 +389,8 @@ fn launch_norm(r: &Rows) -> Result<Tensor> {
             .input(bind(stats.as_ref())?)
             .input(bind(r.gamma)?)
             .input(bind(r.beta)?)
-            .input(bind(r.scale_shift.map(|s| s.0))?)
-            .input(bind(r.scale_shift.map(|s| s.1))?)
+            .input(bind(r.scale_shift.map(|s| s.tensors().0))?)
+            .input(bind(r.scale_shift.map(|s| s.tensors().1))?)
             .output(out.bind(op)?)
             .params(params)
             .groups(grid),

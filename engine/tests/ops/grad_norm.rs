@@ -12,7 +12,7 @@
 //! Finite differences (h = 1e-4 in f64) contribute < 1e-8.
 
 use iterinv_engine::grad::grad;
-use iterinv_engine::ops::norm::{group_norm, layer_norm, rms_norm, GroupNormArgs};
+use iterinv_engine::ops::norm::{group_norm, layer_norm, rms_norm, GroupNormArgs, ScaleShift};
 use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
 
 use crate::common::{assert_close, check_vjp, GradInput, Rng};
@@ -68,7 +68,7 @@ fn check_group_norm(rng: &mut Rng, shape: &[usize], groups: usize, o: Opts, max_
             let args = GroupNormArgs {
                 gamma,
                 beta,
-                scale_shift: scale.zip(shift),
+                scale_shift: scale.zip(shift).map(|(s, h)| ScaleShift::Separate(s, h)),
                 activation: o.act,
                 ..GroupNormArgs::new(groups, eps)
             };
@@ -154,6 +154,63 @@ fn group_norm_rows_split_over_workgroups() {
         act: Activation::Gelu,
     };
     check_group_norm(&mut rng, &[1, 2, 130, 130], 1, o, 40);
+}
+
+/// Scale and shift packed in one `[B, 2C]` tensor (a time-embedding projection's output, read
+/// in place): its gradient is the two halves' side by side, on rows one workgroup takes and on
+/// split rows.
+#[test]
+fn group_norm_packed_scale_shift() {
+    let mut rng = Rng::new(303);
+    for (shape, groups, max_elems) in [(&[2, 6, 5, 7][..], 3, 150), (&[2, 4, 127, 81], 2, 40)] {
+        let (b, c) = (shape[0], shape[1]);
+        let n: usize = shape.iter().product();
+        let inputs = [
+            GradInput::new(shape, rng.vec(n, -3.0, 5.0), true),
+            GradInput::new(&[c], rng.vec(c, 0.5, 1.5), true),
+            GradInput::new(&[c], rng.vec(c, -1.0, 1.0), true),
+            GradInput::new(&[b, 2 * c], rng.vec(2 * b * c, -0.5, 0.5), true),
+        ];
+        check_vjp(
+            &format!("group_norm {shape:?} / {groups}, packed scale and shift"),
+            &inputs,
+            |t| {
+                let args = GroupNormArgs {
+                    gamma: Some(&t[1]),
+                    beta: Some(&t[2]),
+                    scale_shift: Some(ScaleShift::Packed(&t[3])),
+                    activation: Activation::Silu,
+                    ..GroupNormArgs::new(groups, 1e-5)
+                };
+                group_norm(&t[0], &args).unwrap()
+            },
+            |x| {
+                let half = |k: usize| -> Vec<f64> {
+                    x[3].chunks(c)
+                        .skip(k)
+                        .step_by(2)
+                        .flatten()
+                        .copied()
+                        .collect()
+                };
+                let (scale, shift) = (half(0), half(1));
+                group_norm_ref(
+                    &x[0],
+                    shape,
+                    &GnRef {
+                        groups,
+                        eps: 1e-5,
+                        gamma: Some(&x[1]),
+                        beta: Some(&x[2]),
+                        ss: Some((&scale, &shift)),
+                        act: Activation::Silu,
+                    },
+                )
+            },
+            RTOL,
+            max_elems,
+        );
+    }
 }
 
 /// check_vjp of layer norm (rms = false) or RMS norm over rows of `n`, with or without weights.
@@ -289,7 +346,7 @@ fn half_weights_give_the_gradients_of_their_values() {
         let args = GroupNormArgs {
             gamma: Some(&t[1]),
             beta: Some(&t[2]),
-            scale_shift: Some((&t[3], &t[4])),
+            scale_shift: Some(ScaleShift::Separate(&t[3], &t[4])),
             activation: Activation::Silu,
             ..GroupNormArgs::new(3, 1e-5)
         };
@@ -347,7 +404,7 @@ fn asking_for_x_only_launches_no_parameter_kernel() {
         let args = GroupNormArgs {
             gamma: Some(&gamma),
             beta: Some(&beta),
-            scale_shift: Some((&scale, &shift)),
+            scale_shift: Some(ScaleShift::Separate(&scale, &shift)),
             activation: Activation::Silu,
             ..GroupNormArgs::new(3, 1e-5)
         };

@@ -11,7 +11,7 @@
 //! mean correction, the merge's d² term or the shift (naive E[x²] − E[x]²) each fails these bounds.
 
 use half::{bf16, f16};
-use iterinv_engine::ops::norm::{group_norm, layer_norm, rms_norm, GroupNormArgs};
+use iterinv_engine::ops::norm::{group_norm, layer_norm, rms_norm, GroupNormArgs, ScaleShift};
 use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
 
 use crate::common::{act64, assert_close, f64s, gpu, upload, Rng};
@@ -152,7 +152,7 @@ fn group_norm_shapes_weights_and_scale_shift() {
         let args = GroupNormArgs {
             gamma: gamma.as_ref().map(|t| &t.0),
             beta: beta.as_ref().map(|t| &t.0),
-            scale_shift: ssv.as_ref().map(|(s, h)| (&s.0, &h.0)),
+            scale_shift: ssv.as_ref().map(|(s, h)| ScaleShift::Separate(&s.0, &h.0)),
             ..GroupNormArgs::new(groups, 1e-5)
         };
         let out = group_norm(&x, &args).unwrap();
@@ -171,6 +171,24 @@ fn group_norm_shapes_weights_and_scale_shift() {
         );
         let what = format!("group_norm {shape:?} / {groups}, affine {affine:?}, ss {ss:?}");
         assert_close(&what, &out, &expected, ATOL, RTOL);
+        // The same scale and shift packed side by side in one [B, 2C] tensor, read in place.
+        if let Some((s, h)) = &ssv {
+            let packed: Vec<f32> = (0..b)
+                .flat_map(|i| {
+                    s.1[i * c..(i + 1) * c]
+                        .iter()
+                        .chain(&h.1[i * c..(i + 1) * c])
+                })
+                .map(|&v| v as f32)
+                .collect();
+            let packed = upload(&[b, 2 * c], &packed);
+            let args = GroupNormArgs {
+                scale_shift: Some(ScaleShift::Packed(&packed)),
+                ..args
+            };
+            let out = group_norm(&x, &args).unwrap();
+            assert_close(&format!("{what}, packed"), &out, &expected, ATOL, RTOL);
+        }
     }
 }
 
@@ -201,7 +219,7 @@ fn group_norm_half_input_gamma_or_beta_alone_and_each_activation() {
         let args = GroupNormArgs {
             gamma,
             beta,
-            scale_shift: Some((&sc, &sh)),
+            scale_shift: Some(ScaleShift::Separate(&sc, &sh)),
             activation: act,
             ..GroupNormArgs::new(4, 1e-6)
         };
@@ -414,16 +432,29 @@ fn bad_arguments_are_errors_naming_the_op_and_shapes() {
     for bad_shape in [&[12][..], &[1, 12], &[2, 12, 2], &[12, 2]] {
         let bad = upload(bad_shape, &vec![0.0; bad_shape.iter().product()]);
         let args = GroupNormArgs {
-            scale_shift: Some((&bad, &good)),
+            scale_shift: Some(ScaleShift::Separate(&bad, &good)),
             ..GroupNormArgs::new(4, 1e-5)
         };
         let shown = format!("{bad_shape:?}");
         expect_err(gn(&args), op, &["scale", &shown, "[2, 12]"]);
         let args = GroupNormArgs {
-            scale_shift: Some((&good, &bad)),
+            scale_shift: Some(ScaleShift::Separate(&good, &bad)),
             ..GroupNormArgs::new(4, 1e-5)
         };
         expect_err(gn(&args), op, &["shift", &shown]);
+    }
+    for bad_shape in [&[2, 12][..], &[2, 24, 2], &[1, 24]] {
+        let bad = upload(bad_shape, &vec![0.0; bad_shape.iter().product()]);
+        let args = GroupNormArgs {
+            scale_shift: Some(ScaleShift::Packed(&bad)),
+            ..GroupNormArgs::new(4, 1e-5)
+        };
+        let shown = format!("{bad_shape:?}");
+        expect_err(
+            gn(&args),
+            op,
+            &["packed scale and shift", &shown, "[2, 24]"],
+        );
     }
     let ints = Tensor::from_i32(gpu(), &[12], &[0; 12]).unwrap();
     let args = GroupNormArgs {

@@ -43,7 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let rstd = inverseSqrt(st.z / f32(p.n) + p.eps);
     let c0 = (row % p.groups) * p.cpg;
-    let ss = (row / p.groups) * p.channels;
+    let ss = (row / p.groups) * p.ss_stride;
     // ⌈chunk/WG⌉ iterations after chunk_stats or the log2(WG) merge (see chunk_stats for bounds).
     for (var i = start + lid; i < end; i = i + WG) {
         var y = ((ld_x(base + i) - st.x) - st.y) * rstd;
@@ -55,7 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             y = y + ld_beta(c);
         }
         if (HAS_SS) {
-            y = y * (1.0 + ld_scale(ss + c)) + ld_shift(ss + c);
+            y = y * (1.0 + ld_scale(ss + c)) + ld_shift(ss + p.shift_at + c);
         }
         out[base + i] = activate(y, ACT);
     }

@@ -13,8 +13,10 @@ struct Params {
     groups: u32,    // rows per sample (group norm), else 1
     cpg: u32,       // channels per row
     spatial: u32,   // elements per channel
-    channels: u32,  // channels per sample: the row stride of scale and shift
+    channels: u32,  // channels per sample
     eps: f32,
+    ss_stride: u32, // row stride of scale and shift: channels, or 2·channels when packed
+    shift_at: u32,  // shift's column offset in its rows: 0, or channels when packed
 }
 
 var<workgroup> red: array<vec2<f32>, WG>;

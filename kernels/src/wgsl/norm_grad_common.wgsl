@@ -33,10 +33,10 @@ fn elem(row: u32, i: u32, st: vec3<f32>) -> vec3<f32> {
             o = ld_beta(c);
         }
         if (HAS_SS) {
-            let bc = (row / p.groups) * p.channels + c;
+            let bc = (row / p.groups) * p.ss_stride + c;
             let s1 = 1.0 + ld_scale(bc);
             a = a * s1;
-            o = o * s1 + ld_shift(bc);
+            o = o * s1 + ld_shift(bc + p.shift_at);
         }
     }
     var gz = ld_g(k);

@@ -2,7 +2,7 @@
 //! resampling (IF's `ResnetDownsample`/`ResnetUpsample` blocks resample inside a resnet) and
 //! time conditioning (IF: FiLM-style scale/shift; SD: an added bias; the VAE: none).
 
-use iterinv_engine::ops::norm::GroupNormArgs;
+use iterinv_engine::ops::norm::{GroupNormArgs, ScaleShift};
 use iterinv_engine::{Activation, Tensor};
 
 use super::{Conv2d, Linear, Norm};
@@ -139,9 +139,9 @@ impl Resnet {
                 self.norm2.group_norm(&h, self.opts.groups, act)?
             }
             (TimeConditioning::ScaleShift, Some(t)) => {
-                let parts = t.chunk(2, 1)?;
+                // `scale, shift = t.chunk(2, dim=1)`, read in place by the norm.
                 let args = GroupNormArgs {
-                    scale_shift: Some((&parts[0], &parts[1])),
+                    scale_shift: Some(ScaleShift::Packed(t)),
                     activation: act,
                     ..self.norm2.group_args(self.opts.groups)
                 };

@@ -4,7 +4,8 @@ use crate::error::Result;
 use crate::ops::matmul::{matmul, MatmulOptions};
 use crate::tensor::Tensor;
 
-fn mm(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+/// `op(a)·op(b)`, written transposed when `trans_out`.
+fn mm(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool, trans_out: bool) -> Result<Tensor> {
     matmul(
         a,
         b,
@@ -12,14 +13,10 @@ fn mm(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
         MatmulOptions {
             trans_a,
             trans_b,
+            trans_out,
             ..Default::default()
         },
     )
-}
-
-/// Swap the last two dims.
-fn t(x: &Tensor) -> Result<Tensor> {
-    x.transpose(x.rank() - 2, x.rank() - 1)
 }
 
 /// Gradients for (a, b, bias?) given the output gradient `g` [..., M, N].
@@ -39,21 +36,24 @@ pub(crate) fn matmul_grad(
         })
     };
     let mut out = Vec::with_capacity(3);
-    // dA (logical [.., M, K]) = g · op(B)ᵀ.
+    // g is the logical [.., M, N] gradient G, stored transposed when the output was. Each
+    // gradient is written in its operand's stored layout (transposed when the operand was read
+    // transposed), so no transpose is ever copied.
+    // dA (logical [.., M, K]) = G · op(B)ᵀ.
     out.push(if needed[0] {
         let b = saved(b, "b")?;
-        let d = mm(g, &b, false, !opts.trans_b)?;
-        Some(if opts.trans_a { t(&d)? } else { d })
+        Some(mm(g, &b, opts.trans_out, !opts.trans_b, opts.trans_a)?)
     } else {
         None
     });
-    // dB (logical [.., K, N]) = op(A)ᵀ · g, summed over the batch when B was shared.
+    // dB (logical [.., K, N]) = op(A)ᵀ · G, summed over the batch when B was shared.
     out.push(if needed[1] {
         let a = &saved(a, "a")?;
         let batched_a = a.rank() > 2;
-        let d = if b_batched || !batched_a {
-            mm(a, g, !opts.trans_a, false)?
-        } else if !opts.trans_a {
+        Some(if b_batched || !batched_a {
+            mm(a, g, !opts.trans_a, opts.trans_out, opts.trans_b)?
+        } else if !opts.trans_a && !opts.trans_out {
+            // The batch folds into K: one product over all rows.
             let k = a.dim(-1);
             let rows = a.numel() / k.max(1);
             mm(
@@ -61,20 +61,26 @@ pub(crate) fn matmul_grad(
                 &g.reshape(&[rows, g.dim(-1)])?,
                 true,
                 false,
+                opts.trans_b,
             )?
         } else {
-            let per_batch = mm(a, g, false, false)?;
+            let per_batch = mm(a, g, !opts.trans_a, opts.trans_out, opts.trans_b)?;
             let lead: Vec<usize> = (0..per_batch.rank() - 2).collect();
             per_batch.sum(&lead, false)?
-        };
-        Some(if opts.trans_b { t(&d)? } else { d })
+        })
     } else {
         None
     });
     if needed.len() > 2 {
         out.push(if needed[2] {
-            let lead: Vec<usize> = (0..g.rank() - 1).collect();
-            Some(g.sum(&lead, false)?)
+            // Over every dim but n's (the last, or the second last when transposed).
+            let n_dim = if opts.trans_out {
+                g.rank() - 2
+            } else {
+                g.rank() - 1
+            };
+            let others: Vec<usize> = (0..g.rank()).filter(|&d| d != n_dim).collect();
+            Some(g.sum(&others, false)?)
         } else {
             None
         });

@@ -24,6 +24,9 @@ use crate::tensor::Tensor;
 pub struct MatmulOptions {
     pub trans_a: bool,
     pub trans_b: bool,
+    /// Write the product transposed, `[..., N, M]` (the bias still per n, now per row): a linear
+    /// layer's tokens `[B, L, C]` straight into a feature map's layout `[B, C, L]`, no permute.
+    pub trans_out: bool,
     pub activation: Activation,
 }
 
@@ -170,7 +173,11 @@ pub fn matmul(
         return unary(&z, opts.activation.into());
     }
     let mut out_shape = a.shape()[..a.rank() - 2].to_vec();
-    out_shape.extend([g.m, g.n]);
+    out_shape.extend(if opts.trans_out {
+        [g.n, g.m]
+    } else {
+        [g.m, g.n]
+    });
     let gpu = a.gpu();
     // dA needs B and dB needs A: keep each only if the other can be asked for, so inversion
     // (constant weights) keeps no activation alive for a weight gradient it never computes.
@@ -194,6 +201,8 @@ pub fn matmul(
     };
     let (a_rs, a_cs) = if opts.trans_a { (1, g.m) } else { (g.k, 1) };
     let (b_rs, b_cs) = if opts.trans_b { (1, g.k) } else { (g.n, 1) };
+    // (row stride, column stride) of C, and where column n starts.
+    let (ldc, c_cs) = if opts.trans_out { (1, g.m) } else { (g.n, 1) };
     let variant = Variant::of(gpu, &g);
     let k_max = k_per_dispatch(gpu, variant);
     let chunks = b.chunk_count();
@@ -236,7 +245,7 @@ pub fn matmul(
                 .u32(to_u32(OP, g.m)?)
                 .u32(to_u32(OP, n_c)?)
                 .u32(to_u32(OP, k_b)?)
-                .u32(0)
+                .u32(to_u32(OP, c_cs)?)
                 .u32(to_u32(OP, (k_off + k0) * a_cs)?)
                 .u32(to_u32(OP, g.m * g.k)?)
                 .u32(a_rs as u32)
@@ -250,9 +259,9 @@ pub fn matmul(
                 })
                 .u32(b_rs as u32)
                 .u32(b_cs as u32)
-                .u32(col_off as u32)
+                .u32(to_u32(OP, col_off * c_cs)?)
                 .u32(to_u32(OP, g.m * g.n)?)
-                .u32(g.n as u32)
+                .u32(to_u32(OP, ldc)?)
                 .u32(col_off as u32)
                 .u32(!first as u32)
                 .u32(last as u32);

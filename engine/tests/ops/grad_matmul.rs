@@ -36,7 +36,12 @@ fn reference(
                     };
                     s += av * bv;
                 }
-                out[(bi * m + i) * n + j] = match o.activation {
+                let at = if o.trans_out {
+                    (bi * n + j) * m + i
+                } else {
+                    (bi * m + i) * n + j
+                };
+                out[at] = match o.activation {
                     Activation::Silu => s / (1.0 + (-s).exp()),
                     _ => s,
                 };
@@ -50,17 +55,25 @@ fn reference(
 fn matmul_rule_all_layouts() {
     let mut rng = Rng::new(200);
     let (batch, m, n, k) = (2, 5, 7, 6);
-    for (ta, tb, bb, with_bias, act) in [
-        (false, false, false, true, Activation::None),
-        (false, true, false, true, Activation::Silu),
-        (true, false, false, false, Activation::None),
-        (true, true, false, true, Activation::None),
-        (false, false, true, false, Activation::None),
-        (true, true, true, true, Activation::Silu),
+    // (trans_a, trans_b, B batched, bias, activation, output transposed).
+    for (ta, tb, bb, with_bias, act, to) in [
+        (false, false, false, true, Activation::None, false),
+        (false, true, false, true, Activation::Silu, false),
+        (true, false, false, false, Activation::None, false),
+        (true, true, false, true, Activation::None, false),
+        (false, false, true, false, Activation::None, false),
+        (true, true, true, true, Activation::Silu, false),
+        // Transposed outputs: a linear layer into a feature map's layout (tb), from one read
+        // channels first (ta, tb), into batched and shared B.
+        (false, true, false, true, Activation::None, true),
+        (true, true, false, true, Activation::Silu, true),
+        (false, false, false, false, Activation::None, true),
+        (true, false, true, true, Activation::None, true),
     ] {
         let o = MatmulOptions {
             trans_a: ta,
             trans_b: tb,
+            trans_out: to,
             activation: act,
         };
         let sa = if ta {
@@ -79,7 +92,7 @@ fn matmul_rule_all_layouts() {
         }
         // Gradients are sums of at most batch·M·K ≈ 60 f32 products: 1e-5 of their scale.
         check_vjp(
-            &format!("matmul ta {ta} tb {tb} bb {bb} bias {with_bias} {act:?}"),
+            &format!("matmul ta {ta} tb {tb} bb {bb} bias {with_bias} {act:?} to {to}"),
             &inputs,
             |t| matmul(&t[0], &t[1], t.get(2), o).unwrap(),
             |x| {

@@ -18,6 +18,18 @@ pub struct Case {
     trans_a: bool,
     trans_b: bool,
     b_batched: bool,
+    /// The product written transposed, `[..., N, M]`.
+    trans_out: bool,
+}
+
+impl Case {
+    /// This case with its output written transposed.
+    pub fn transposed_out(self) -> Case {
+        Case {
+            trans_out: true,
+            ..self
+        }
+    }
 }
 
 /// Reference result and, per element, the sum of |a·b| terms (bounds f32 accumulation error).
@@ -56,7 +68,12 @@ fn reference(
                 }
                 s = act64(act, s);
                 worst_abs = worst_abs.max(sa);
-                out[(bi * m + i) * n + j] = s;
+                let at = if c.trans_out {
+                    (bi * n + j) * m + i
+                } else {
+                    (bi * m + i) * n + j
+                };
+                out[at] = s;
             }
         }
     }
@@ -112,6 +129,7 @@ pub fn run(gpu: &Gpu, c: &Case, wt: WeightType, with_bias: bool, act: Activation
     let opts = MatmulOptions {
         trans_a: c.trans_a,
         trans_b: c.trans_b,
+        trans_out: c.trans_out,
         activation: act,
     };
     let out = matmul(&ta, &tb, with_bias.then_some(&tbias), opts).unwrap();
@@ -129,11 +147,11 @@ pub fn run(gpu: &Gpu, c: &Case, wt: WeightType, with_bias: bool, act: Activation
     let hardware = matches!(gpu.coop(), Some((k, _)) if k != CoopKernels::Emulated);
     let atol = (c.k as f64 * 1.2e-7 * abs_sum + 1e-6) * if hardware { 4.0 } else { 1.0 };
     let what = format!(
-        "matmul m{} n{} k{} batch {:?} ta {} tb {} bb {} bias {with_bias} {act:?}",
-        c.m, c.n, c.k, c.batch, c.trans_a, c.trans_b, c.b_batched
+        "matmul m{} n{} k{} batch {:?} ta {} tb {} bb {} to {} bias {with_bias} {act:?}",
+        c.m, c.n, c.k, c.batch, c.trans_a, c.trans_b, c.b_batched, c.trans_out
     );
     let mut shape = c.batch.clone();
-    shape.extend([c.m, c.n]);
+    shape.extend(if c.trans_out { [c.n, c.m] } else { [c.m, c.n] });
     assert_eq!(out.shape(), &shape[..]);
     assert_close(&what, &out, &expected, atol, 1e-6);
 }
@@ -160,6 +178,7 @@ pub fn case(
         trans_a,
         trans_b,
         b_batched,
+        trans_out: false,
     }
 }
 
@@ -188,6 +207,25 @@ pub fn transposes_and_batching(g: &Gpu, seed: u64) {
         Activation::None,
         seed + 1,
     );
+    // Written transposed (a linear layer's tokens into a feature map), with a bias per row of
+    // the output and an activation, from operands read either way.
+    for (i, (ta, tb, bb)) in [
+        (false, true, false),
+        (true, true, false),
+        (true, false, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        run(
+            g,
+            &case(&[3], 37, 29, 41, ta, tb, bb).transposed_out(),
+            WeightType::F32,
+            !bb,
+            Activation::Silu,
+            seed + 2 + i as u64,
+        );
+    }
 }
 
 #[test]
@@ -325,6 +363,23 @@ fn weights_larger_than_the_binding_limit() {
             true,
             Activation::Gelu,
             51,
+        );
+        // Both, written transposed: a column block lands at its rows of the output.
+        run(
+            &g,
+            &case(&[], 5, 300, 40, false, true, false).transposed_out(),
+            WeightType::F32,
+            true,
+            Activation::Gelu,
+            52,
+        );
+        run(
+            &g,
+            &case(&[], 5, 40, 300, false, false, false).transposed_out(),
+            WeightType::F16,
+            true,
+            Activation::Gelu,
+            53,
         );
         let w = Tensor::from_f32(&g, &[300, 40], &vec![0.5; 12000]).unwrap();
         assert!(w.is_chunked());

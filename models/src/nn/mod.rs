@@ -6,6 +6,7 @@ mod resnet;
 mod tokens;
 
 use iterinv_engine::ops::conv::Conv2dOptions;
+use iterinv_engine::ops::matmul::{matmul, MatmulOptions};
 use iterinv_engine::ops::norm::GroupNormArgs;
 use iterinv_engine::{Activation, Tensor};
 
@@ -54,6 +55,29 @@ impl Linear {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_act(x, Activation::None)
+    }
+
+    /// The layer on inputs laid out channels first, `[..., in, L]` (a feature map `[B, C, H·W]`,
+    /// the transpose of its tokens), giving `[..., L, out]` as [`Linear::forward`] does on the
+    /// tokens: the matmul reads its left operand transposed, so no permute copies it first.
+    pub fn forward_from_channels_first(&self, x: &Tensor) -> Result<Tensor> {
+        self.transposed(x, true, false)
+    }
+
+    /// The layer on tokens `[..., L, in]`, written channels first, `[..., out, L]` (a feature
+    /// map's layout): the matmul writes its product transposed instead of a permute after it.
+    pub fn forward_to_channels_first(&self, x: &Tensor) -> Result<Tensor> {
+        self.transposed(x, false, true)
+    }
+
+    fn transposed(&self, x: &Tensor, trans_a: bool, trans_out: bool) -> Result<Tensor> {
+        let opts = MatmulOptions {
+            trans_a,
+            trans_b: true,
+            trans_out,
+            activation: Activation::None,
+        };
+        Ok(matmul(x, &self.weight, self.bias.as_ref(), opts)?)
     }
 
     /// The layer followed by `act`, fused into the matmul's epilogue.
@@ -138,10 +162,14 @@ impl Norm {
         Ok(x.group_norm(&args)?)
     }
 
-    /// `GroupNorm(groups)` of a feature map `[B, C, H, W]`, as the tokens `[B, H·W, C]` of an
-    /// attention over its pixels.
-    pub fn group_norm_tokens(&self, x: &Tensor, groups: usize) -> Result<Tensor> {
-        to_tokens(&self.group_norm(x, groups, Activation::None)?)
+    /// `GroupNorm(groups)` of a feature map `[B, C, H, W]` as `[B, C, H·W]`: the tokens of an
+    /// attention over its pixels, transposed, as [`Linear::forward_from_channels_first`] takes them.
+    pub fn group_norm_channels_first(&self, x: &Tensor, groups: usize) -> Result<Tensor> {
+        let [b, c] = [x.dim(0), x.dim(1)];
+        let n = x.numel().checked_div(b * c).unwrap_or(0);
+        Ok(self
+            .group_norm(x, groups, Activation::None)?
+            .reshape(&[b, c, n])?)
     }
 
     /// `LayerNorm` over the last dimension.

@@ -4,8 +4,9 @@
 use iterinv_engine::ops::attention::{attention, AttentionArgs};
 use iterinv_engine::Tensor;
 
+use super::context::Context;
 use crate::error::Result;
-use crate::nn::{from_tokens, Linear, Norm};
+use crate::nn::{Linear, Norm};
 use crate::weights::Weights;
 
 /// Groups of `norm_cross` (diffusers' `cross_attention_norm_num_groups` default, not a UNet
@@ -61,32 +62,43 @@ impl AddedKvAttention {
         })
     }
 
-    /// `x [B, C, H, W]`, `context [B, L, cross]` → `x + attention`.
-    pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+    /// `x [B, C, H, W]` and the text context (`[B, L, cross]`) → `x + attention`. The
+    /// projections read the normalised feature map and context channels first (transposed), so
+    /// neither is permuted into tokens.
+    pub fn forward(&self, x: &Tensor, context: &Context) -> Result<Tensor> {
         let [b, c, h, w] = [x.dim(0), x.dim(1), x.dim(2), x.dim(3)];
         let n = h * w;
-        let tokens = self.group_norm.group_norm_tokens(x, self.groups)?;
-        let ctx = match &self.norm_cross {
+        let normed = self.group_norm.group_norm_channels_first(x, self.groups)?;
+        let l = context.tokens().dim(1);
+        let (text_k, text_v) = match &self.norm_cross {
             // GroupNorm over the context's channels, statistics over a group × all tokens.
-            Some(norm) => context
-                .permute(&[0, 2, 1])?
-                .group_norm(&norm.group_args(CROSS_NORM_GROUPS))?
-                .permute(&[0, 2, 1])?,
-            None => context.clone(),
+            Some(norm) => {
+                let ctx = context
+                    .channels_first()?
+                    .group_norm(&norm.group_args(CROSS_NORM_GROUPS))?;
+                (
+                    self.add_k_proj.forward_from_channels_first(&ctx)?,
+                    self.add_v_proj.forward_from_channels_first(&ctx)?,
+                )
+            }
+            None => (
+                self.add_k_proj.forward(context.tokens())?,
+                self.add_v_proj.forward(context.tokens())?,
+            ),
         };
-        let l = ctx.dim(1);
         let heads = |t: Tensor, len: usize| t.reshape(&[b, len, self.heads, self.head_dim]);
-        let q = heads(self.to_q.forward(&tokens)?, n)?;
-        let text_k = heads(self.add_k_proj.forward(&ctx)?, l)?;
-        let text_v = heads(self.add_v_proj.forward(&ctx)?, l)?;
-        let image_k = heads(self.to_k.forward(&tokens)?, n)?;
-        let image_v = heads(self.to_v.forward(&tokens)?, n)?;
+        let q = heads(self.to_q.forward_from_channels_first(&normed)?, n)?;
+        let (text_k, text_v) = (heads(text_k, l)?, heads(text_v, l)?);
+        let image_k = heads(self.to_k.forward_from_channels_first(&normed)?, n)?;
+        let image_v = heads(self.to_v.forward_from_channels_first(&normed)?, n)?;
         let out = attention(&AttentionArgs {
             k2: Some(&image_k),
             v2: Some(&image_v),
             ..AttentionArgs::new(&q, &text_k, &text_v, 1.0 / (self.head_dim as f32).sqrt())
         })?;
-        let out = self.to_out.forward(&out.reshape(&[b, n, c])?)?;
-        Ok(x.add(&from_tokens(&out, h, w)?)?)
+        let out = self
+            .to_out
+            .forward_to_channels_first(&out.reshape(&[b, n, c])?)?;
+        Ok(x.add(&out.reshape(&[b, c, h, w])?)?)
     }
 }

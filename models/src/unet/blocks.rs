@@ -8,6 +8,7 @@
 use iterinv_engine::Tensor;
 
 use super::attention::{AddedKvAttention, AttentionShape};
+use super::context::Context;
 use super::transformer::{Transformer2D, TransformerShape};
 use crate::error::Result;
 use crate::nn::{Conv2d, Resample, Resnet, ResnetOptions};
@@ -40,7 +41,7 @@ impl LayerAttention {
         })
     }
 
-    fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, context: &Context) -> Result<Tensor> {
         match self {
             LayerAttention::AddedKv(a) => a.forward(x, context),
             LayerAttention::Transformer(t) => t.forward(x, context),
@@ -104,7 +105,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn forward(&self, x: &Tensor, emb: &Emb, context: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, emb: &Emb, context: &Context) -> Result<Tensor> {
         let h = self.resnet.forward(x, emb.raw, emb.act)?;
         match &self.attention {
             Some(a) => a.forward(&h, context),
@@ -179,7 +180,7 @@ impl DownBlock {
         &self,
         mut x: Tensor,
         emb: &Emb,
-        context: &Tensor,
+        context: &Context,
         skips: &mut Vec<Tensor>,
     ) -> Result<Tensor> {
         for layer in &self.layers {
@@ -219,7 +220,7 @@ impl MidBlock {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, emb: &Emb, context: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, emb: &Emb, context: &Context) -> Result<Tensor> {
         let h = self.first.forward(x, emb.raw, emb.act)?;
         let h = self.attention.forward(&h, context)?;
         self.second.forward(&h, emb.raw, emb.act)
@@ -269,7 +270,7 @@ impl UpBlock {
         &self,
         mut x: Tensor,
         emb: &Emb,
-        context: &Tensor,
+        context: &Context,
         skips: &mut Vec<Tensor>,
     ) -> Result<Tensor> {
         for layer in &self.layers {

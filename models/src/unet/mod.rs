@@ -7,6 +7,7 @@
 
 mod attention;
 mod blocks;
+mod context;
 mod embeddings;
 mod transformer;
 
@@ -23,6 +24,7 @@ use crate::nn::{Conv2d, Linear, Norm, ResnetOptions, TimeConditioning};
 use crate::weights::{load_network, NetworkFiles, Weights, DIFFUSERS_STEM};
 use attention::AttentionShape;
 use blocks::{AttentionKind, BlockSpec, DownBlock, Emb, MidBlock, ResamplerKind, UpBlock};
+use context::Context;
 use embeddings::{sinusoid_tensor, TextPooling, TimestepMlp};
 use transformer::TransformerShape;
 
@@ -329,10 +331,10 @@ impl UNet {
             raw: &emb,
             act: &emb_act,
         };
-        let context = match &self.encoder_hid_proj {
+        let context = Context::new(match &self.encoder_hid_proj {
             Some(p) => p.forward(text)?,
             None => text.clone(),
-        };
+        });
 
         let mut h = self.conv_in.forward(sample)?;
         let mut skips = vec![h.clone()];

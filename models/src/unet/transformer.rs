@@ -6,6 +6,7 @@
 use iterinv_engine::ops::attention::{attention, AttentionArgs};
 use iterinv_engine::{Activation, Tensor};
 
+use super::context::Context;
 use crate::error::Result;
 use crate::nn::{from_tokens, to_tokens, Conv2d, Linear, Norm};
 use crate::weights::Weights;
@@ -123,10 +124,13 @@ impl Transformer2D {
     }
 
     /// `x [B, C, H, W]`, `context [B, L, cross]` → `x + transformer(x)`.
-    pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, context: &Context) -> Result<Tensor> {
+        let context = context.tokens();
         let (h, w) = (x.dim(2), x.dim(3));
         let mut t = match &self.proj_in {
-            Projection::Linear(p) => p.forward(&self.norm.group_norm_tokens(x, self.groups)?)?,
+            Projection::Linear(p) => p.forward_from_channels_first(
+                &self.norm.group_norm_channels_first(x, self.groups)?,
+            )?,
             Projection::Conv(p) => {
                 let normed = self.norm.group_norm(x, self.groups, Activation::None)?;
                 to_tokens(&p.forward(&normed)?)?
@@ -149,7 +153,11 @@ impl Transformer2D {
         t = t.add(&self.ff_out.forward(&geglu)?)?;
 
         let out = match &self.proj_out {
-            Projection::Linear(p) => from_tokens(&p.forward(&t)?, h, w)?,
+            Projection::Linear(p) => {
+                let c = x.dim(1);
+                p.forward_to_channels_first(&t)?
+                    .reshape(&[x.dim(0), c, h, w])?
+            }
             Projection::Conv(p) => p.forward(&from_tokens(&t, h, w)?)?,
         };
         Ok(x.add(&out)?)

@@ -10,7 +10,7 @@
 use iterinv_engine::Tensor;
 
 use crate::error::Result;
-use crate::nn::{from_tokens, Linear, Norm};
+use crate::nn::{Linear, Norm};
 use crate::weights::Weights;
 
 /// The current name of each projection and the name older checkpoints give it.
@@ -58,13 +58,15 @@ impl MidAttention {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let [b, c, h, w] = [x.dim(0), x.dim(1), x.dim(2), x.dim(3)];
         let n = h * w;
-        let tokens = self.group_norm.group_norm_tokens(x, self.groups)?;
+        let normed = self.group_norm.group_norm_channels_first(x, self.groups)?;
         let head = |t: Tensor| t.reshape(&[b, n, 1, c]);
-        let q = head(self.to_q.forward(&tokens)?)?;
-        let k = head(self.to_k.forward(&tokens)?)?;
-        let v = head(self.to_v.forward(&tokens)?)?;
+        let q = head(self.to_q.forward_from_channels_first(&normed)?)?;
+        let k = head(self.to_k.forward_from_channels_first(&normed)?)?;
+        let v = head(self.to_v.forward_from_channels_first(&normed)?)?;
         let a = q.attention(&k, &v, 1.0 / (c as f32).sqrt())?;
-        let out = self.to_out.forward(&a.reshape(&[b, n, c])?)?;
-        Ok(x.add(&from_tokens(&out, h, w)?)?)
+        let out = self
+            .to_out
+            .forward_to_channels_first(&a.reshape(&[b, n, c])?)?;
+        Ok(x.add(&out.reshape(&[b, c, h, w])?)?)
     }
 }

@@ -201,9 +201,37 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     opts: Conv2dOptions,
 ) -> Result<Tensor> {
+    conv2d_with_residual(x, w, bias, opts, None)
+}
+
+/// [`conv2d`] plus `residual` (the output's shape, any float storage), added in the epilogue
+/// after the activation: `act(conv(x, w) + bias) + residual`, a resnet's skip connection without
+/// a dispatch (and a read and write of the feature map) of its own. Differentiable with respect
+/// to the residual too (its gradient is the output's).
+pub fn conv2d_with_residual(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    opts: Conv2dOptions,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
     let geo = Geometry::new(x, w, bias, &opts)?;
+    if let Some(r) = residual {
+        expect_float(OP, "residual", r)?;
+        let out = [geo.batch, geo.cout, geo.ho, geo.wo];
+        if r.shape() != out {
+            return shape_err(
+                OP,
+                format!(
+                    "residual has shape {:?}, expected the output's {out:?}",
+                    r.shape()
+                ),
+            );
+        }
+    }
     let mut inputs = vec![x, w];
     inputs.extend(bias);
+    inputs.extend(residual);
     if opts.activation != Activation::None && grad::recording(&inputs) {
         let z = conv2d(
             x,
@@ -214,15 +242,30 @@ pub fn conv2d(
                 ..opts
             },
         )?;
-        return unary(&z, opts.activation.into());
+        let y = unary(&z, opts.activation.into())?;
+        return match residual {
+            Some(r) => y.add(r),
+            None => Ok(y),
+        };
     }
-    let out = forward(x, w, bias, &geo, opts.activation)?;
+    let out = forward(x, w, bias, residual, &geo, opts.activation)?;
     // Save only what a gradient that can be asked for needs: dW needs x, dX needs w. Inversion
     // asks for dX alone, so no conv input is kept alive for it.
     let saved_x = w.is_tracked().then(|| x.detach());
     let saved_w = x.is_tracked().then(|| w.detach());
+    let conv_inputs = 2 + usize::from(bias.is_some());
     Ok(grad::record(OP, out, &inputs, move |g, needed| {
-        conv2d_grad(saved_x.as_ref(), saved_w.as_ref(), &geo, g, needed)
+        let mut grads = conv2d_grad(
+            saved_x.as_ref(),
+            saved_w.as_ref(),
+            &geo,
+            g,
+            &needed[..conv_inputs],
+        )?;
+        if needed.len() > conv_inputs {
+            grads.push(needed[conv_inputs].then(|| g.clone()));
+        }
+        Ok(grads)
     }))
 }
 
@@ -230,6 +273,7 @@ fn forward(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
     geo: &Geometry,
     act: Activation,
 ) -> Result<Tensor> {
@@ -274,10 +318,11 @@ fn forward(
     } else {
         kernels.parts(gpu, cout, n, k, budget)
     };
-    let bias_binding = match bias {
-        Some(b) => b.bind(OP)?,
-        None => gpu.dummy(),
+    let bind = |t: Option<&Tensor>| match t {
+        Some(t) => t.bind(OP),
+        None => Ok(gpu.dummy()),
     };
+    let (bias_binding, residual_binding) = (bind(bias)?, bind(residual)?);
     // What the parts split: input channels (direct) or the whole K (tiled).
     let parts_total = if cpu { cin } else { k }.max(1);
     for (i, &(kb, ke)) in parts.iter().enumerate() {
@@ -314,6 +359,9 @@ fn forward(
         let bytes = share(x.numel()) * x.dtype().size() as u64
             + share(w.numel()) * w.dtype().size() as u64
             + bias.map_or(0, |t| (cout * t.dtype().size()) as u64)
+            + residual
+                .filter(|_| i + 1 == parts.len())
+                .map_or(0, |t| (t.numel() * t.dtype().size()) as u64)
             + out.numel() as u64 * out_bytes;
         gpu.launch(
             launch
@@ -323,9 +371,11 @@ fn forward(
                 .constant("STRIDE", format!("{}u", geo.stride))
                 .constant("ACT", format!("{}u", act.code()))
                 .constant("HAS_BIAS", bias.is_some())
+                .constant("HAS_RESIDUAL", residual.is_some())
                 .input(x.bind(OP)?)
                 .input(w.bind(OP)?)
                 .input(bias_binding.clone())
+                .input(residual_binding.clone())
                 .output(out.bind(OP)?)
                 .params(params),
         )?;

@@ -150,6 +150,19 @@ pub fn matmul(
     bias: Option<&Tensor>,
     opts: MatmulOptions,
 ) -> Result<Tensor> {
+    matmul_with_residual(a, b, bias, opts, None)
+}
+
+/// [`matmul`] plus `residual` (the output's shape, any float storage), added in the epilogue
+/// after the activation: `act(op(a)·op(b) + bias) + residual`, an attention layer's skip
+/// connection without a dispatch of its own. Differentiable with respect to the residual too.
+pub fn matmul_with_residual(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    opts: MatmulOptions,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
     const OP: &str = "matmul";
     expect_float(OP, "a", a)?;
     expect_float(OP, "b", b)?;
@@ -157,8 +170,27 @@ pub fn matmul(
         expect_float(OP, "bias", bias)?;
     }
     let g = geometry(a, b, bias, &opts)?;
+    let mut out_shape = a.shape()[..a.rank() - 2].to_vec();
+    out_shape.extend(if opts.trans_out {
+        [g.n, g.m]
+    } else {
+        [g.m, g.n]
+    });
+    if let Some(r) = residual {
+        expect_float(OP, "residual", r)?;
+        if r.shape() != out_shape {
+            return shape_err(
+                OP,
+                format!(
+                    "residual has shape {:?}, expected the output's {out_shape:?}",
+                    r.shape()
+                ),
+            );
+        }
+    }
     let mut inputs = vec![a, b];
     inputs.extend(bias);
+    inputs.extend(residual);
     if opts.activation != Activation::None && grad::recording(&inputs) {
         // Differentiating through the epilogue needs the pre-activation: record it as two ops.
         let z = matmul(
@@ -170,14 +202,12 @@ pub fn matmul(
                 ..opts
             },
         )?;
-        return unary(&z, opts.activation.into());
+        let y = unary(&z, opts.activation.into())?;
+        return match residual {
+            Some(r) => y.add(r),
+            None => Ok(y),
+        };
     }
-    let mut out_shape = a.shape()[..a.rank() - 2].to_vec();
-    out_shape.extend(if opts.trans_out {
-        [g.n, g.m]
-    } else {
-        [g.m, g.n]
-    });
     let gpu = a.gpu();
     // dA needs B and dB needs A: keep each only if the other can be asked for, so inversion
     // (constant weights) keeps no activation alive for a weight gradient it never computes.
@@ -185,8 +215,20 @@ pub fn matmul(
     let sb = a.is_tracked().then(|| b.detach());
     let out = Tensor::uninit(gpu, &out_shape, OP)?;
     let b_batched = g.b_batched;
+    let product_inputs = 2 + usize::from(bias.is_some());
     let out = grad::record(OP, out, &inputs, move |g, needed| {
-        matmul_grad(sa.as_ref(), sb.as_ref(), b_batched, opts, g, needed)
+        let mut grads = matmul_grad(
+            sa.as_ref(),
+            sb.as_ref(),
+            b_batched,
+            opts,
+            g,
+            &needed[..product_inputs],
+        )?;
+        if needed.len() > product_inputs {
+            grads.push(needed[product_inputs].then(|| g.clone()));
+        }
+        Ok(grads)
     });
     if out.numel() == 0 {
         return Ok(out);
@@ -195,10 +237,11 @@ pub fn matmul(
         return shape_err(OP, format!("{} batches exceed the dispatch limit", g.batch));
     }
     let a_bind = a.bind(OP)?;
-    let bias_bind = match bias {
-        Some(t) => t.bind(OP)?,
-        None => gpu.dummy(),
+    let bind = |t: Option<&Tensor>| match t {
+        Some(t) => t.bind(OP),
+        None => Ok(gpu.dummy()),
     };
+    let (bias_bind, residual_bind) = (bind(bias)?, bind(residual)?);
     let (a_rs, a_cs) = if opts.trans_a { (1, g.m) } else { (g.k, 1) };
     let (b_rs, b_cs) = if opts.trans_b { (1, g.k) } else { (g.n, 1) };
     // (row stride, column stride) of C, and where column n starts.
@@ -309,15 +352,20 @@ pub fn matmul(
             let bytes = batch * m * k_b * a.dtype().size() as u64
                 + b_copies * k_b * n_c * b.dtype().size() as u64
                 + bias.map_or(0, |t| n_c * t.dtype().size() as u64)
+                + residual
+                    .filter(|_| last)
+                    .map_or(0, |t| batch * m * n_c * t.dtype().size() as u64)
                 + batch * m * n_c * out_bytes;
             gpu.launch(
                 launch
                     .work(2 * batch * m * n_c * k_b, bytes)
                     .constant("ACT", format!("{}u", opts.activation.code()))
                     .constant("HAS_BIAS", bias.is_some())
+                    .constant("HAS_RESIDUAL", residual.is_some())
                     .input(a_bind.clone())
                     .input(b.bind_chunk(c))
                     .input(bias_bind.clone())
+                    .input(residual_bind.clone())
                     .output(out.bind(OP)?)
                     .params(params),
             )?;

@@ -23,6 +23,7 @@ mod optim;
 mod precision_f16;
 mod reduce;
 mod resample;
+mod residual;
 mod shape;
 mod softmax;
 mod texture;

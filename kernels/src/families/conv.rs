@@ -20,7 +20,8 @@ const fn float(name: &'static str) -> Input {
     Input { name, class: Float }
 }
 
-const INPUTS: &[Input] = &[float("x"), float("w"), float("bias")];
+/// The forward's: x, w, bias and the residual added after the activation (HAS_RESIDUAL).
+const INPUTS: &[Input] = &[float("x"), float("w"), float("bias"), float("residual")];
 const GRAD_INPUT_INPUTS: &[Input] = &[float("g"), float("w")];
 const GRAD_WEIGHT_INPUTS: &[Input] = &[float("g"), float("x")];
 
@@ -42,6 +43,7 @@ pub static CONV2D_TILED: Kernel = Kernel {
         ("STRIDE", "1u"),
         ("ACT", "0u"),
         ("HAS_BIAS", "false"),
+        ("HAS_RESIDUAL", "false"),
         ("CHECK_BOUNDS", "true"),
         ("ROUND_F16", "false"),
     ],
@@ -66,6 +68,7 @@ pub static CONV2D_DIRECT: Kernel = Kernel {
         ("STRIDE", "1u"),
         ("ACT", "0u"),
         ("HAS_BIAS", "false"),
+        ("HAS_RESIDUAL", "false"),
         ("MB", "8u"),
         ("NB", "16u"),
         ("ROUND_F16", "false"),

@@ -11,20 +11,19 @@ const fn float(name: &'static str) -> Input {
     Input { name, class: Float }
 }
 
-const INPUTS: &[Input] = &[float("x"), float("w"), float("bias")];
+const INPUTS: &[Input] = &[float("x"), float("w"), float("bias"), float("residual")];
 const GRAD_INPUT_INPUTS: &[Input] = &[float("g"), float("w")];
 const GRAD_WEIGHT_INPUTS: &[Input] = &[float("g"), float("x")];
 
 const KERNEL: (&str, &str) = ("KH", "3u");
 const KERNEL_W: (&str, &str) = ("KW", "3u");
 const STRIDE: (&str, &str) = ("STRIDE", "1u");
-const FORWARD: &[(&str, &str)] =
-    coop_constants!(KERNEL, KERNEL_W, STRIDE, ("ACT", "0u"), ("HAS_BIAS", "false"); );
+const FORWARD: &[(&str, &str)] = coop_constants!(KERNEL, KERNEL_W, STRIDE, ("ACT", "0u"), ("HAS_BIAS", "false"), ("HAS_RESIDUAL", "false"); );
 const GRAD_INPUT: &[(&str, &str)] =
     coop_constants!(KERNEL, KERNEL_W, STRIDE, ("NKY", "3u"), ("NKX", "3u"); );
 const GRAD_WEIGHT: &[(&str, &str)] = coop_constants!(KERNEL, KERNEL_W, STRIDE; );
 const FORWARD_EMULATED: &[(&str, &str)] = coop_constants!(
-    KERNEL, KERNEL_W, STRIDE, ("ACT", "0u"), ("HAS_BIAS", "false");
+    KERNEL, KERNEL_W, STRIDE, ("ACT", "0u"), ("HAS_BIAS", "false"), ("HAS_RESIDUAL", "false");
     COOP_EMULATED[0], COOP_EMULATED[1]
 );
 const GRAD_INPUT_EMULATED: &[(&str, &str)] = coop_constants!(

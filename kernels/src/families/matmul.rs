@@ -18,6 +18,11 @@ const INPUTS: &[Input] = &[
         name: "bias",
         class: Float,
     },
+    // Added to the result after the activation (HAS_RESIDUAL), at the output's own index.
+    Input {
+        name: "residual",
+        class: Float,
+    },
 ];
 
 /// Workgroup-memory tiles (64×64 outputs, K-tile 16) with 4×4 outputs per invocation: for GPUs.
@@ -35,6 +40,7 @@ pub static MATMUL_TILED: Kernel = Kernel {
     constants: &[
         ("ACT", "0u"),
         ("HAS_BIAS", "false"),
+        ("HAS_RESIDUAL", "false"),
         ("CHECK_BOUNDS", "true"),
         ("A_M_FASTEST", "false"),
         ("B_K_FASTEST", "false"),
@@ -59,6 +65,7 @@ pub static MATMUL_DIRECT: Kernel = Kernel {
     constants: &[
         ("ACT", "0u"),
         ("HAS_BIAS", "false"),
+        ("HAS_RESIDUAL", "false"),
         ("TM", "16u"),
         ("WX", "64u"),
         ("WY", "1u"),
@@ -66,7 +73,8 @@ pub static MATMUL_DIRECT: Kernel = Kernel {
     ],
 };
 
-const COOP_CONSTANTS: &[(&str, &str)] = coop_constants!(("ACT", "0u"), ("HAS_BIAS", "false"); );
+const COOP_CONSTANTS: &[(&str, &str)] =
+    coop_constants!(("ACT", "0u"), ("HAS_BIAS", "false"), ("HAS_RESIDUAL", "false"); );
 
 macro_rules! coop_kernel {
     ($name:literal, $types:literal) => {
@@ -113,7 +121,7 @@ pub static MATMUL_COOP_EMULATED: Kernel = Kernel {
     inputs: INPUTS,
     outputs: &["c"],
     constants: coop_constants!(
-        ("ACT", "0u"), ("HAS_BIAS", "false");
+        ("ACT", "0u"), ("HAS_BIAS", "false"), ("HAS_RESIDUAL", "false");
         COOP_EMULATED[0], COOP_EMULATED[1]
     ),
 };

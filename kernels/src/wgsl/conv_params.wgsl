@@ -30,7 +30,8 @@ struct Params {
 
 const KSZ: u32 = KH * KW;
 
-// Epilogue: (accumulate,) bias, activation, store to out[b, m, s] (s = oy·wo + ox).
+// Epilogue: (accumulate,) bias, activation, residual (same layout as out), store to out[b, m, s]
+// (s = oy·wo + ox).
 fn finish(acc: f32, m: u32, b: u32, s: u32) {
     let i = (b * p.gm + m) * p.ho * p.wo + s;
     var v = acc;
@@ -42,6 +43,9 @@ fn finish(acc: f32, m: u32, b: u32, s: u32) {
             v = v + ld_bias(m);
         }
         v = activate(v, ACT);
+        if (HAS_RESIDUAL) {
+            v = v + ld_residual(i);
+        }
     }
     out[i] = v;
 }

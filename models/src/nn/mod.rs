@@ -5,8 +5,8 @@ mod clip_layer;
 mod resnet;
 mod tokens;
 
-use iterinv_engine::ops::conv::Conv2dOptions;
-use iterinv_engine::ops::matmul::{matmul, MatmulOptions};
+use iterinv_engine::ops::conv::{conv2d_with_residual, Conv2dOptions};
+use iterinv_engine::ops::matmul::{matmul_with_residual, MatmulOptions};
 use iterinv_engine::ops::norm::GroupNormArgs;
 use iterinv_engine::{Activation, Tensor};
 
@@ -61,23 +61,41 @@ impl Linear {
     /// the transpose of its tokens), giving `[..., L, out]` as [`Linear::forward`] does on the
     /// tokens: the matmul reads its left operand transposed, so no permute copies it first.
     pub fn forward_from_channels_first(&self, x: &Tensor) -> Result<Tensor> {
-        self.transposed(x, true, false)
+        self.run(x, true, false, None)
     }
 
-    /// The layer on tokens `[..., L, in]`, written channels first, `[..., out, L]` (a feature
-    /// map's layout): the matmul writes its product transposed instead of a permute after it.
-    pub fn forward_to_channels_first(&self, x: &Tensor) -> Result<Tensor> {
-        self.transposed(x, false, true)
+    /// `residual + layer(x)`, the addition fused into the matmul's epilogue (a skip connection).
+    pub fn forward_plus(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.run(x, false, false, Some(residual))
     }
 
-    fn transposed(&self, x: &Tensor, trans_a: bool, trans_out: bool) -> Result<Tensor> {
+    /// `residual + layer(x)` on tokens `[..., L, in]`, written channels first, `[..., out, L]`
+    /// (a feature map's layout, `residual`'s): the matmul writes its product transposed instead
+    /// of a permute after it, and adds the residual in its epilogue.
+    pub fn forward_to_channels_first_plus(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.run(x, false, true, Some(residual))
+    }
+
+    fn run(
+        &self,
+        x: &Tensor,
+        trans_a: bool,
+        trans_out: bool,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let opts = MatmulOptions {
             trans_a,
             trans_b: true,
             trans_out,
             activation: Activation::None,
         };
-        Ok(matmul(x, &self.weight, self.bias.as_ref(), opts)?)
+        Ok(matmul_with_residual(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            opts,
+            residual,
+        )?)
     }
 
     /// The layer followed by `act`, fused into the matmul's epilogue.
@@ -119,12 +137,27 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, None)
+    }
+
+    /// `residual + conv(x)`, the addition fused into the convolution's epilogue.
+    pub fn forward_plus(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.run(x, Some(residual))
+    }
+
+    fn run(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
         let opts = Conv2dOptions {
             padding: self.padding,
             stride: self.stride,
             ..Default::default()
         };
-        Ok(x.conv2d(&self.weight, self.bias.as_ref(), opts)?)
+        Ok(conv2d_with_residual(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            opts,
+            residual,
+        )?)
     }
 }
 

@@ -159,12 +159,12 @@ impl Resnet {
                 });
             }
         };
-        let h = self.conv2.forward(&h)?;
         let shortcut = match &self.conv_shortcut {
             Some(c) => c.forward(&x)?,
             None => x,
         };
-        let out = shortcut.add(&h)?;
+        // The skip connection is added in conv2's epilogue.
+        let out = self.conv2.forward_plus(&h, &shortcut)?;
         Ok(if self.opts.output_scale == 1.0 {
             out
         } else {

@@ -98,7 +98,7 @@ impl AddedKvAttention {
         })?;
         let out = self
             .to_out
-            .forward_to_channels_first(&out.reshape(&[b, n, c])?)?;
-        Ok(x.add(&out.reshape(&[b, c, h, w])?)?)
+            .forward_to_channels_first_plus(&out.reshape(&[b, n, c])?, &x.reshape(&[b, c, n])?)?;
+        Ok(out.reshape(&[b, c, h, w])?)
     }
 }

@@ -56,8 +56,8 @@ impl Attention {
         })
     }
 
-    /// `x [B, N, C]` attends to `keys [B, L, keys]`.
-    fn forward(&self, x: &Tensor, keys: &Tensor) -> Result<Tensor> {
+    /// `residual + attention`, where `x [B, N, C]` attends to `keys [B, L, keys]`.
+    fn forward_plus(&self, x: &Tensor, keys: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let (b, n, l) = (x.dim(0), x.dim(1), keys.dim(1));
         let heads = |t: Tensor, len: usize| t.reshape(&[b, len, self.heads, self.head_dim]);
         let q = heads(self.to_q.forward(x)?, n)?;
@@ -66,7 +66,7 @@ impl Attention {
         let scale = 1.0 / (self.head_dim as f32).sqrt();
         let out = attention(&AttentionArgs::new(&q, &k, &v, scale))?;
         self.to_out
-            .forward(&out.reshape(&[b, n, self.heads * self.head_dim])?)
+            .forward_plus(&out.reshape(&[b, n, self.heads * self.head_dim])?, residual)
     }
 }
 
@@ -143,23 +143,23 @@ impl Transformer2D {
         } else {
             &n1
         };
-        t = t.add(&self.attn1.forward(&n1, keys)?)?;
+        t = self.attn1.forward_plus(&n1, keys, &t)?;
         let n2 = self.norm2.layer_norm(&t)?;
-        t = t.add(&self.attn2.forward(&n2, context)?)?;
+        t = self.attn2.forward_plus(&n2, context, &t)?;
         // GEGLU: the projection's first half times the exact GELU of its second half.
         let n3 = self.norm3.layer_norm(&t)?;
         let parts = self.ff_in.forward(&n3)?.chunk(2, 2)?;
         let geglu = parts[0].mul(&parts[1].gelu()?)?;
-        t = t.add(&self.ff_out.forward(&geglu)?)?;
+        t = self.ff_out.forward_plus(&geglu, &t)?;
 
-        let out = match &self.proj_out {
+        // The block's skip connection is added in proj_out's epilogue.
+        Ok(match &self.proj_out {
             Projection::Linear(p) => {
-                let c = x.dim(1);
-                p.forward_to_channels_first(&t)?
-                    .reshape(&[x.dim(0), c, h, w])?
+                let [b, c] = [x.dim(0), x.dim(1)];
+                p.forward_to_channels_first_plus(&t, &x.reshape(&[b, c, h * w])?)?
+                    .reshape(&[b, c, h, w])?
             }
-            Projection::Conv(p) => p.forward(&from_tokens(&t, h, w)?)?,
-        };
-        Ok(x.add(&out)?)
+            Projection::Conv(p) => p.forward_plus(&from_tokens(&t, h, w)?, x)?,
+        })
     }
 }

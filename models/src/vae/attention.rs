@@ -66,7 +66,7 @@ impl MidAttention {
         let a = q.attention(&k, &v, 1.0 / (c as f32).sqrt())?;
         let out = self
             .to_out
-            .forward_to_channels_first(&a.reshape(&[b, n, c])?)?;
-        Ok(x.add(&out.reshape(&[b, c, h, w])?)?)
+            .forward_to_channels_first_plus(&a.reshape(&[b, n, c])?, &x.reshape(&[b, c, n])?)?;
+        Ok(out.reshape(&[b, c, h, w])?)
     }
 }

@@ -180,7 +180,10 @@ fn dispatches_per_unet_pass_at_real_shapes() {
             .filter(|k| k.name.starts_with("conv2d_grad_weight"))
             .map(|k| planner.kernel_dispatches(k.name))
             .sum();
-        assert_eq!(weight_grads, 0, "{name}: a convolution's weight gradient ran");
+        assert_eq!(
+            weight_grads, 0,
+            "{name}: a convolution's weight gradient ran"
+        );
         let backward = both - forward;
         assert!(
             both > forward && (backward as f64) < 1.5 * forward as f64,

@@ -1,11 +1,12 @@
 //! Backward rules of the elementwise ops.
 
-use iterinv_kernels::families::elementwise::UNARY_GRAD;
+use iterinv_kernels::families::elementwise::{GATED_GRAD, UNARY_GRAD};
 
 use crate::error::Result;
 use crate::grad::unbroadcast;
 use crate::launch::{to_u32, Launch, Params};
 use crate::ops::elementwise::{Binary, Unary};
+use crate::ops::Activation;
 use crate::tensor::Tensor;
 
 /// g · f'(x) in one kernel.
@@ -25,6 +26,29 @@ pub(crate) fn unary_grad(x: &Tensor, g: &Tensor, op: Unary) -> Result<Tensor> {
             .input(g.bind(OP)?)
             .output(out.bind(OP)?)
             .params(Params::new().u32(to_u32(OP, n)?).f32(a).f32(b))
+            .groups(gpu.grid((n as u64).div_ceil(256))?),
+    )?;
+    Ok(out)
+}
+
+/// The gradient of [`gated`](crate::ops::elementwise::gated) with respect to `x [..., 2F]`, both
+/// halves from one dispatch.
+pub(crate) fn gated_grad(x: &Tensor, g: &Tensor, act: Activation) -> Result<Tensor> {
+    const OP: &str = "gated backward";
+    let gpu = x.gpu();
+    let out = Tensor::uninit(gpu, x.shape(), OP)?;
+    let n = g.numel();
+    if n == 0 {
+        return Ok(out);
+    }
+    let f = x.dim(-1) / 2;
+    gpu.launch(
+        Launch::new(&GATED_GRAD)
+            .constant("ACT", format!("{}u", act.code()))
+            .input(x.bind(OP)?)
+            .input(g.bind(OP)?)
+            .output(out.bind(OP)?)
+            .params(Params::new().u32(to_u32(OP, f)?).u32(to_u32(OP, n)?))
             .groups(gpu.grid((n as u64).div_ceil(256))?),
     )?;
     Ok(out)

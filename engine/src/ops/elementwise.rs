@@ -1,14 +1,16 @@
-//! Elementwise ops: unary maps, broadcasting binary ops, scalar forms, casts and fills.
+//! Elementwise ops: unary maps, broadcasting binary ops, scalar forms, casts and fills, and gated
+//! activations.
 
-use iterinv_kernels::families::elementwise::{BINARY, FILL, UNARY};
+use iterinv_kernels::families::elementwise::{BINARY, FILL, GATED, UNARY};
 
 use crate::error::{shape_err, Result};
 use crate::gpu::Gpu;
 use crate::grad::{
     self,
-    elementwise::{binary_grad, unary_grad},
+    elementwise::{binary_grad, gated_grad, unary_grad},
 };
 use crate::launch::{expect_float, to_u32, Binding, Launch, Params};
+use crate::ops::Activation;
 use crate::tensor::Tensor;
 
 const WG: u64 = 256;
@@ -189,6 +191,50 @@ pub fn binary(x: &Tensor, y: &Tensor, op: Binary) -> Result<Tensor> {
             .input(y.bind(name)?)
             .output(out.bind(name)?)
             .params(params)
+            .groups(gpu.grid((n as u64).div_ceil(WG))?),
+    )?;
+    Ok(out)
+}
+
+/// A gated activation over the last dimension: `x[..., :F]·act(x[..., F:])` for `x [..., 2F]`
+/// (any float storage), output `[..., F]` f32. With [`Activation::Gelu`] it is GEGLU (diffusers'
+/// `hidden, gate = proj(x).chunk(2, -1); hidden·gelu(gate)`), one dispatch that reads the
+/// projection's halves in place instead of copying them apart. Differentiable.
+pub fn gated(x: &Tensor, act: Activation) -> Result<Tensor> {
+    const OP: &str = "gated";
+    expect_float(OP, "x", x)?;
+    let Some(&last) = x.shape().last() else {
+        return shape_err(OP, "x must have rank >= 1, got a scalar");
+    };
+    if last % 2 != 0 {
+        return shape_err(
+            OP,
+            format!(
+                "the last dim of x {:?} must be even: two halves, the values and the gates",
+                x.shape()
+            ),
+        );
+    }
+    let f = last / 2;
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().expect("rank >= 1") = f;
+    let gpu = x.gpu();
+    let out = Tensor::uninit(gpu, &shape, OP)?;
+    let n = out.numel();
+    if n == 0 {
+        return Ok(out);
+    }
+    to_u32(OP, x.numel())?;
+    let saved = x.detach();
+    let out = grad::record(OP, out, &[x], move |g, _| {
+        Ok(vec![Some(gated_grad(&saved, g, act)?)])
+    });
+    gpu.launch(
+        Launch::new(&GATED)
+            .constant("ACT", format!("{}u", act.code()))
+            .input(x.bind(OP)?)
+            .output(out.bind(OP)?)
+            .params(Params::new().u32(f as u32).u32(n as u32))
             .groups(gpu.grid((n as u64).div_ceil(WG))?),
     )?;
     Ok(out)

@@ -201,3 +201,66 @@ fn mismatched_shapes_are_errors_naming_both() {
     let ids = Tensor::from_i32(gpu(), &[2], &[1, 2]).unwrap();
     assert!(ids.gelu().is_err());
 }
+
+/// `x[..., :F]·act(x[..., F:])` in f64, rows of 2F.
+pub(crate) fn gated_ref(x: &[f64], f: usize, act: iterinv_engine::Activation) -> Vec<f64> {
+    x.chunks(2 * f)
+        .flat_map(|row| (0..f).map(move |j| row[j] * crate::common::act64(act, row[f + j])))
+        .collect()
+}
+
+/// The gated activation (GEGLU with GELU) reads its halves in place: every activation, rows whose
+/// length is not a multiple of the workgroup, f16 storage, and an odd last dim refused.
+#[test]
+fn gated_activation_matches_f64() {
+    use iterinv_engine::ops::elementwise::gated;
+    use iterinv_engine::Activation;
+    let mut rng = Rng::new(9);
+    for (shape, act) in [
+        (&[2, 37, 2 * 70][..], Activation::Gelu),
+        (&[3, 2 * 5], Activation::GeluTanh),
+        (&[2 * 129], Activation::Silu),
+        (&[4, 3, 2 * 8], Activation::Relu),
+        (&[5, 2 * 3], Activation::QuickGelu),
+        (&[5, 2 * 3], Activation::None),
+    ] {
+        let n: usize = shape.iter().product();
+        let x = rng.vec(n, -4.0, 4.0);
+        let f = shape[shape.len() - 1] / 2;
+        let out = gated(&upload(shape, &x), act).unwrap();
+        let mut want_shape = shape.to_vec();
+        *want_shape.last_mut().unwrap() = f;
+        assert_eq!(out.shape(), &want_shape[..]);
+        // The activations' own bounds (1e-6, see above) times |values| ≤ 4, plus the product's
+        // rounding.
+        assert_close(
+            &format!("gated {shape:?} {act:?}"),
+            &out,
+            &gated_ref(&f64s(&x), f, act),
+            5e-6,
+            2e-7,
+        );
+    }
+    let h: Vec<half::f16> = rng
+        .vec(24, -3.0, 3.0)
+        .into_iter()
+        .map(half::f16::from_f32)
+        .collect();
+    let x16 = Tensor::from_f16(gpu(), &[2, 12], &h).unwrap();
+    let xs: Vec<f64> = h.iter().map(|v| v.to_f64()).collect();
+    let out = gated(&x16, Activation::Gelu).unwrap();
+    assert_close(
+        "gated, f16 storage",
+        &out,
+        &gated_ref(&xs, 6, Activation::Gelu),
+        5e-6,
+        2e-7,
+    );
+    let err = gated(&upload(&[2, 7], &[0.0; 14]), Activation::Gelu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gated") && err.contains("[2, 7]") && err.contains("even"),
+        "{err}"
+    );
+}

@@ -151,3 +151,23 @@ fn max_and_min_split_ties_evenly_like_pytorch() {
     assert_eq!(gr[0].to_vec().unwrap(), vec![0.5, 0.0, 1.0]);
     assert_eq!(gr[1].to_vec().unwrap(), vec![0.5, 1.0, 0.0]);
 }
+
+/// Both halves' gradients of the gated activation from its one backward kernel.
+#[test]
+fn gated_rule() {
+    use iterinv_engine::ops::elementwise::gated;
+    use iterinv_engine::Activation;
+    let mut rng = Rng::new(110);
+    for act in [Activation::Gelu, Activation::Silu, Activation::GeluTanh] {
+        let shape = [2, 3, 2 * 9];
+        let n: usize = shape.iter().product();
+        check_vjp(
+            &format!("gated {act:?}"),
+            &[GradInput::new(&shape, rng.vec(n, -3.0, 3.0), true)],
+            |t| gated(&t[0], act).unwrap(),
+            |x| crate::elementwise::gated_ref(&x[0], 9, act),
+            1e-5,
+            200,
+        );
+    }
+}

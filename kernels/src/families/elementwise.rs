@@ -1,5 +1,5 @@
 //! Elementwise kernels: unary maps (with activation and affine forms), broadcasting binary ops,
-//! and fills.
+//! fills, and gated activations (GEGLU).
 
 use crate::{Input, InputClass::Float, Kernel};
 
@@ -57,4 +57,34 @@ pub static FILL: Kernel = Kernel {
     constants: &[("WG", "256u")],
 };
 
-pub static KERNELS: &[&Kernel] = &[&UNARY, &UNARY_GRAD, &BINARY, &FILL];
+/// out = first half · act(second half) over the last dimension (GEGLU), read in place.
+pub static GATED: Kernel = Kernel {
+    name: "gated",
+    body: include_str!("../wgsl/gated.wgsl"),
+    inputs: &[Input {
+        name: "x",
+        class: Float,
+    }],
+    outputs: &["out"],
+    constants: &[("ACT", "1u"), ("WG", "256u")],
+};
+
+/// The gradient of `GATED` with respect to its input (both halves in one dispatch).
+pub static GATED_GRAD: Kernel = Kernel {
+    name: "gated_grad",
+    body: include_str!("../wgsl/gated_grad.wgsl"),
+    inputs: &[
+        Input {
+            name: "x",
+            class: Float,
+        },
+        Input {
+            name: "g",
+            class: Float,
+        },
+    ],
+    outputs: &["out"],
+    constants: &[("ACT", "1u"), ("WG", "256u")],
+};
+
+pub static KERNELS: &[&Kernel] = &[&UNARY, &UNARY_GRAD, &BINARY, &FILL, &GATED, &GATED_GRAD];

@@ -4,6 +4,7 @@
 //! with a residual — a projection out and the outer residual.
 
 use iterinv_engine::ops::attention::{attention, AttentionArgs};
+use iterinv_engine::ops::elementwise::gated;
 use iterinv_engine::{Activation, Tensor};
 
 use super::context::Context;
@@ -148,8 +149,7 @@ impl Transformer2D {
         t = self.attn2.forward_plus(&n2, context, &t)?;
         // GEGLU: the projection's first half times the exact GELU of its second half.
         let n3 = self.norm3.layer_norm(&t)?;
-        let parts = self.ff_in.forward(&n3)?.chunk(2, 2)?;
-        let geglu = parts[0].mul(&parts[1].gelu()?)?;
+        let geglu = gated(&self.ff_in.forward(&n3)?, Activation::Gelu)?;
         t = self.ff_out.forward_plus(&geglu, &t)?;
 
         // The block's skip connection is added in proj_out's epilogue.

@@ -1,7 +1,8 @@
-//! One inner iteration of each inversion loop on the tiny cascade of the test fixtures:
-//! null-text inversion at stage I (guided pass with the null embedding tracked, DDIM step with
-//! IF's thresholding, loss, gradient, Adam update) and IterInv at stage II (pass with the latent
-//! tracked, step, loss, gradient, update), both at timestep 500 of a 50-step DDIM schedule.
+//! One inner iteration of each inversion loop: null-text inversion at stage I (guided pass with
+//! the null embedding tracked, DDIM step with IF's thresholding, loss, gradient, Adam update) and
+//! IterInv at stage II (pass with the latent tracked, step, loss, gradient, update), both at
+//! timestep 500 of a 50-step DDIM schedule; on the tiny cascade of the test fixtures, and (with
+//! `ITERINV_BENCH_INNER=1`) on the IF-I-M and IF-II-L shapes.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -15,7 +16,7 @@ use iterinv::pipeline::sampling::LowResCondition;
 use iterinv::pipeline::{IfDenoiser, PipelineFolder, Stage};
 use iterinv::{Gpu, Tensor};
 
-use crate::{randn, BenchResult, Workload};
+use crate::{randn, unet, BenchResult, Workload};
 
 const CASCADE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cascade");
 const T: usize = 500;
@@ -40,13 +41,21 @@ fn loss(
     prev.sub(target)?.square()?.sum(&[0, 1, 2, 3], false)
 }
 
-pub fn workloads(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
-    let (unet1, s1) = stage(gpu, Stage::One)?;
-    let cond = randn(gpu, &[1, 77, 64], 40)?;
-    let null = Tensor::zeros(gpu, &[1, 77, 64])?;
+/// One NTI inner iteration on `unet1` at stage I: the guided pair at `side` px with text of
+/// `text_dim`, the null embedding tracked, loss, gradient, Adam step.
+fn nti_iteration(
+    gpu: &Gpu,
+    name: &'static str,
+    unet1: UNet,
+    s1: Scheduler,
+    side: usize,
+    text_dim: usize,
+) -> BenchResult<Workload> {
+    let cond = randn(gpu, &[1, 77, text_dim], 40)?;
+    let null = Tensor::zeros(gpu, &[1, 77, text_dim])?;
     let (x1, target1) = (
-        randn(gpu, &[1, 3, 16, 16], 41)?,
-        randn(gpu, &[1, 3, 16, 16], 42)?,
+        randn(gpu, &[1, 3, side, side], 41)?,
+        randn(gpu, &[1, 3, side, side], 42)?,
     );
     let adam = RefCell::new(Adam::new(&[&null])?);
     let nti = move || -> BenchResult<Tensor> {
@@ -64,16 +73,31 @@ pub fn workloads(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
         adam.borrow_mut().step(&[&null], &grads, 1e-3)?;
         Ok(null.clone())
     };
+    Ok(Workload {
+        name,
+        flops: 0.0,
+        run: Box::new(nti),
+    })
+}
 
-    let (unet2, s2) = stage(gpu, Stage::Two)?;
+/// One IterInv inner iteration on `unet2` at stage II: the latent at `side` px tracked (the
+/// low-res image upscaled beside it, noise level 250), step, loss, gradient, update.
+fn iterinv_iteration(
+    gpu: &Gpu,
+    name: &'static str,
+    unet2: UNet,
+    s2: Scheduler,
+    side: usize,
+    text_dim: usize,
+) -> BenchResult<Workload> {
     let low_res = LowResCondition {
-        upscaled: randn(gpu, &[1, 3, 32, 32], 43)?,
+        upscaled: randn(gpu, &[1, 3, side, side], 43)?,
         noise_level: 250,
     };
-    let text = randn(gpu, &[1, 77, 64], 44)?;
+    let text = randn(gpu, &[1, 77, text_dim], 44)?;
     let (z, target2) = (
-        randn(gpu, &[1, 3, 32, 32], 45)?,
-        randn(gpu, &[1, 3, 32, 32], 46)?,
+        randn(gpu, &[1, 3, side, side], 45)?,
+        randn(gpu, &[1, 3, side, side], 46)?,
     );
     let iterinv = move || -> BenchResult<Tensor> {
         let d = IfDenoiser {
@@ -89,16 +113,44 @@ pub fn workloads(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
         let grad = backward(&loss(&d, &s2, g, &zr, &target2)?, &[&zr])?.remove(0);
         Ok(z.sub(&grad.mul_scalar(0.3)?)?)
     };
+    Ok(Workload {
+        name,
+        flops: 0.0,
+        run: Box::new(iterinv),
+    })
+}
+
+/// The tiny cascade's inner iterations (16 px stage I, 32 px stage II).
+pub fn workloads(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
+    let (unet1, s1) = stage(gpu, Stage::One)?;
+    let (unet2, s2) = stage(gpu, Stage::Two)?;
     Ok(vec![
-        Workload {
-            name: "nti_inner_iter_tiny_16",
-            flops: 0.0,
-            run: Box::new(nti),
-        },
-        Workload {
-            name: "iterinv_inner_iter_tiny_32",
-            flops: 0.0,
-            run: Box::new(iterinv),
-        },
+        nti_iteration(gpu, "nti_inner_iter_tiny_16", unet1, s1, 16, 64)?,
+        iterinv_iteration(gpu, "iterinv_inner_iter_tiny_32", unet2, s2, 32, 64)?,
+    ])
+}
+
+/// The inner iterations at real shapes, random f16 weights, the tiny cascade's schedule: NTI on
+/// the IF-I-M-shaped UNet at 64 px (T5-XXL's 4096-wide text) and IterInv on IF-II-L at 256 px.
+pub fn real_shaped(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
+    let (_, s1) = stage(gpu, Stage::One)?;
+    let (_, s2) = stage(gpu, Stage::Two)?;
+    Ok(vec![
+        nti_iteration(
+            gpu,
+            "nti_inner_iter_if_m_64",
+            unet::if_m(gpu)?,
+            s1,
+            64,
+            4096,
+        )?,
+        iterinv_iteration(
+            gpu,
+            "iterinv_inner_iter_if_ii_l_256",
+            unet::if_ii_l(gpu)?,
+            s2,
+            256,
+            4096,
+        )?,
     ])
 }

@@ -3,7 +3,9 @@
 //! `tools/reference/bench_ops.py`, PyTorch's time for the same workload and the ratio.
 //! `ITERINV_BENCH_SECONDS` sets the minimum time per workload (default 2),
 //! `ITERINV_BENCH_ONLY` keeps the workloads whose name contains it, `ITERINV_BENCH_IF_M=1` adds
-//! the IF-I-M-shaped UNet (meant for a real GPU: about 0.8 GB of weights) and
+//! the IF-I-M-shaped UNet (meant for a real GPU: about 0.8 GB of weights),
+//! `ITERINV_BENCH_INNER=1` an NTI inner iteration on it and an IterInv inner iteration on IF-II-L
+//! at 256 px (2.4 GB more), and
 //! `ITERINV_BENCH_T5_XXL=1` the T5-XXL-shaped encoder (9.5 GB), `ITERINV_BENCH_X4=1` the real SD
 //! x4 upscaler's UNet and VAE at a 64×64 latent, `ITERINV_BENCH_LARGE=1` matmul 4096³;
 //! `ITERINV_BENCH_INVERT=1` adds a table of whole-image inversions on the tiny trained cascade
@@ -275,6 +277,10 @@ fn main() -> BenchResult<()> {
     all.push(unet::tiny_vae_decode(&gpu)?);
     all.push(t5::tiny_t5(&gpu)?);
     all.extend(invert::workloads(&gpu)?);
+    // Last, so that a time limit cuts these before anything else.
+    if flag("ITERINV_BENCH_INNER") {
+        all.extend(invert::real_shaped(&gpu)?);
+    }
     let only = std::env::var("ITERINV_BENCH_ONLY").unwrap_or_default();
     let mut profiles = Vec::new();
     for w in all.into_iter().filter(|w| w.name.contains(&only)) {

@@ -111,15 +111,32 @@ pub fn tiny_vae_decode(gpu: &Gpu) -> BenchResult<Workload> {
 }
 
 /// IF-I-XL's config with IF-I-M's widths, random f16 weights.
-pub fn if_m_unet(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
-    let path = Path::new(FIXTURES).join("checkpoints/IF-I-XL-v1.0.unet.json");
-    let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    let mut config = spec["config"].clone();
+pub fn if_m(gpu: &Gpu) -> BenchResult<UNet> {
+    let (path, mut config) = spec_config("IF-I-XL-v1.0.unet.json")?;
     config["block_out_channels"] = serde_json::json!([192, 384, 576, 768]);
     config["cross_attention_dim"] = serde_json::json!(768);
     let config = UNetConfig::from_value(config, &path)?;
-    let source = RandomF16 { gpu };
-    let unet = UNet::from_weights(gpu, config, &Weights::new(&source))?;
+    Ok(UNet::from_weights(
+        gpu,
+        config,
+        &Weights::new(&RandomF16 { gpu }),
+    )?)
+}
+
+/// IF-II-L's UNet (real config), random f16 weights.
+pub fn if_ii_l(gpu: &Gpu) -> BenchResult<UNet> {
+    let (path, config) = spec_config("IF-II-L-v1.0.unet.json")?;
+    let config = UNetConfig::from_value(config, &path)?;
+    Ok(UNet::from_weights(
+        gpu,
+        config,
+        &Weights::new(&RandomF16 { gpu }),
+    )?)
+}
+
+/// The IF-I-M-shaped UNet at B2, 64 px, forward and forward+VJP.
+pub fn if_m_unet(gpu: &Gpu) -> BenchResult<Vec<Workload>> {
+    let unet = if_m(gpu)?;
     let names = ["if_unet_m_fwd_b2_64", "if_unet_m_fwd_vjp_b2_64"];
     let shape = UNetShape {
         sample: [2, 3, 64, 64],

@@ -47,6 +47,10 @@ pub struct GpuOptions {
     /// An adopted device ([`Gpu::from_device`]) has no adapter to ask for its shapes, so only
     /// `Emulated` changes anything there.
     pub cooperative: Option<Cooperative>,
+    /// Whether the row reductions (norms, softmax) may use subgroup operations; `None`: where
+    /// the adapter has `Features::SUBGROUP`. `Some(false)` keeps the workgroup-memory trees
+    /// (tests of both variants).
+    pub subgroups: Option<bool>,
 }
 
 /// What the device offers, read once at creation.
@@ -59,6 +63,8 @@ pub struct Caps {
     pub max_workgroups_per_dim: u32,
     pub uniform_align: u32,
     pub shader_f16: bool,
+    /// The row reductions (norms, softmax) run on subgroup operations (the adapter has
+    /// `Features::SUBGROUP` and [`GpuOptions::subgroups`] allows them).
     pub subgroups: bool,
     pub timestamps: bool,
     /// Use the kernel variants that suit a CPU rasteriser (no workgroup-memory tiling).
@@ -231,7 +237,8 @@ impl Gpu {
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             uniform_align: limits.min_uniform_buffer_offset_alignment,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
-            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroups: features.contains(wgpu::Features::SUBGROUP)
+                && options.subgroups != Some(false),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             cpu_kernels: options
                 .cpu_kernels

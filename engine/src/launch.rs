@@ -12,6 +12,23 @@ use crate::profile::{Tag, Work};
 use crate::recorder::PARAMS_SLOT;
 use crate::tensor::{DType, Tensor};
 
+impl Gpu {
+    /// The variant of a row-reduction kernel (norms, softmax) this device runs: on subgroup
+    /// operations where it has them ([`Caps::subgroups`](crate::Caps::subgroups)), else with
+    /// workgroup-memory trees.
+    pub(crate) fn rows_kernel(
+        &self,
+        tree: &'static Kernel,
+        subgroup: &'static Kernel,
+    ) -> &'static Kernel {
+        if self.caps().subgroups {
+            subgroup
+        } else {
+            tree
+        }
+    }
+}
+
 /// A buffer range bound to one kernel slot.
 #[derive(Clone)]
 pub(crate) struct Binding {

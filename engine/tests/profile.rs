@@ -8,10 +8,13 @@ use common::tensor;
 use iterinv_engine::ops::conv::Conv2dOptions;
 use iterinv_engine::{Gpu, GpuOptions, ProfileReport, Tensor};
 
+/// A device whose kernel names do not depend on the adapter: the row reductions on workgroup
+/// trees (the `*_subgroup` variants elsewhere where the adapter has subgroups).
 fn device(profile: bool, cpu_kernels: Option<bool>) -> Gpu {
     Gpu::with_options(GpuOptions {
         profile: Some(profile),
         cpu_kernels,
+        subgroups: Some(false),
         ..Default::default()
     })
     .expect("a GPU adapter (lavapipe in CI)")

@@ -57,6 +57,12 @@ impl Kernel {
             .collect()
     }
 
+    /// Whether the kernel uses subgroup operations (the `*_subgroup` row reductions): it runs only
+    /// on devices with `Features::SUBGROUP` (naga takes them without an `enable` directive).
+    pub fn needs_subgroups(&self) -> bool {
+        self.body.contains("@builtin(subgroup_size)")
+    }
+
     /// Whether the kernel runs on hardware cooperative matrices.
     pub fn needs_cooperative_matrix(&self) -> bool {
         self.enables().contains(&"wgpu_cooperative_matrix")

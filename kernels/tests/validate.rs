@@ -89,6 +89,7 @@ fn gemm_kernels_round_their_operands_under_f16() {
         common::validate(&common::Variant {
             kernel: k.name,
             enables: k.enables(),
+            subgroups: k.needs_subgroups(),
             float_type: StorageType::F32,
             source,
         });

@@ -30,7 +30,7 @@ use iterinv_kernels::families::attention::{
     ATTENTION_GRAD_KV_DIRECT, ATTENTION_GRAD_KV_TILED, ATTENTION_GRAD_LSE_DIRECT,
     ATTENTION_GRAD_LSE_TILED, ATTENTION_GRAD_PREP, ATTENTION_GRAD_Q_DIRECT, ATTENTION_GRAD_Q_TILED,
 };
-use iterinv_kernels::families::softmax::SOFTMAX_GRAD;
+use iterinv_kernels::families::softmax::{SOFTMAX_GRAD, SOFTMAX_GRAD_SUBGROUP};
 use iterinv_kernels::Kernel;
 
 use crate::error::Result;
@@ -52,7 +52,7 @@ pub(crate) fn softmax_grad(y: &Tensor, g: &Tensor) -> Result<Tensor> {
     let rows = y.numel() / n;
     let wg = workgroup_size(gpu, n)?;
     gpu.launch(
-        Launch::new(&SOFTMAX_GRAD)
+        Launch::new(gpu.rows_kernel(&SOFTMAX_GRAD, &SOFTMAX_GRAD_SUBGROUP))
             .constant("WG", format!("{wg}u"))
             .input(y.bind(OP)?)
             .input(g.bind(OP)?)

@@ -24,7 +24,10 @@
 //! [1, 320, 256, 256] forward 0.35 ms, ∂L/∂x 0.51 ms (~1 TB/s over its ~500 MB of traffic), with
 //! dγ, dβ 0.65 ms; [2, 320, 64, 64] forward 0.15 ms, ∂L/∂x 0.19 ms.
 
-use iterinv_kernels::families::norm::{NORM_GRAD, NORM_GRAD_PARAMS, NORM_GRAD_SUMS, NORM_STATS};
+use iterinv_kernels::families::norm::{
+    NORM_GRAD, NORM_GRAD_PARAMS, NORM_GRAD_PARAMS_SUBGROUP, NORM_GRAD_SUBGROUP, NORM_GRAD_SUMS,
+    NORM_GRAD_SUMS_SUBGROUP, NORM_STATS, NORM_STATS_SUBGROUP,
+};
 
 use crate::error::{invalid, Result};
 use crate::launch::{to_u32, Binding, Launch, Params};
@@ -152,7 +155,7 @@ impl Saved {
         let workgroups = l.rows * l.splits;
         let stats = Tensor::uninit(gpu, &[workgroups * 3], OP)?;
         gpu.launch(
-            Launch::new(&NORM_STATS)
+            Launch::new(gpu.rows_kernel(&NORM_STATS, &NORM_STATS_SUBGROUP))
                 .constant("WG", format!("{}u", l.wg))
                 .constant("RMS", flag(l.rms))
                 .input(self.x.bind(OP)?)
@@ -171,9 +174,15 @@ impl Saved {
             Some(stats) => {
                 let part = Tensor::uninit(gpu, &[l.rows * l.splits * 5], OP)?;
                 gpu.launch(
-                    self.launch(&NORM_GRAD_SUMS, g, Some(stats), true, l.wg)?
-                        .output(part.bind(OP)?)
-                        .groups(grid),
+                    self.launch(
+                        gpu.rows_kernel(&NORM_GRAD_SUMS, &NORM_GRAD_SUMS_SUBGROUP),
+                        g,
+                        Some(stats),
+                        true,
+                        l.wg,
+                    )?
+                    .output(part.bind(OP)?)
+                    .groups(grid),
                 )?;
                 Some(part)
             }
@@ -181,10 +190,16 @@ impl Saved {
         };
         let dx = Tensor::uninit(gpu, self.x.shape(), OP)?;
         gpu.launch(
-            self.launch(&NORM_GRAD, g, part.as_ref(), true, l.wg)?
-                .constant("FUSED", flag(part.is_none()))
-                .output(dx.bind(OP)?)
-                .groups(grid),
+            self.launch(
+                gpu.rows_kernel(&NORM_GRAD, &NORM_GRAD_SUBGROUP),
+                g,
+                part.as_ref(),
+                true,
+                l.wg,
+            )?
+            .constant("FUSED", flag(part.is_none()))
+            .output(dx.bind(OP)?)
+            .groups(grid),
         )?;
         Ok(dx)
     }
@@ -217,10 +232,16 @@ impl Saved {
         // Without an activation gz = g: the epilogue's parameters are not read at all.
         let epilogue = l.act != Activation::None;
         gpu.launch(
-            self.launch(&NORM_GRAD_PARAMS, g, Some(stats), epilogue, wg)?
-                .constant("PER_INV", flag(per_inv))
-                .output(pq.bind(OP)?)
-                .groups(gpu.grid(groups as u64)?),
+            self.launch(
+                gpu.rows_kernel(&NORM_GRAD_PARAMS, &NORM_GRAD_PARAMS_SUBGROUP),
+                g,
+                Some(stats),
+                epilogue,
+                wg,
+            )?
+            .constant("PER_INV", flag(per_inv))
+            .output(pq.bind(OP)?)
+            .groups(gpu.grid(groups as u64)?),
         )?;
         // [B, 2, C] rather than [2, B, C]: reshaping a fresh tensor to a larger first dim
         // mis-reads it back (tensor.rs keeps the allocation's rows per chunk).

@@ -4,7 +4,7 @@
 //! f32 statistics centred on a first-pass mean, one workgroup per row, or several per row with a
 //! merge when rows are long (see kernels/src/families/norm.rs).
 
-use iterinv_kernels::families::norm::{NORM, NORM_STATS};
+use iterinv_kernels::families::norm::{NORM, NORM_STATS, NORM_STATS_SUBGROUP, NORM_SUBGROUP};
 
 use crate::error::{invalid, shape_err, Result};
 use crate::grad::{self, norm as norm_grad};
@@ -360,7 +360,7 @@ fn launch_norm(r: &Rows) -> Result<Tensor> {
     let stats = if splits > 1 {
         let stats = Tensor::uninit(gpu, &[workgroups as usize * 3], op)?;
         gpu.launch(
-            Launch::new(&NORM_STATS)
+            Launch::new(gpu.rows_kernel(&NORM_STATS, &NORM_STATS_SUBGROUP))
                 .constant("WG", format!("{wg}u"))
                 .constant("RMS", flag(r.rms))
                 .input(x.bind(op)?)
@@ -377,7 +377,7 @@ fn launch_norm(r: &Rows) -> Result<Tensor> {
         None => Ok(gpu.dummy()),
     };
     gpu.launch(
-        Launch::new(&NORM)
+        Launch::new(gpu.rows_kernel(&NORM, &NORM_SUBGROUP))
             .constant("WG", format!("{wg}u"))
             .constant("RMS", flag(r.rms))
             .constant("FUSED", flag(stats.is_none()))

@@ -1,7 +1,7 @@
 //! Softmax over the last dimension (f32 math with max subtraction; 16-bit inputs are widened).
 //! Recorded for autodiff: its rule (`grad::attention::softmax_grad`) keeps the output.
 
-use iterinv_kernels::families::softmax::SOFTMAX;
+use iterinv_kernels::families::softmax::{SOFTMAX, SOFTMAX_SUBGROUP};
 
 use crate::error::{invalid, shape_err, Result};
 use crate::gpu::Gpu;
@@ -43,7 +43,7 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
         Ok(vec![Some(softmax_grad(&y, g)?)])
     });
     gpu.launch(
-        Launch::new(&SOFTMAX)
+        Launch::new(gpu.rows_kernel(&SOFTMAX, &SOFTMAX_SUBGROUP))
             .constant("WG", format!("{wg}u"))
             .input(x.bind(OP)?)
             .output(out.bind(OP)?)

@@ -21,7 +21,9 @@ pub fn gpu() -> &'static Gpu {
 }
 
 /// A device in poison mode with the portable kernel variants for CPUs or for GPUs forced (never
-/// the cooperative-matrix kernels, whatever ITERINV_COOP says).
+/// the cooperative-matrix kernels, whatever ITERINV_COOP says), its row reductions (norms,
+/// softmax) on workgroup-memory trees: [`gpu`] takes the subgroup variants where the adapter has
+/// subgroups, so the tests that run on both cover both.
 pub fn gpu_variant(cpu_kernels: bool) -> &'static Gpu {
     static CPU: OnceLock<Gpu> = OnceLock::new();
     static GPU: OnceLock<Gpu> = OnceLock::new();
@@ -31,6 +33,7 @@ pub fn gpu_variant(cpu_kernels: bool) -> &'static Gpu {
             poison: true,
             cpu_kernels: Some(cpu_kernels),
             cooperative: Some(Cooperative::Off),
+            subgroups: Some(false),
             ..Default::default()
         })
         .unwrap()

@@ -15,7 +15,7 @@ use iterinv_engine::grad::grad;
 use iterinv_engine::ops::norm::{group_norm, layer_norm, rms_norm, GroupNormArgs, ScaleShift};
 use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
 
-use crate::common::{assert_close, check_vjp, GradInput, Rng};
+use crate::common::{assert_close, check_vjp, check_vjp_on, GradInput, Rng};
 use crate::norm::{group_norm_ref, rows_ref, GnRef};
 
 const RTOL: f64 = 1e-5;
@@ -409,16 +409,16 @@ fn asking_for_x_only_launches_no_parameter_kernel() {
             ..GroupNormArgs::new(3, 1e-5)
         };
         let y = group_norm(&x, &args).unwrap();
-        let count = |k| gpu.kernel_dispatches(k);
+        let count = |k: &&str| dispatches(&gpu, k);
         let names = [
             "norm_grad",
             "norm_grad_sums",
             "norm_grad_params",
             "norm_stats",
         ];
-        let before: Vec<u64> = names.iter().map(|k| count(k)).collect();
+        let before: Vec<u64> = names.iter().map(count).collect();
         grad(&[&y], &[&cot], wrt).unwrap();
-        let after: Vec<u64> = names.iter().map(|k| count(k)).collect();
+        let after: Vec<u64> = names.iter().map(count).collect();
         after
             .iter()
             .zip(&before)
@@ -437,15 +437,93 @@ fn asking_for_x_only_launches_no_parameter_kernel() {
     let x = t(&[1, 2, 130, 130]);
     let cot = t(&[1, 2, 130, 130]);
     let y = x.group_norm(&GroupNormArgs::new(1, 1e-5)).unwrap();
-    let before = gpu.kernel_dispatches("norm_grad_params");
+    let before = dispatches(&gpu, "norm_grad_params");
     let splits = [
-        gpu.kernel_dispatches("norm_stats"),
-        gpu.kernel_dispatches("norm_grad_sums"),
+        dispatches(&gpu, "norm_stats"),
+        dispatches(&gpu, "norm_grad_sums"),
     ];
     grad(&[&y], &[&cot], &[&x]).unwrap();
-    assert_eq!(gpu.kernel_dispatches("norm_grad_params"), before);
-    assert_eq!(gpu.kernel_dispatches("norm_stats"), splits[0] + 1);
-    assert_eq!(gpu.kernel_dispatches("norm_grad_sums"), splits[1] + 1);
+    assert_eq!(dispatches(&gpu, "norm_grad_params"), before);
+    assert_eq!(dispatches(&gpu, "norm_stats"), splits[0] + 1);
+    assert_eq!(dispatches(&gpu, "norm_grad_sums"), splits[1] + 1);
+}
+
+/// Dispatches of `kernel` in either reduction variant (workgroup trees or subgroups).
+fn dispatches(gpu: &Gpu, kernel: &str) -> u64 {
+    gpu.kernel_dispatches(kernel) + gpu.kernel_dispatches(&format!("{kernel}_subgroup"))
+}
+
+/// The backward kernels on both variants of the row-reduction template: workgroup-memory trees
+/// (forced) and subgroup operations (where the adapter has them; lavapipe does), on rows one
+/// workgroup takes and on split rows, every parameter's gradient.
+#[test]
+fn both_reduction_variants_give_the_gradients() {
+    let mut rng = Rng::new(307);
+    for subgroups in [false, true] {
+        let g = Gpu::with_options(GpuOptions {
+            poison: true,
+            subgroups: Some(subgroups),
+            ..Default::default()
+        })
+        .unwrap();
+        for (shape, groups) in [(&[2, 6, 5, 7][..], 3), (&[1, 2, 130, 130], 1)] {
+            let (b, c) = (shape[0], shape[1]);
+            let n: usize = shape.iter().product();
+            let inputs = [
+                GradInput::new(shape, rng.vec(n, -3.0, 5.0), true),
+                GradInput::new(&[c], rng.vec(c, 0.5, 1.5), true),
+                GradInput::new(&[c], rng.vec(c, -1.0, 1.0), true),
+                GradInput::new(&[b, 2 * c], rng.vec(2 * b * c, -0.5, 0.5), true),
+            ];
+            check_vjp_on(
+                &g,
+                &format!("group_norm {shape:?} (subgroups {subgroups})"),
+                &inputs,
+                |t| {
+                    let args = GroupNormArgs {
+                        gamma: Some(&t[1]),
+                        beta: Some(&t[2]),
+                        scale_shift: Some(ScaleShift::Packed(&t[3])),
+                        activation: Activation::Gelu,
+                        ..GroupNormArgs::new(groups, 1e-5)
+                    };
+                    group_norm(&t[0], &args).unwrap()
+                },
+                |x| {
+                    let half = |k: usize| -> Vec<f64> {
+                        x[3].chunks(c)
+                            .skip(k)
+                            .step_by(2)
+                            .flatten()
+                            .copied()
+                            .collect()
+                    };
+                    let (scale, shift) = (half(0), half(1));
+                    group_norm_ref(
+                        &x[0],
+                        shape,
+                        &GnRef {
+                            groups,
+                            eps: 1e-5,
+                            gamma: Some(&x[1]),
+                            beta: Some(&x[2]),
+                            ss: Some((&scale, &shift)),
+                            act: Activation::Gelu,
+                        },
+                    )
+                },
+                RTOL,
+                60,
+            );
+        }
+        let ran = g.kernel_dispatches("norm_grad_subgroup")
+            + g.kernel_dispatches("norm_grad_params_subgroup");
+        assert_eq!(
+            ran > 0,
+            subgroups && g.caps().subgroups,
+            "subgroups {subgroups}"
+        );
+    }
 }
 
 #[test]

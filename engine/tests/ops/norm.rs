@@ -523,3 +523,76 @@ fn rows_too_long_for_a_loop_cap_are_errors() {
         "{err}"
     );
 }
+
+/// The forward kernels on both variants of the row-reduction template: workgroup-memory trees
+/// (forced) and subgroup operations (where the adapter has them; lavapipe does): group norm on
+/// rows one workgroup takes and on split rows, layer norm and RMS norm.
+#[test]
+fn both_reduction_variants_normalise() {
+    let mut rng = Rng::new(17);
+    for subgroups in [false, true] {
+        let g = Gpu::with_options(GpuOptions {
+            poison: true,
+            subgroups: Some(subgroups),
+            ..Default::default()
+        })
+        .unwrap();
+        let up = |shape: &[usize], v: &[f32]| Tensor::from_f32(&g, shape, v).unwrap();
+        for (shape, groups) in [(&[2, 12, 7, 9][..], 4), (&[2, 4, 127, 81], 2)] {
+            let (b, c) = (shape[0], shape[1]);
+            let n: usize = shape.iter().product();
+            let x = rng.vec(n, -3.0, 5.0);
+            let (gamma, beta) = (rng.vec(c, 0.5, 1.5), rng.vec(c, -1.0, 1.0));
+            let (scale, shift) = (rng.vec(b * c, -0.5, 0.5), rng.vec(b * c, -1.0, 1.0));
+            let (tg, tb, ts, th) = (
+                up(&[c], &gamma),
+                up(&[c], &beta),
+                up(&[b, c], &scale),
+                up(&[b, c], &shift),
+            );
+            let args = GroupNormArgs {
+                gamma: Some(&tg),
+                beta: Some(&tb),
+                scale_shift: Some(ScaleShift::Separate(&ts, &th)),
+                activation: Activation::Silu,
+                ..GroupNormArgs::new(groups, 1e-5)
+            };
+            let out = group_norm(&up(shape, &x), &args).unwrap();
+            let (g64, b64, s64, h64) = (f64s(&gamma), f64s(&beta), f64s(&scale), f64s(&shift));
+            let expected = group_norm_ref(
+                &f64s(&x),
+                shape,
+                &GnRef {
+                    groups,
+                    eps: 1e-5,
+                    gamma: Some(&g64),
+                    beta: Some(&b64),
+                    ss: Some((&s64, &h64)),
+                    act: Activation::Silu,
+                },
+            );
+            let what = format!("group_norm {shape:?} (subgroups {subgroups})");
+            assert_close(&what, &out, &expected, ATOL, RTOL);
+        }
+        let (rows, n) = (5, 300);
+        let x = rng.vec(rows * n, -2.0, 3.0);
+        let w = rng.vec(n, 0.5, 1.5);
+        let (tx, tw) = (up(&[rows, n], &x), up(&[n], &w));
+        for rms in [false, true] {
+            let out = if rms {
+                rms_norm(&tx, Some(&tw), 1e-6).unwrap()
+            } else {
+                layer_norm(&tx, Some(&tw), None, 1e-6).unwrap()
+            };
+            let expected = rows_ref(&f64s(&x), n, Some(&f64s(&w)), None, 1e-6, rms);
+            let what = format!("rms {rms} (subgroups {subgroups})");
+            assert_close(&what, &out, &expected, ATOL, RTOL);
+        }
+        let ran = g.kernel_dispatches("norm_subgroup") + g.kernel_dispatches("norm_stats_subgroup");
+        assert_eq!(
+            ran > 0,
+            subgroups && g.caps().subgroups,
+            "subgroups {subgroups}"
+        );
+    }
+}

@@ -24,6 +24,29 @@ macro_rules! coop_constants {
     };
 }
 
+/// A kernel on the row-reduction template (norms, softmax), declared twice from one body: `$tree`
+/// reduces through workgroup-memory trees (rows_tree.wgsl, any adapter) and `$subgroup`, named
+/// `<name>_subgroup`, through subgroup operations (rows_subgroup.wgsl, adapters with
+/// `Features::SUBGROUP`). The body's files define `run(wid, nwg, lid)`.
+macro_rules! rows_kernels {
+    ($tree:ident, $subgroup:ident, $name:literal, [$($file:literal),+], $inputs:expr, $outputs:expr, $constants:expr) => {
+        pub static $tree: Kernel = Kernel {
+            name: $name,
+            body: concat!(include_str!("../wgsl/rows_tree.wgsl"), $(include_str!($file)),+),
+            inputs: $inputs,
+            outputs: $outputs,
+            constants: $constants,
+        };
+        pub static $subgroup: Kernel = Kernel {
+            name: concat!($name, "_subgroup"),
+            body: concat!(include_str!("../wgsl/rows_subgroup.wgsl"), $(include_str!($file)),+),
+            inputs: $inputs,
+            outputs: $outputs,
+            constants: $constants,
+        };
+    };
+}
+
 /// The emulated cooperative kernels' extra constants: the tile side and the f16 rounding of
 /// precision f16.
 const COOP_EMULATED: [(&str, &str); 2] = [("CM", "16u"), ("ROUND_F16", "true")];

@@ -1,7 +1,9 @@
 //! Normalisation kernels: group norm, layer norm and RMS norm, all as "normalise contiguous rows".
 //! `norm` is the whole op for rows one workgroup can take (`FUSED`); longer rows (IF stage II's
 //! groups of 655,360 elements) are split over workgroups: `norm_stats` writes per-split statistics
-//! and `norm` merges them before normalising its split.
+//! and `norm` merges them before normalising its split. Each is built on the row-reduction
+//! template twice (`rows_kernels!`): with workgroup-memory trees and, as `*_SUBGROUP`, with
+//! subgroup operations.
 
 use crate::{Input, InputClass::Float, Kernel};
 
@@ -9,24 +11,22 @@ const fn float(name: &'static str) -> Input {
     Input { name, class: Float }
 }
 
-pub static NORM_STATS: Kernel = Kernel {
-    name: "norm_stats",
-    body: concat!(
-        include_str!("../wgsl/norm_common.wgsl"),
-        include_str!("../wgsl/norm_stats.wgsl")
-    ),
-    inputs: &[float("x")],
-    outputs: &["stats"],
-    constants: &[("WG", "256u"), ("RMS", "false")],
-};
+rows_kernels!(
+    NORM_STATS,
+    NORM_STATS_SUBGROUP,
+    "norm_stats",
+    ["../wgsl/norm_common.wgsl", "../wgsl/norm_stats.wgsl"],
+    &[float("x")],
+    &["stats"],
+    &[("WG", "256u"), ("RMS", "false")]
+);
 
-pub static NORM: Kernel = Kernel {
-    name: "norm",
-    body: concat!(
-        include_str!("../wgsl/norm_common.wgsl"),
-        include_str!("../wgsl/norm.wgsl")
-    ),
-    inputs: &[
+rows_kernels!(
+    NORM,
+    NORM_SUBGROUP,
+    "norm",
+    ["../wgsl/norm_common.wgsl", "../wgsl/norm.wgsl"],
+    &[
         float("x"),
         float("stats"),
         float("gamma"),
@@ -34,8 +34,8 @@ pub static NORM: Kernel = Kernel {
         float("scale"),
         float("shift"),
     ],
-    outputs: &["out"],
-    constants: &[
+    &["out"],
+    &[
         ("WG", "256u"),
         ("RMS", "false"),
         ("FUSED", "true"),
@@ -43,8 +43,8 @@ pub static NORM: Kernel = Kernel {
         ("HAS_BETA", "true"),
         ("HAS_SS", "true"),
         ("ACT", "0u"),
-    ],
-};
+    ]
+);
 
 /// The inputs of the backward kernels: x, the output gradient, per-split statistics (absent for
 /// fused rows), and the epilogue's parameters (needed to recompute z for the activation's
@@ -68,22 +68,18 @@ const GRAD_FLAGS: [(&str, &str); 6] = [
     ("ACT", "1u"),
 ];
 
-macro_rules! grad_body {
-    ($file:literal) => {
-        concat!(
-            include_str!("../wgsl/norm_common.wgsl"),
-            include_str!("../wgsl/norm_grad_common.wgsl"),
-            include_str!($file)
-        )
-    };
-}
-
-pub static NORM_GRAD: Kernel = Kernel {
-    name: "norm_grad",
-    body: grad_body!("../wgsl/norm_grad.wgsl"),
-    inputs: GRAD_INPUTS,
-    outputs: &["dx"],
-    constants: &[
+rows_kernels!(
+    NORM_GRAD,
+    NORM_GRAD_SUBGROUP,
+    "norm_grad",
+    [
+        "../wgsl/norm_common.wgsl",
+        "../wgsl/norm_grad_common.wgsl",
+        "../wgsl/norm_grad.wgsl"
+    ],
+    GRAD_INPUTS,
+    &["dx"],
+    &[
         GRAD_FLAGS[0],
         GRAD_FLAGS[1],
         GRAD_FLAGS[2],
@@ -91,23 +87,35 @@ pub static NORM_GRAD: Kernel = Kernel {
         GRAD_FLAGS[4],
         GRAD_FLAGS[5],
         ("FUSED", "true"),
+    ]
+);
+
+rows_kernels!(
+    NORM_GRAD_SUMS,
+    NORM_GRAD_SUMS_SUBGROUP,
+    "norm_grad_sums",
+    [
+        "../wgsl/norm_common.wgsl",
+        "../wgsl/norm_grad_common.wgsl",
+        "../wgsl/norm_grad_sums.wgsl"
     ],
-};
+    GRAD_INPUTS,
+    &["part"],
+    &GRAD_FLAGS
+);
 
-pub static NORM_GRAD_SUMS: Kernel = Kernel {
-    name: "norm_grad_sums",
-    body: grad_body!("../wgsl/norm_grad_sums.wgsl"),
-    inputs: GRAD_INPUTS,
-    outputs: &["part"],
-    constants: &GRAD_FLAGS,
-};
-
-pub static NORM_GRAD_PARAMS: Kernel = Kernel {
-    name: "norm_grad_params",
-    body: grad_body!("../wgsl/norm_grad_params.wgsl"),
-    inputs: GRAD_INPUTS,
-    outputs: &["pq"],
-    constants: &[
+rows_kernels!(
+    NORM_GRAD_PARAMS,
+    NORM_GRAD_PARAMS_SUBGROUP,
+    "norm_grad_params",
+    [
+        "../wgsl/norm_common.wgsl",
+        "../wgsl/norm_grad_common.wgsl",
+        "../wgsl/norm_grad_params.wgsl"
+    ],
+    GRAD_INPUTS,
+    &["pq"],
+    &[
         GRAD_FLAGS[0],
         GRAD_FLAGS[1],
         GRAD_FLAGS[2],
@@ -115,8 +123,8 @@ pub static NORM_GRAD_PARAMS: Kernel = Kernel {
         GRAD_FLAGS[4],
         GRAD_FLAGS[5],
         ("PER_INV", "false"),
-    ],
-};
+    ]
+);
 
 pub static KERNELS: &[&Kernel] = &[
     &NORM_STATS,
@@ -124,4 +132,9 @@ pub static KERNELS: &[&Kernel] = &[
     &NORM_GRAD,
     &NORM_GRAD_SUMS,
     &NORM_GRAD_PARAMS,
+    &NORM_STATS_SUBGROUP,
+    &NORM_SUBGROUP,
+    &NORM_GRAD_SUBGROUP,
+    &NORM_GRAD_SUMS_SUBGROUP,
+    &NORM_GRAD_PARAMS_SUBGROUP,
 ];

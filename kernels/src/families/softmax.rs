@@ -1,27 +1,29 @@
 //! Softmax over the last dimension: one workgroup per row, each invocation keeping an online
-//! (max, sum) over a strided slice of the row, merged by a workgroup tree reduction; and its
-//! backward, laid out the same way.
+//! (max, sum) over a strided slice of the row, merged over the workgroup by the row-reduction
+//! template; and its backward, laid out the same way. Both with workgroup-memory trees and, as
+//! `*_SUBGROUP`, with subgroup operations (`rows_kernels!`).
 
 use crate::{Input, InputClass::Float, Kernel};
 
-/// `out[r, i] = exp(x[r, i] − max_r) / Σ_j exp(x[r, j] − max_r)`. `WG` must be a power of two.
-pub static SOFTMAX: Kernel = Kernel {
-    name: "softmax",
-    body: include_str!("../wgsl/softmax.wgsl"),
-    inputs: &[Input {
+rows_kernels!(
+    SOFTMAX,
+    SOFTMAX_SUBGROUP,
+    "softmax",
+    ["../wgsl/softmax.wgsl"],
+    &[Input {
         name: "x",
         class: Float,
     }],
-    outputs: &["out"],
-    constants: &[("WG", "256u")],
-};
+    &["out"],
+    &[("WG", "256u")]
+);
 
-/// `dx[r, i] = y[r, i]·(g[r, i] − Σ_j g[r, j]·y[r, j])` for the softmax output y and its gradient g.
-/// `WG` must be a power of two.
-pub static SOFTMAX_GRAD: Kernel = Kernel {
-    name: "softmax_grad",
-    body: include_str!("../wgsl/softmax_grad.wgsl"),
-    inputs: &[
+rows_kernels!(
+    SOFTMAX_GRAD,
+    SOFTMAX_GRAD_SUBGROUP,
+    "softmax_grad",
+    ["../wgsl/softmax_grad.wgsl"],
+    &[
         Input {
             name: "y",
             class: Float,
@@ -31,8 +33,13 @@ pub static SOFTMAX_GRAD: Kernel = Kernel {
             class: Float,
         },
     ],
-    outputs: &["dx"],
-    constants: &[("WG", "256u")],
-};
+    &["dx"],
+    &[("WG", "256u")]
+);
 
-pub static KERNELS: &[&Kernel] = &[&SOFTMAX, &SOFTMAX_GRAD];
+pub static KERNELS: &[&Kernel] = &[
+    &SOFTMAX,
+    &SOFTMAX_GRAD,
+    &SOFTMAX_SUBGROUP,
+    &SOFTMAX_GRAD_SUBGROUP,
+];

@@ -24,9 +24,7 @@ fn merged_stats(row: u32, lid: u32) -> vec3<f32> {
     return part[0].yzw;
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+fn run(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let w = group_index(wid, nwg);
     if (w >= p.rows * p.splits) {
         return;

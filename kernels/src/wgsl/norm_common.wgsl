@@ -1,4 +1,5 @@
-// Shared by norm_stats and norm: the Params, a workgroup sum, and the statistics of a run of x.
+// Shared by norm_stats and norm: the Params and the statistics of a run of x (the workgroup sums
+// are the row-reduction template's, rows_tree.wgsl or rows_subgroup.wgsl).
 //
 // A "row" is a contiguous run of n elements normalised together: one (sample, group) of a group
 // norm, or one vector of a layer or RMS norm. Statistics are kept as (shift, mean − shift, M2) with
@@ -17,25 +18,6 @@ struct Params {
     eps: f32,
     ss_stride: u32, // row stride of scale and shift: channels, or 2·channels when packed
     shift_at: u32,  // shift's column offset in its rows: 0, or channels when packed
-}
-
-var<workgroup> red: array<vec2<f32>, WG>;
-
-// Tree sum over the workgroup; every invocation gets the total. WG is a power of two, so the loop
-// runs log2(WG) ≤ 8 times.
-fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    // Nobody may overwrite red[0] before everyone has read it.
-    workgroupBarrier();
-    return r;
 }
 
 // (shift, mean − shift, M2) of x[base + start .. base + end), end > start. For RMS the mean is

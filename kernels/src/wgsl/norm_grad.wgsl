@@ -5,9 +5,7 @@
 // Loop cap: fused, 4·⌈n/WG⌉ + 24 iterations (n ≤ 16384: ≤ 280); split, ≤ 2·64 + ⌈chunk/WG⌉
 // (chunk bounded as in chunk_stats), both far below lavapipe's 65535.
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+fn run(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let w = group_index(wid, nwg);
     if (w >= p.rows * p.splits) {
         return;

@@ -28,9 +28,7 @@ fn store(bc: u32, s: vec2<f32>) {
     pq[k + p.channels] = s.y;
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+fn run(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let total = p.rows * p.cpg;
     let w = group_index(wid, nwg);
     if (PER_INV) {

@@ -2,9 +2,7 @@
 // w / splits and writes part[5w ..] = (its norm_stats partial (3 floats), Σ dx̂, Σ dx̂·x̂), so that
 // norm_grad reads statistics and sums from one binding.
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+fn run(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let w = group_index(wid, nwg);
     if (w >= p.rows * p.splits) {
         return;

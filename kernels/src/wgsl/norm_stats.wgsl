@@ -1,8 +1,6 @@
 // Partial statistics of rows too long for one workgroup: workgroup w covers split w % splits of
 // row w / splits and writes its (shift, mean − shift, M2) to stats[3w ..]; `norm` merges them.
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+fn run(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let w = group_index(wid, nwg);
     if (w >= p.rows * p.splits) {
         return;

@@ -1,18 +1,14 @@
 // Softmax over rows of length n, one workgroup per row. Each invocation folds its strided slice of
-// the row into an online (max, sum of exp(x − max)); the workgroup merges the pairs in a tree, then
-// every invocation writes its slice as exp(x − max) / sum. The row is read twice, never cached.
+// the row into an online (max, sum of exp(x − max)); the workgroup merges the pairs (the
+// row-reduction template's workgroup_max_sum), then every invocation writes its slice as
+// exp(x − max) / sum. The row is read twice, never cached.
 // A row with no finite maximum (all −inf) has sum 0 and is written as zeros rather than NaN.
 struct Params { n: u32, rows: u32 }
 
 // −FLT_MAX: the identity of the max that keeps exp(m − m') finite arithmetic (0 or 1), never NaN.
 const NEG_MAX: f32 = -3.40282347e38;
 
-var<workgroup> red_m: array<f32, WG>;
-var<workgroup> red_s: array<f32, WG>;
-
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+fn run(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let row = group_index(wid, nwg);
     if (row >= p.rows) {
         return;
@@ -45,23 +41,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     s = s + blk;
-    red_m[lid] = m;
-    red_s[lid] = s;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w = w >> 1u) {
-        if (lid < w) {
-            let m2 = red_m[lid + w];
-            let s2 = red_s[lid + w];
-            let mm = max(m, m2);
-            s = s * exp(m - mm) + s2 * exp(m2 - mm);
-            m = mm;
-            red_m[lid] = m;
-            red_s[lid] = s;
-        }
-        workgroupBarrier();
-    }
-    let mt = red_m[0];
-    let st = red_s[0];
+    let total = workgroup_max_sum(lid, m, s);
+    let mt = total.x;
+    let st = total.y;
     let inv = select(0.0, 1.0 / st, st > 0.0);
     for (var i = lid; i < p.n; i = i + WG) {
         out[base + i] = exp(ld_x(base + i) - mt) * inv;

@@ -9,6 +9,8 @@ pub struct Variant {
     pub kernel: &'static str,
     /// The WGSL extensions it enables (`Kernel::enables`).
     pub enables: Vec<&'static str>,
+    /// Whether it uses subgroup operations (`Kernel::needs_subgroups`).
+    pub subgroups: bool,
     /// The storage type applied to every float input, e.g. `F16`.
     pub float_type: StorageType,
     pub source: String,
@@ -40,6 +42,7 @@ pub fn variants() -> Vec<Variant> {
             out.push(Variant {
                 kernel: k.name,
                 enables: k.enables(),
+                subgroups: k.needs_subgroups(),
                 float_type,
                 source,
             });
@@ -57,7 +60,11 @@ impl Variant {
 
     /// The naga capabilities wgpu grants a device with the features the kernel needs.
     pub fn capabilities(&self) -> naga::valid::Capabilities {
-        let mut caps = naga::valid::Capabilities::empty();
+        let mut caps = if self.subgroups {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        };
         for e in &self.enables {
             caps |= match *e {
                 "f16" => naga::valid::Capabilities::SHADER_FLOAT16,

@@ -110,11 +110,11 @@ impl ConvKernels {
                 .constant("SG", format!("{sg}u"))
                 .constant("TI", format!("{per_side}u"))
                 .constant("TJ", format!("{per_side}u"))
-                .constant("KSTEPS", format!("{}u", kernels.k_steps(per_side)))
-                // dW's B (x gathered by (ci, ky, kx)) is contiguous along K = (b, oy, ox).
-                .constant("B_K_FASTEST", gemm == Gemm::GradWeight),
+                .constant("KSTEPS", format!("{}u", kernels.k_steps(per_side))),
         };
         Ok(launch
+            // dW's B (x gathered by (ci, ky, kx)) is contiguous along K = (b, oy, ox).
+            .constant("B_K_FASTEST", gemm == Gemm::GradWeight)
             .constant("CHECK_BOUNDS", !fits)
             .profile_as(if per_side > 0 {
                 &["CHECK_BOUNDS", "TI"]

@@ -36,11 +36,10 @@ const TILE_K: usize = 16;
 
 /// Loop iterations per invocation, for adapters that cap them (`Caps::max_loop_iterations`),
 /// counted as if the compiler unrolled none of the inner loops. The direct kernel's k loop is its
-/// only loop and takes two k per iteration. The tiled kernel runs, per K-tile, its tile loop, a
-/// 4-step load loop and 16 k steps of (1 + 4 loads + 4 rows × (1 + 4 columns)); its epilogue adds
-/// 4 × (1 + 4).
+/// only loop and takes two k per iteration. The tiled kernel (gemm_tiled.wgsl, conv2d's too) runs
+/// per K-tile its tile loop, a 4-step load loop and 16 k steps; its epilogue adds 4 × (1 + 4).
 const DIRECT_K_PER_ITER: usize = 2;
-const TILED_ITERS_PER_KTILE: usize = 1 + 4 + TILE_K * (1 + 4 + 4 * (1 + 4));
+const TILED_ITERS_PER_KTILE: usize = crate::ops::conv::TILED_ITERS_PER_KTILE;
 const TILED_ITERS_FIXED: usize = 4 * (1 + 4);
 
 /// Which kernel multiplies.

@@ -6,7 +6,7 @@
 //! - weight gradient: M = Cout, N = Cin·kh·kw, K = B·Ho·Wo.
 //!
 //! Each in two variants of one interface: workgroup-memory tiles for GPUs (one shared tile loop,
-//! conv_gemm_tiled.wgsl) and register blocking without barriers for CPU adapters (one shared
+//! gemm_tiled.wgsl, with the tile origin and sizes of conv_gemm_hooks.wgsl) and register blocking without barriers for CPU adapters (one shared
 //! block, conv_block.wgsl). Every kernel adds the part [kb, ke) of its reduction given in its
 //! params, so a launcher can split a reduction over dispatches.
 //!
@@ -25,15 +25,17 @@ const INPUTS: &[Input] = &[float("x"), float("w"), float("bias"), float("residua
 const GRAD_INPUT_INPUTS: &[Input] = &[float("g"), float("w")];
 const GRAD_WEIGHT_INPUTS: &[Input] = &[float("g"), float("x")];
 
-/// 64×64 output tiles, K-tile 16, 16×16 invocations with 4×4 outputs each: for GPUs.
-/// `CHECK_BOUNDS = false` drops the M/N/K bounds checks when Cout, N and the K range divide the tiles.
+/// The scalar GEMM template (gemm_tiled.wgsl: 64×64 output tiles, K-tile 16, 16×16 invocations
+/// with 4×4 outputs each) with the forward's hooks: for GPUs. `CHECK_BOUNDS = false` drops the
+/// M/N/K bounds checks when Cout, N and the K range divide the tiles.
 pub static CONV2D_TILED: Kernel = Kernel {
     name: "conv2d_tiled",
     body: concat!(
         include_str!("../wgsl/conv_params.wgsl"),
         include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/conv_tiled.wgsl"),
-        include_str!("../wgsl/conv_gemm_tiled.wgsl")
+        include_str!("../wgsl/conv_gemm_hooks.wgsl"),
+        include_str!("../wgsl/gemm_tiled.wgsl")
     ),
     inputs: INPUTS,
     outputs: &["out"],
@@ -45,6 +47,8 @@ pub static CONV2D_TILED: Kernel = Kernel {
         ("HAS_BIAS", "false"),
         ("HAS_RESIDUAL", "false"),
         ("CHECK_BOUNDS", "true"),
+        ("A_M_FASTEST", "false"),
+        ("B_K_FASTEST", "false"),
         ("ROUND_F16", "false"),
     ],
 };
@@ -82,7 +86,8 @@ pub static CONV2D_GRAD_INPUT_TILED: Kernel = Kernel {
         include_str!("../wgsl/conv_grad_params.wgsl"),
         include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/conv_grad_input_tiled.wgsl"),
-        include_str!("../wgsl/conv_gemm_tiled.wgsl")
+        include_str!("../wgsl/conv_gemm_hooks.wgsl"),
+        include_str!("../wgsl/gemm_tiled.wgsl")
     ),
     inputs: GRAD_INPUT_INPUTS,
     outputs: &["out"],
@@ -93,6 +98,8 @@ pub static CONV2D_GRAD_INPUT_TILED: Kernel = Kernel {
         ("NKY", "3u"),
         ("NKX", "3u"),
         ("CHECK_BOUNDS", "true"),
+        ("A_M_FASTEST", "false"),
+        ("B_K_FASTEST", "false"),
         ("ROUND_F16", "false"),
     ],
 };
@@ -127,7 +134,8 @@ pub static CONV2D_GRAD_WEIGHT_TILED: Kernel = Kernel {
         include_str!("../wgsl/conv_grad_params.wgsl"),
         include_str!("../wgsl/round_operands.wgsl"),
         include_str!("../wgsl/conv_grad_weight_tiled.wgsl"),
-        include_str!("../wgsl/conv_gemm_tiled.wgsl")
+        include_str!("../wgsl/conv_gemm_hooks.wgsl"),
+        include_str!("../wgsl/gemm_tiled.wgsl")
     ),
     inputs: GRAD_WEIGHT_INPUTS,
     outputs: &["out"],
@@ -136,6 +144,8 @@ pub static CONV2D_GRAD_WEIGHT_TILED: Kernel = Kernel {
         ("KW", "3u"),
         ("STRIDE", "1u"),
         ("CHECK_BOUNDS", "true"),
+        ("A_M_FASTEST", "false"),
+        ("B_K_FASTEST", "false"),
         ("ROUND_F16", "false"),
     ],
 };

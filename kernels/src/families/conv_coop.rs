@@ -41,7 +41,7 @@ macro_rules! kernel {
                 $(include_str!($prelude),)+
                 include_str!($params),
                 include_str!($hooks),
-                include_str!("../wgsl/conv_gemm_coop_hooks.wgsl"),
+                include_str!("../wgsl/conv_gemm_hooks.wgsl"),
                 include_str!("../wgsl/gemm_coop.wgsl")
             ),
             inputs: $inputs,

@@ -25,7 +25,8 @@ const INPUTS: &[Input] = &[
     },
 ];
 
-/// Workgroup-memory tiles (64×64 outputs, K-tile 16) with 4×4 outputs per invocation: for GPUs.
+/// The scalar GEMM template (gemm_tiled.wgsl: 64×64 outputs, K-tile 16, 4×4 outputs per
+/// invocation) with matmul's operand and epilogue hooks, the cooperative kernels' own: for GPUs.
 /// `CHECK_BOUNDS = false` drops every bounds check when M, N and K divide the tiles. In this and
 /// the direct kernel `ROUND_F16` rounds the operands to f16 (precision f16).
 pub static MATMUL_TILED: Kernel = Kernel {
@@ -33,7 +34,8 @@ pub static MATMUL_TILED: Kernel = Kernel {
     body: concat!(
         include_str!("../wgsl/matmul_params.wgsl"),
         include_str!("../wgsl/round_operands.wgsl"),
-        include_str!("../wgsl/matmul_tiled.wgsl")
+        include_str!("../wgsl/matmul_gemm_hooks.wgsl"),
+        include_str!("../wgsl/gemm_tiled.wgsl")
     ),
     inputs: INPUTS,
     outputs: &["c"],

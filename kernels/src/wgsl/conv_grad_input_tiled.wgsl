@@ -1,5 +1,5 @@
 // GPU variant of the input gradient of one phase (see conv_grad_params.wgsl), the transposed
-// convolution as an implicit GEMM (tile loop of conv_gemm_tiled.wgsl): M = Cin, N = B·hq·wq,
+// convolution as an implicit GEMM (tile loop of gemm_tiled.wgsl): M = Cin, N = B·hq·wq,
 // K = Cout·NKY·NKX with k = (co, tky, tkx); A = the weights, B = g gathered on the fly (zero
 // outside the output), so only the taps that reach this phase are visited.
 const NT: u32 = NKY * NKX;

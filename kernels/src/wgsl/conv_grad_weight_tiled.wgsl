@@ -1,4 +1,4 @@
-// GPU variant of the weight gradient, an implicit GEMM (tile loop of conv_gemm_tiled.wgsl):
+// GPU variant of the weight gradient, an implicit GEMM (tile loop of gemm_tiled.wgsl):
 // M = Cout, N = Cin·KH·KW with n = (ci, ky, kx), K = B·Ho·Wo with k = (b, oy, ox); A = g,
 // B = x gathered on the fly (implicit im2col, zero in the padding). dW[m, n] is out[m·N + n].
 struct Col {

@@ -1,4 +1,4 @@
-// GPU variant of conv2d (the tile loop of conv_gemm_tiled.wgsl): A = the weights [Cout, K], B = the
+// GPU variant of conv2d (the tile loop of gemm_tiled.wgsl): A = the weights [Cout, K], B = the
 // input gathered straight from x (padding reads as zero; the padding checks always remain).
 struct Col {
     xbase: u32,

@@ -5,7 +5,7 @@
 // cooperative matrices, or their emulation in plain WGSL for adapters without them (which runs
 // this same code, so its tiling and indexing are tested on any adapter).
 //
-// The including kernel supplies the operands and the epilogue, as for conv_gemm_tiled.wgsl:
+// The including kernel supplies the operands and the epilogue, as for gemm_tiled.wgsl:
 // `gemm_tile(wid, nwg) -> vec2<u32>` (this workgroup's first row and column, given BM × BN
 // tiles; it may set private state such as a batch index), `gemm_size() -> vec4<u32>` (M, N,
 // k_begin, k_end), `a_at(m, k)`, `col_of(n) -> Col` (a column's coordinates, decoded once),

@@ -1,0 +1,95 @@
+// The GEMM on scalar cores shared by matmul and the three convolution GEMMs (GPU adapters):
+// out[m, n] = Σ_{k in [k_begin, k_end)} A[m, k]·B[k, n] for m < M, n < N; a 64×64 output tile per
+// workgroup of 16×16 invocations, each 4 rows × 4 columns in registers; K advances 16 at a time
+// through workgroup memory. The including kernel supplies the operands and the epilogue through
+// the hooks gemm_coop.wgsl takes: `gemm_tile(wid, nwg) -> vec2<u32>` (this workgroup's first row
+// and column, given BM × BN tiles; it may set private state such as a batch index),
+// `gemm_size() -> vec4<u32>` (M, N, k_begin, k_end), `a_at(m, k)`, `col_of(n) -> Col` (a column's
+// coordinates), `b_at(col, k)` (zero in any padding) and `epilogue(m, n, v)`. A_M_FASTEST and
+// B_K_FASTEST say which index of each operand is contiguous in memory, so neighbouring invocations
+// load neighbouring words. CHECK_BOUNDS = false drops the M/N/K checks when the launcher has
+// verified that M, N and the K range divide the tiles. Both operands pass through `operand` as
+// they are staged (rounded to f16 under ROUND_F16; the products accumulate in f32 either way).
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const TK: u32 = 16u;
+
+// [k][m/4] and [k][n/4]: one vec4 read per operand per k in the inner loop.
+var<workgroup> a_tile: array<vec4<f32>, 256>;
+var<workgroup> b_tile: array<vec4<f32>, 256>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let origin = gemm_tile(wid, nwg);
+    let m0 = origin.x;
+    let n0 = origin.y;
+    let size = gemm_size();
+    let gm = size.x;
+    let gn = size.y;
+    let k_end = size.w;
+    // With B loaded n-fastest an invocation keeps one column for the whole K loop, decoded once;
+    // clamped, since a column past N is never loaded.
+    let own_col = col_of(min(n0 + li % BN, gn - 1u));
+
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = size.z; k0 < k_end; k0 = k0 + TK) {
+        // 1024 elements of each tile, 4 per invocation.
+        for (var l = 0u; l < 4u; l = l + 1u) {
+            let idx = li + l * 256u;
+            var mm = idx / TK;
+            var ka = idx % TK;
+            if (A_M_FASTEST) {
+                mm = idx % BM;
+                ka = idx / BM;
+            }
+            let m = m0 + mm;
+            let k = k0 + ka;
+            var v = 0.0;
+            if (!CHECK_BOUNDS || (m < gm && k < k_end)) {
+                v = operand(a_at(m, k));
+            }
+            a_tile[ka * 16u + mm / 4u][mm % 4u] = v;
+
+            var nn = idx % BN;
+            var kb = idx / BN;
+            if (B_K_FASTEST) {
+                nn = idx / TK;
+                kb = idx % TK;
+            }
+            let n = n0 + nn;
+            let kg = k0 + kb;
+            var w = 0.0;
+            if (!CHECK_BOUNDS || (n < gn && kg < k_end)) {
+                var col = own_col;
+                if (B_K_FASTEST) {
+                    col = col_of(n);
+                }
+                w = operand(b_at(col, kg));
+            }
+            b_tile[kb * 16u + nn / 4u][nn % 4u] = w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk = kk + 1u) {
+            let a = a_tile[kk * 16u + lid.y];
+            let b = b_tile[kk * 16u + lid.x];
+            acc[0] = fma(a, vec4(b.x), acc[0]);
+            acc[1] = fma(a, vec4(b.y), acc[1]);
+            acc[2] = fma(a, vec4(b.z), acc[2]);
+            acc[3] = fma(a, vec4(b.w), acc[3]);
+        }
+        workgroupBarrier();
+    }
+
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let nc = n0 + lid.x * 4u + j;
+        if (!CHECK_BOUNDS || nc < gn) {
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                let m = m0 + lid.y * 4u + i;
+                if (!CHECK_BOUNDS || m < gm) {
+                    epilogue(m, nc, acc[j][i]);
+                }
+            }
+        }
+    }
+}

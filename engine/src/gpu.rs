@@ -44,8 +44,8 @@ pub struct GpuOptions {
     pub precision: Option<Precision>,
     /// Whether matrix products may run on cooperative matrices (tensor cores); `None` follows
     /// `ITERINV_COOP` (`auto`, `off`, `on`, `emulated`), else where the adapter offers them.
-    /// An adopted device ([`Gpu::from_device`]) has no adapter to ask for its shapes, so only
-    /// `Emulated` changes anything there.
+    /// A device adopted without its adapter ([`Gpu::from_device`]) has none to ask for its
+    /// shapes, so only `Emulated` changes anything there; [`Gpu::from_adapter`] asks it.
     pub cooperative: Option<Cooperative>,
     /// Whether the row reductions (norms, softmax) may use subgroup operations; `None`: where
     /// the adapter has `Features::SUBGROUP`. `Some(false)` keeps the workgroup-memory trees
@@ -210,6 +210,39 @@ impl Gpu {
             _ => CoopChoice::default(),
         };
         Gpu::build(device, queue, info, true, options, coop, Vec::new())
+    }
+
+    /// Adopt a host's device as [`Gpu::from_device`] does, given the adapter it came from: the
+    /// adapter says which cooperative-matrix shapes the device has, so matrix products run on
+    /// tensor cores where the host enabled `EXPERIMENTAL_COOPERATIVE_MATRIX` (with `SHADER_F16`
+    /// and `SUBGROUP`) when requesting the device. As for every adopted device, no environment
+    /// variable is read: `options.precision` (f32 when `None`) and `options.cooperative` (where
+    /// offered when `None`; `Required` makes absence an error) decide.
+    pub fn from_adapter(
+        adapter: &wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: GpuOptions,
+    ) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let features = device.features();
+        let coop_shapes = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            adapter.cooperative_matrix_properties()
+        } else {
+            Vec::new()
+        };
+        let wanted = options.cooperative.unwrap_or(Cooperative::Auto);
+        let precision = options.precision.unwrap_or_default();
+        let coop = precision::for_adapter(wanted, precision, &info, features, &coop_shapes)?;
+        Ok(Gpu::build(
+            device,
+            queue,
+            info,
+            true,
+            options,
+            coop,
+            coop_shapes,
+        ))
     }
 
     fn build(

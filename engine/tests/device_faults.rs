@@ -164,3 +164,52 @@ fn an_adopted_device_keeps_working_for_its_host_after_iterinv_fails() {
     let t = Tensor::full(&gpu, &[16], 3.0).unwrap();
     assert_eq!(t.to_vec().unwrap(), vec![3.0; 16]);
 }
+
+/// `Gpu::from_adapter` adopts a host's device with its adapter's facts: the adapter's name, and
+/// the cooperative-matrix choice made from the features the host enabled (none here: lavapipe
+/// has no cooperative matrices, so `Required` is an error naming them and `Emulated` runs the
+/// emulated kernels), reading no environment variable.
+#[test]
+fn an_adopted_device_with_its_adapter_follows_the_hosts_features() {
+    use iterinv_engine::precision::CoopKernels;
+    use iterinv_engine::{Cooperative, Precision};
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&Default::default())).expect("an adapter");
+    let adopt = |options: GpuOptions| {
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&Default::default())).expect("a device");
+        Gpu::from_adapter(&adapter, device, queue, options)
+    };
+    let gpu = adopt(GpuOptions::default()).unwrap();
+    assert_eq!(gpu.info().adapter.name, adapter.get_info().name);
+    assert!(gpu.info().adopted);
+    assert_eq!(gpu.caps().precision, Precision::F32);
+    let has_coop = adapter
+        .features()
+        .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+    // The host asked for no feature: no tensor cores, whatever the adapter has.
+    assert_eq!(gpu.coop(), None);
+    let required = adopt(GpuOptions {
+        cooperative: Some(Cooperative::Required),
+        ..Default::default()
+    });
+    let err = required.unwrap_err().to_string();
+    assert!(
+        err.contains("cooperative"),
+        "{err} (adapter has them: {has_coop})"
+    );
+    let emulated = adopt(GpuOptions {
+        cooperative: Some(Cooperative::Emulated),
+        precision: Some(Precision::F16),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(emulated.coop().map(|c| c.0), Some(CoopKernels::Emulated));
+    let x = Tensor::from_f32(&emulated, &[2, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    assert_eq!(
+        x.matmul(&x).unwrap().to_vec().unwrap(),
+        [7.0, 10.0, 15.0, 22.0]
+    );
+}

@@ -90,6 +90,25 @@ fn reference(x: &Data, rows: Option<&[usize]>) -> Vec<f64> {
     reference_ops(x, rows, Operands::Exact).0
 }
 
+/// Key `j` (over both segments) and its value for batch `bi`, head `hi`, as `ops` takes them.
+pub(crate) fn key_value(
+    x: &Data,
+    ops: Operands,
+    bi: usize,
+    j: usize,
+    hi: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let [_, _, h, d] = x.dims;
+    let (kk, vv, l, jj) = if j < x.lk1 {
+        (&x.k, &x.v, x.lk1, j)
+    } else {
+        (&x.k2, &x.v2, x.lk2, j - x.lk1)
+    };
+    let o = ((bi * l + jj) * h + hi) * d;
+    let row = |t: &[f32]| ops.inputs(&f64s(&t[o..o + d]));
+    (row(kk), row(vv))
+}
+
 /// [`reference`] with every product's operands taken as `ops` takes them (the weights exp(s − m)
 /// as P·V's), and per output the bound on the kernels' error (`Weighted`). Rounded weights are
 /// the kernels' only if their running maximum is m from the first key on: the first attended
@@ -104,15 +123,7 @@ pub(crate) fn reference_ops(
     let all: Vec<usize> = (0..lq).collect();
     let rows = rows.unwrap_or(&all);
     let row = |t: &[f32], o: usize| ops.inputs(&f64s(&t[o..o + d]));
-    let key = |bi: usize, j: usize, hi: usize| -> (Vec<f64>, Vec<f64>) {
-        let (kk, vv, l, jj) = if j < x.lk1 {
-            (&x.k, &x.v, x.lk1, j)
-        } else {
-            (&x.k2, &x.v2, x.lk2, j - x.lk1)
-        };
-        let o = ((bi * l + jj) * h + hi) * d;
-        (row(kk, o), row(vv, o))
-    };
+    let key = |bi: usize, j: usize, hi: usize| key_value(x, ops, bi, j, hi);
     let (mut out, mut bound, sc) = (Vec::new(), Vec::new(), x.scale as f64);
     for bi in 0..b {
         for &i in rows {

@@ -146,15 +146,7 @@ fn reference_rounding_probabilities(x: &Data) -> (Vec<f64>, Vec<f64>) {
     let lk = x.lk1 + x.lk2;
     let ops = Operands::F16;
     let row = |t: &[f32], o: usize| ops.inputs(&f64s(&t[o..o + d]));
-    let key = |bi: usize, j: usize, hi: usize| {
-        let (kk, vv, l, jj) = if j < x.lk1 {
-            (&x.k, &x.v, x.lk1, j)
-        } else {
-            (&x.k2, &x.v2, x.lk2, j - x.lk1)
-        };
-        let o = ((bi * l + jj) * h + hi) * d;
-        (row(kk, o), row(vv, o))
-    };
+    let key = |bi: usize, j: usize, hi: usize| attention::key_value(x, ops, bi, j, hi);
     let (mut out, mut bound, sc) = (Vec::new(), Vec::new(), x.scale as f64);
     for bi in 0..b {
         for i in 0..lq {

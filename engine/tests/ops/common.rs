@@ -40,6 +40,18 @@ pub fn gpu_variant(cpu_kernels: bool) -> &'static Gpu {
     })
 }
 
+/// A poisoned device of its own whose row reductions (norms, softmax) run on subgroup operations
+/// (where the adapter has them) or on workgroup-memory trees: for tests of both variants that
+/// count dispatches.
+pub fn reduction_device(subgroups: bool) -> Gpu {
+    Gpu::with_options(GpuOptions {
+        poison: true,
+        subgroups: Some(subgroups),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// SplitMix64: a small deterministic generator for test data.
 pub struct Rng(u64);
 

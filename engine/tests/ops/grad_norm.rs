@@ -15,7 +15,7 @@ use iterinv_engine::grad::grad;
 use iterinv_engine::ops::norm::{group_norm, layer_norm, rms_norm, GroupNormArgs, ScaleShift};
 use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
 
-use crate::common::{assert_close, check_vjp, check_vjp_on, GradInput, Rng};
+use crate::common::{assert_close, check_vjp, check_vjp_on, gpu, reduction_device, GradInput, Rng};
 use crate::norm::{group_norm_ref, rows_ref, GnRef};
 
 const RTOL: f64 = 1e-5;
@@ -163,54 +163,79 @@ fn group_norm_rows_split_over_workgroups() {
 fn group_norm_packed_scale_shift() {
     let mut rng = Rng::new(303);
     for (shape, groups, max_elems) in [(&[2, 6, 5, 7][..], 3, 150), (&[2, 4, 127, 81], 2, 40)] {
-        let (b, c) = (shape[0], shape[1]);
-        let n: usize = shape.iter().product();
-        let inputs = [
-            GradInput::new(shape, rng.vec(n, -3.0, 5.0), true),
-            GradInput::new(&[c], rng.vec(c, 0.5, 1.5), true),
-            GradInput::new(&[c], rng.vec(c, -1.0, 1.0), true),
-            GradInput::new(&[b, 2 * c], rng.vec(2 * b * c, -0.5, 0.5), true),
-        ];
-        check_vjp(
-            &format!("group_norm {shape:?} / {groups}, packed scale and shift"),
-            &inputs,
-            |t| {
-                let args = GroupNormArgs {
-                    gamma: Some(&t[1]),
-                    beta: Some(&t[2]),
-                    scale_shift: Some(ScaleShift::Packed(&t[3])),
-                    activation: Activation::Silu,
-                    ..GroupNormArgs::new(groups, 1e-5)
-                };
-                group_norm(&t[0], &args).unwrap()
-            },
-            |x| {
-                let half = |k: usize| -> Vec<f64> {
-                    x[3].chunks(c)
-                        .skip(k)
-                        .step_by(2)
-                        .flatten()
-                        .copied()
-                        .collect()
-                };
-                let (scale, shift) = (half(0), half(1));
-                group_norm_ref(
-                    &x[0],
-                    shape,
-                    &GnRef {
-                        groups,
-                        eps: 1e-5,
-                        gamma: Some(&x[1]),
-                        beta: Some(&x[2]),
-                        ss: Some((&scale, &shift)),
-                        act: Activation::Silu,
-                    },
-                )
-            },
-            RTOL,
+        let what = format!("group_norm {shape:?} / {groups}, packed scale and shift");
+        check_packed(
+            gpu(),
+            &mut rng,
+            shape,
+            groups,
+            Activation::Silu,
             max_elems,
+            &what,
         );
     }
+}
+
+/// check_vjp on `g` of group norm with γ, β and scale/shift packed in one `[B, 2C]` tensor, then
+/// `act`, every input tracked.
+fn check_packed(
+    g: &Gpu,
+    rng: &mut Rng,
+    shape: &[usize],
+    groups: usize,
+    act: Activation,
+    max_elems: usize,
+    what: &str,
+) {
+    let (b, c) = (shape[0], shape[1]);
+    let n: usize = shape.iter().product();
+    let inputs = [
+        GradInput::new(shape, rng.vec(n, -3.0, 5.0), true),
+        GradInput::new(&[c], rng.vec(c, 0.5, 1.5), true),
+        GradInput::new(&[c], rng.vec(c, -1.0, 1.0), true),
+        GradInput::new(&[b, 2 * c], rng.vec(2 * b * c, -0.5, 0.5), true),
+    ];
+    check_vjp_on(
+        g,
+        what,
+        &inputs,
+        |t| {
+            let args = GroupNormArgs {
+                gamma: Some(&t[1]),
+                beta: Some(&t[2]),
+                scale_shift: Some(ScaleShift::Packed(&t[3])),
+                activation: act,
+                ..GroupNormArgs::new(groups, 1e-5)
+            };
+            group_norm(&t[0], &args).unwrap()
+        },
+        |x| {
+            // Rows of [scale | shift], C each.
+            let half = |k: usize| -> Vec<f64> {
+                x[3].chunks(c)
+                    .skip(k)
+                    .step_by(2)
+                    .flatten()
+                    .copied()
+                    .collect()
+            };
+            let (scale, shift) = (half(0), half(1));
+            group_norm_ref(
+                &x[0],
+                shape,
+                &GnRef {
+                    groups,
+                    eps: 1e-5,
+                    gamma: Some(&x[1]),
+                    beta: Some(&x[2]),
+                    ss: Some((&scale, &shift)),
+                    act,
+                },
+            )
+        },
+        RTOL,
+        max_elems,
+    );
 }
 
 /// check_vjp of layer norm (rms = false) or RMS norm over rows of `n`, with or without weights.
@@ -460,61 +485,10 @@ fn dispatches(gpu: &Gpu, kernel: &str) -> u64 {
 fn both_reduction_variants_give_the_gradients() {
     let mut rng = Rng::new(307);
     for subgroups in [false, true] {
-        let g = Gpu::with_options(GpuOptions {
-            poison: true,
-            subgroups: Some(subgroups),
-            ..Default::default()
-        })
-        .unwrap();
+        let g = reduction_device(subgroups);
         for (shape, groups) in [(&[2, 6, 5, 7][..], 3), (&[1, 2, 130, 130], 1)] {
-            let (b, c) = (shape[0], shape[1]);
-            let n: usize = shape.iter().product();
-            let inputs = [
-                GradInput::new(shape, rng.vec(n, -3.0, 5.0), true),
-                GradInput::new(&[c], rng.vec(c, 0.5, 1.5), true),
-                GradInput::new(&[c], rng.vec(c, -1.0, 1.0), true),
-                GradInput::new(&[b, 2 * c], rng.vec(2 * b * c, -0.5, 0.5), true),
-            ];
-            check_vjp_on(
-                &g,
-                &format!("group_norm {shape:?} (subgroups {subgroups})"),
-                &inputs,
-                |t| {
-                    let args = GroupNormArgs {
-                        gamma: Some(&t[1]),
-                        beta: Some(&t[2]),
-                        scale_shift: Some(ScaleShift::Packed(&t[3])),
-                        activation: Activation::Gelu,
-                        ..GroupNormArgs::new(groups, 1e-5)
-                    };
-                    group_norm(&t[0], &args).unwrap()
-                },
-                |x| {
-                    let half = |k: usize| -> Vec<f64> {
-                        x[3].chunks(c)
-                            .skip(k)
-                            .step_by(2)
-                            .flatten()
-                            .copied()
-                            .collect()
-                    };
-                    let (scale, shift) = (half(0), half(1));
-                    group_norm_ref(
-                        &x[0],
-                        shape,
-                        &GnRef {
-                            groups,
-                            eps: 1e-5,
-                            gamma: Some(&x[1]),
-                            beta: Some(&x[2]),
-                            ss: Some((&scale, &shift)),
-                            act: Activation::Gelu,
-                        },
-                    )
-                },
-                RTOL,
-                60,
-            );
+            let what = format!("group_norm {shape:?} (subgroups {subgroups})");
+            check_packed(&g, &mut rng, shape, groups, Activation::Gelu, 60, &what);
         }
         let ran = g.kernel_dispatches("norm_grad_subgroup")
             + g.kernel_dispatches("norm_grad_params_subgroup");

@@ -14,7 +14,7 @@ use half::{bf16, f16};
 use iterinv_engine::ops::norm::{group_norm, layer_norm, rms_norm, GroupNormArgs, ScaleShift};
 use iterinv_engine::{Activation, Gpu, GpuOptions, Tensor};
 
-use crate::common::{act64, assert_close, f64s, gpu, upload, Rng};
+use crate::common::{act64, assert_close, f64s, gpu, reduction_device, upload, Rng};
 
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 5e-6;
@@ -531,12 +531,7 @@ fn rows_too_long_for_a_loop_cap_are_errors() {
 fn both_reduction_variants_normalise() {
     let mut rng = Rng::new(17);
     for subgroups in [false, true] {
-        let g = Gpu::with_options(GpuOptions {
-            poison: true,
-            subgroups: Some(subgroups),
-            ..Default::default()
-        })
-        .unwrap();
+        let g = reduction_device(subgroups);
         let up = |shape: &[usize], v: &[f32]| Tensor::from_f32(&g, shape, v).unwrap();
         for (shape, groups) in [(&[2, 12, 7, 9][..], 4), (&[2, 4, 127, 81], 2)] {
             let (b, c) = (shape[0], shape[1]);

@@ -12,7 +12,7 @@ use crate::gpu::Gpu;
 use crate::grad::{self, conv::conv2d_grad};
 use crate::launch::{expect_float, to_u32, Launch, Params};
 use crate::ops::conv_gemm::{ConvKernels, Gemm};
-use crate::ops::elementwise::unary;
+use crate::ops::residual;
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
@@ -216,19 +216,7 @@ pub fn conv2d_with_residual(
     residual: Option<&Tensor>,
 ) -> Result<Tensor> {
     let geo = Geometry::new(x, w, bias, &opts)?;
-    if let Some(r) = residual {
-        expect_float(OP, "residual", r)?;
-        let out = [geo.batch, geo.cout, geo.ho, geo.wo];
-        if r.shape() != out {
-            return shape_err(
-                OP,
-                format!(
-                    "residual has shape {:?}, expected the output's {out:?}",
-                    r.shape()
-                ),
-            );
-        }
-    }
+    residual::check(OP, residual, &[geo.batch, geo.cout, geo.ho, geo.wo])?;
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     inputs.extend(residual);
@@ -242,11 +230,7 @@ pub fn conv2d_with_residual(
                 ..opts
             },
         )?;
-        let y = unary(&z, opts.activation.into())?;
-        return match residual {
-            Some(r) => y.add(r),
-            None => Ok(y),
-        };
+        return residual::activate_then_add(&z, opts.activation, residual);
     }
     let out = forward(x, w, bias, residual, &geo, opts.activation)?;
     // Save only what a gradient that can be asked for needs: dW needs x, dX needs w. Inversion
@@ -255,17 +239,14 @@ pub fn conv2d_with_residual(
     let saved_w = x.is_tracked().then(|| w.detach());
     let conv_inputs = 2 + usize::from(bias.is_some());
     Ok(grad::record(OP, out, &inputs, move |g, needed| {
-        let mut grads = conv2d_grad(
+        let grads = conv2d_grad(
             saved_x.as_ref(),
             saved_w.as_ref(),
             &geo,
             g,
             &needed[..conv_inputs],
         )?;
-        if needed.len() > conv_inputs {
-            grads.push(needed[conv_inputs].then(|| g.clone()));
-        }
-        Ok(grads)
+        Ok(residual::append_grad(grads, needed, conv_inputs, g))
     }))
 }
 

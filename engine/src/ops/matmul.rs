@@ -15,7 +15,7 @@ use crate::error::{shape_err, Result};
 use crate::gpu::Gpu;
 use crate::grad::{self, matmul::matmul_grad};
 use crate::launch::{expect_float, to_u32, Launch, Params};
-use crate::ops::elementwise::unary;
+use crate::ops::residual;
 use crate::ops::Activation;
 use crate::precision::CoopKernels;
 use crate::tensor::Tensor;
@@ -175,18 +175,7 @@ pub fn matmul_with_residual(
     } else {
         [g.m, g.n]
     });
-    if let Some(r) = residual {
-        expect_float(OP, "residual", r)?;
-        if r.shape() != out_shape {
-            return shape_err(
-                OP,
-                format!(
-                    "residual has shape {:?}, expected the output's {out_shape:?}",
-                    r.shape()
-                ),
-            );
-        }
-    }
+    residual::check(OP, residual, &out_shape)?;
     let mut inputs = vec![a, b];
     inputs.extend(bias);
     inputs.extend(residual);
@@ -201,11 +190,7 @@ pub fn matmul_with_residual(
                 ..opts
             },
         )?;
-        let y = unary(&z, opts.activation.into())?;
-        return match residual {
-            Some(r) => y.add(r),
-            None => Ok(y),
-        };
+        return residual::activate_then_add(&z, opts.activation, residual);
     }
     let gpu = a.gpu();
     // dA needs B and dB needs A: keep each only if the other can be asked for, so inversion
@@ -216,7 +201,7 @@ pub fn matmul_with_residual(
     let b_batched = g.b_batched;
     let product_inputs = 2 + usize::from(bias.is_some());
     let out = grad::record(OP, out, &inputs, move |g, needed| {
-        let mut grads = matmul_grad(
+        let grads = matmul_grad(
             sa.as_ref(),
             sb.as_ref(),
             b_batched,
@@ -224,10 +209,7 @@ pub fn matmul_with_residual(
             g,
             &needed[..product_inputs],
         )?;
-        if needed.len() > product_inputs {
-            grads.push(needed[product_inputs].then(|| g.clone()));
-        }
-        Ok(grads)
+        Ok(residual::append_grad(grads, needed, product_inputs, g))
     });
     if out.numel() == 0 {
         return Ok(out);

@@ -12,6 +12,7 @@ pub mod matmul;
 pub mod norm;
 pub mod reduce;
 pub mod resample;
+pub(crate) mod residual;
 pub mod shape;
 pub mod softmax;
 pub mod spatial;

@@ -27,11 +27,8 @@
 //! before dS·K and dSᵀ·Q and the recomputed P before Pᵀ·dO. The scores, the softmax's maximum
 //! and sum, the rescaling and Δ stay f32 (`attention_grad_prep` has no products to round).
 
-use crate::{Input, InputClass::Float, Kernel};
-
-const fn float(name: &'static str) -> Input {
-    Input { name, class: Float }
-}
+use super::float;
+use crate::{Input, Kernel};
 
 /// q, k, v, then the optional second key/value segment, additive bias and key mask (bound to a
 /// dummy buffer and switched off by `HAS_K2`, `HAS_BIAS`, `HAS_MASK` when absent).

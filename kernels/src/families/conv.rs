@@ -14,11 +14,8 @@
 //! (x and w forward, g and w for dX, g and x for dW); products accumulate in f32 and the bias and
 //! activation epilogue stays f32.
 
-use crate::{Input, InputClass::Float, Kernel};
-
-const fn float(name: &'static str) -> Input {
-    Input { name, class: Float }
-}
+use super::float;
+use crate::{Input, Kernel};
 
 /// The forward's: x, w, bias and the residual added after the activation (HAS_RESIDUAL).
 const INPUTS: &[Input] = &[float("x"), float("w"), float("bias"), float("residual")];

@@ -4,12 +4,9 @@
 //! shape the hardware offers and on emulated matrices (any adapter; tests). Their constants are
 //! the tiled kernels' plus the template's (`coop_constants!`).
 
+use super::float;
 use super::COOP_EMULATED;
-use crate::{Input, InputClass::Float, Kernel};
-
-const fn float(name: &'static str) -> Input {
-    Input { name, class: Float }
-}
+use crate::{Input, Kernel};
 
 const INPUTS: &[Input] = &[float("x"), float("w"), float("bias"), float("residual")];
 const GRAD_INPUT_INPUTS: &[Input] = &[float("g"), float("w")];

@@ -1,15 +1,13 @@
 //! Elementwise kernels: unary maps (with activation and affine forms), broadcasting binary ops,
 //! fills, and gated activations (GEGLU).
 
-use crate::{Input, InputClass::Float, Kernel};
+use super::float;
+use crate::Kernel;
 
 pub static UNARY: Kernel = Kernel {
     name: "unary",
     body: include_str!("../wgsl/unary.wgsl"),
-    inputs: &[Input {
-        name: "x",
-        class: Float,
-    }],
+    inputs: &[float("x")],
     outputs: &["out"],
     constants: &[("OP", "0u"), ("WG", "256u")],
 };
@@ -17,16 +15,7 @@ pub static UNARY: Kernel = Kernel {
 pub static BINARY: Kernel = Kernel {
     name: "binary",
     body: include_str!("../wgsl/binary.wgsl"),
-    inputs: &[
-        Input {
-            name: "x",
-            class: Float,
-        },
-        Input {
-            name: "y",
-            class: Float,
-        },
-    ],
+    inputs: &[float("x"), float("y")],
     outputs: &["out"],
     constants: &[("OP", "0u"), ("WG", "256u")],
 };
@@ -35,16 +24,7 @@ pub static BINARY: Kernel = Kernel {
 pub static UNARY_GRAD: Kernel = Kernel {
     name: "unary_grad",
     body: include_str!("../wgsl/unary_grad.wgsl"),
-    inputs: &[
-        Input {
-            name: "x",
-            class: Float,
-        },
-        Input {
-            name: "g",
-            class: Float,
-        },
-    ],
+    inputs: &[float("x"), float("g")],
     outputs: &["out"],
     constants: &[("OP", "0u"), ("WG", "256u")],
 };
@@ -61,10 +41,7 @@ pub static FILL: Kernel = Kernel {
 pub static GATED: Kernel = Kernel {
     name: "gated",
     body: include_str!("../wgsl/gated.wgsl"),
-    inputs: &[Input {
-        name: "x",
-        class: Float,
-    }],
+    inputs: &[float("x")],
     outputs: &["out"],
     constants: &[("ACT", "1u"), ("WG", "256u")],
 };
@@ -73,16 +50,7 @@ pub static GATED: Kernel = Kernel {
 pub static GATED_GRAD: Kernel = Kernel {
     name: "gated_grad",
     body: include_str!("../wgsl/gated_grad.wgsl"),
-    inputs: &[
-        Input {
-            name: "x",
-            class: Float,
-        },
-        Input {
-            name: "g",
-            class: Float,
-        },
-    ],
+    inputs: &[float("x"), float("g")],
     outputs: &["out"],
     constants: &[("ACT", "1u"), ("WG", "256u")],
 };

@@ -63,7 +63,15 @@ pub mod shape;
 pub mod softmax;
 pub mod texture;
 
-use crate::Kernel;
+use crate::{Input, InputClass, Kernel};
+
+/// A float input named `name` (stored as f32, f16 or bf16).
+pub(crate) const fn float(name: &'static str) -> Input {
+    Input {
+        name,
+        class: InputClass::Float,
+    }
+}
 
 /// Every kernel of the engine.
 pub fn all() -> Vec<&'static Kernel> {

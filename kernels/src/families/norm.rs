@@ -5,11 +5,8 @@
 //! template twice (`rows_kernels!`): with workgroup-memory trees and, as `*_SUBGROUP`, with
 //! subgroup operations.
 
-use crate::{Input, InputClass::Float, Kernel};
-
-const fn float(name: &'static str) -> Input {
-    Input { name, class: Float }
-}
+use super::float;
+use crate::{Input, Kernel};
 
 rows_kernels!(
     NORM_STATS,

@@ -99,8 +99,8 @@ fn report_names_each_kernel_variant_with_its_calls() {
     assert_eq!(
         got,
         [
-            ("conv2d_tiled[CHECK_BOUNDS=true]", 1),
-            ("matmul_tiled[CHECK_BOUNDS=true]", 2),
+            ("conv2d_tiled[CHECK_BOUNDS=true,TR=4]", 1),
+            ("matmul_tiled[CHECK_BOUNDS=true,TR=4]", 2),
             ("softmax", 3),
         ]
     );

@@ -1,4 +1,5 @@
-//! Every kernel, in every storage-type variant of its inputs, parses and validates with naga.
+//! Every kernel, in every storage-type variant of its inputs (and the scalar GEMMs with their wide
+//! register blocks), parses and validates with naga.
 
 mod common;
 
@@ -13,11 +14,13 @@ fn every_kernel_validates_with_every_input_storage_type() {
         kernels.len()
     );
     let variants = common::variants();
-    assert_eq!(
-        variants.len(),
-        3 * kernels.len(),
-        "one variant per float type"
-    );
+    // One variant per float type, and the scalar GEMMs' wide register blocks once more.
+    let wide = kernels
+        .iter()
+        .filter(|k| k.constants.iter().any(|(c, _)| *c == "TR"))
+        .count();
+    assert_eq!(wide, 4, "matmul and the three convolution GEMMs");
+    assert_eq!(variants.len(), 3 * kernels.len() + wide);
     for v in &variants {
         common::validate(v);
     }

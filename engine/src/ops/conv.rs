@@ -18,10 +18,6 @@ use crate::tensor::Tensor;
 
 const OP: &str = "conv2d";
 
-// Tiles of gemm_tiled.wgsl: M × N × K.
-pub(crate) const TILE_M: usize = 64;
-pub(crate) const TILE_N: usize = 64;
-pub(crate) const TILE_K: usize = 16;
 // Invocations per workgroup of the register-blocked (direct) kernels.
 pub(crate) const DIRECT_WG: usize = 64;
 /// Stride, symmetric zero padding and the epilogue activation of [`conv2d`].
@@ -159,10 +155,6 @@ pub(crate) fn loop_budget(gpu: &Gpu) -> usize {
         .max_loop_iterations
         .map_or(usize::MAX, |cap| (cap as usize) / 12 * 11)
 }
-
-/// Iterations of the tile loop (gemm_tiled.wgsl) per K-tile, counting its inner loops as not
-/// unrolled (the compiler unrolls most): the K loop, 4 load steps (A and B), 16 FMA steps.
-pub(crate) const TILED_ITERS_PER_KTILE: usize = 1 + 4 + 16;
 
 /// Consecutive ranges covering `0..total` whose `per_unit`-iteration units fit `budget` less the
 /// iterations outside the reduction (epilogue loops), each a multiple of `align` but the last. An

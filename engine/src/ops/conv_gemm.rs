@@ -19,7 +19,8 @@ use iterinv_kernels::Kernel;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::launch::Launch;
-use crate::ops::conv::{split_reduction, TILED_ITERS_PER_KTILE, TILE_K, TILE_M, TILE_N};
+use crate::ops::conv::split_reduction;
+use crate::ops::gemm_tiled::TiledBlock;
 use crate::precision::CoopKernels;
 
 /// One of the three convolution GEMMs.
@@ -63,7 +64,10 @@ impl ConvKernels {
                 let (side, bk) = k.block(per_side);
                 (side, side, bk, per_side)
             }
-            _ => (TILE_M, TILE_N, TILE_K, 0),
+            _ => {
+                let b = TiledBlock::for_gemm(gpu, m, n, 1);
+                (b.side(), b.side(), b.tk, 0)
+            }
         }
     }
 
@@ -80,7 +84,7 @@ impl ConvKernels {
         let (_, _, bk, per_side) = self.tiles(gpu, m, n);
         let per_step = match self {
             ConvKernels::Coop(kernels, sg) => kernels.loop_iterations(sg, per_side).0,
-            _ => TILED_ITERS_PER_KTILE,
+            _ => TiledBlock::for_gemm(gpu, m, n, 1).iterations_per_step(),
         };
         split_reduction(k, per_step, bk, budget)
     }
@@ -101,11 +105,16 @@ impl ConvKernels {
             && parts.iter().all(|(b, e)| (e - b).is_multiple_of(bk));
         let launch = match self {
             ConvKernels::Direct => unreachable!("the direct kernels have launches of their own"),
-            ConvKernels::Tiled => Launch::new(match gemm {
-                Gemm::Forward => &CONV2D_TILED,
-                Gemm::GradInput => &CONV2D_GRAD_INPUT_TILED,
-                Gemm::GradWeight => &CONV2D_GRAD_WEIGHT_TILED,
-            }),
+            ConvKernels::Tiled => {
+                let [tr, tk] = TiledBlock::for_gemm(gpu, m, n, 1).constants();
+                Launch::new(match gemm {
+                    Gemm::Forward => &CONV2D_TILED,
+                    Gemm::GradInput => &CONV2D_GRAD_INPUT_TILED,
+                    Gemm::GradWeight => &CONV2D_GRAD_WEIGHT_TILED,
+                })
+                .constant(tr.0, tr.1)
+                .constant(tk.0, tk.1)
+            }
             ConvKernels::Coop(kernels, sg) => Launch::new(coop_kernel(kernels, gemm))
                 .constant("SG", format!("{sg}u"))
                 .constant("TI", format!("{per_side}u"))
@@ -119,7 +128,7 @@ impl ConvKernels {
             .profile_as(if per_side > 0 {
                 &["CHECK_BOUNDS", "TI"]
             } else {
-                &["CHECK_BOUNDS"]
+                &["CHECK_BOUNDS", "TR"]
             })
             .groups(gpu.grid(m.div_ceil(bm) as u64 * n.div_ceil(bn) as u64)?))
     }

@@ -15,6 +15,7 @@ use crate::error::{shape_err, Result};
 use crate::gpu::Gpu;
 use crate::grad::{self, matmul::matmul_grad};
 use crate::launch::{expect_float, to_u32, Launch, Params};
+use crate::ops::gemm_tiled::TiledBlock;
 use crate::ops::residual;
 use crate::ops::Activation;
 use crate::precision::CoopKernels;
@@ -30,25 +31,18 @@ pub struct MatmulOptions {
     pub activation: Activation,
 }
 
-/// Tile of the GPU kernel: outputs per workgroup side, and K-tile.
-const TILE: usize = 64;
-const TILE_K: usize = 16;
-
 /// Loop iterations per invocation, for adapters that cap them (`Caps::max_loop_iterations`),
-/// counted as if the compiler unrolled none of the inner loops. The direct kernel's k loop is its
-/// only loop and takes two k per iteration. The tiled kernel (gemm_tiled.wgsl, conv2d's too) runs
-/// per K-tile its tile loop, a 4-step load loop and 16 k steps; its epilogue adds 4 × (1 + 4).
+/// counted as if the compiler unrolled none of the inner loops: the direct kernel's k loop is its
+/// only loop and takes two k per iteration (the tiled kernel's count is `TiledBlock`'s).
 const DIRECT_K_PER_ITER: usize = 2;
-const TILED_ITERS_PER_KTILE: usize = crate::ops::conv::TILED_ITERS_PER_KTILE;
-const TILED_ITERS_FIXED: usize = 4 * (1 + 4);
 
 /// Which kernel multiplies.
 #[derive(Clone, Copy)]
 enum Variant {
     /// Register blocking for CPU adapters.
     Direct,
-    /// Workgroup tiles of f32 (or f16-rounded) scalars.
-    Tiled,
+    /// Workgroup tiles of f32 (or f16-rounded) scalars, with the register block.
+    Tiled(TiledBlock),
     /// Cooperative matrices, the subgroup size they are built for and the tiles a subgroup owns
     /// per side.
     Coop(CoopKernels, usize, usize),
@@ -62,7 +56,7 @@ impl Variant {
                 Variant::Coop(k, sg as usize, k.tiles_per_side(g.m, g.n, g.batch, storage))
             }
             None if gpu.caps().cpu_kernels => Variant::Direct,
-            None => Variant::Tiled,
+            None => Variant::Tiled(TiledBlock::for_gemm(gpu, g.m, g.n, g.batch)),
         }
     }
 
@@ -71,16 +65,9 @@ impl Variant {
     fn tile(self) -> (usize, usize) {
         match self {
             Variant::Coop(k, _, per_side) => k.block(per_side),
-            _ => (TILE, TILE_K),
-        }
-    }
-
-    /// Loop iterations an invocation runs per staged K step and once (see
-    /// [`CoopKernels::loop_iterations`]).
-    fn iterations(self) -> (usize, usize) {
-        match self {
-            Variant::Direct | Variant::Tiled => (TILED_ITERS_PER_KTILE, TILED_ITERS_FIXED),
-            Variant::Coop(k, sg, per_side) => k.loop_iterations(sg, per_side),
+            Variant::Tiled(b) => (b.side(), b.tk),
+            // Unused but for aligning the direct kernel's K blocks.
+            Variant::Direct => (TiledBlock::NARROW.side(), TiledBlock::NARROW.tk),
         }
     }
 }
@@ -317,7 +304,13 @@ pub fn matmul_with_residual(
                             g.batch as u32,
                         ])
                 }
-                Variant::Tiled => tiles(&MATMUL_TILED),
+                Variant::Tiled(block) => {
+                    let [tr, tk] = block.constants();
+                    tiles(&MATMUL_TILED)
+                        .constant(tr.0, tr.1)
+                        .constant(tk.0, tk.1)
+                        .profile_as(&["CHECK_BOUNDS", "TR"])
+                }
                 Variant::Coop(kernels, sg, per_side) => tiles(kernels.matmul())
                     .constant("SG", format!("{sg}u"))
                     .constant("TI", format!("{per_side}u"))
@@ -372,12 +365,15 @@ fn k_per_dispatch(gpu: &Gpu, variant: Variant) -> usize {
     };
     let budget = usize::try_from(cap / 2).unwrap_or(usize::MAX);
     let (_, tile_k) = variant.tile();
-    let k = if let Variant::Direct = variant {
-        budget.saturating_mul(DIRECT_K_PER_ITER)
-    } else {
-        let (per_step, fixed) = variant.iterations();
-        budget.saturating_sub(fixed) / per_step * tile_k
+    // Loop iterations an invocation runs per staged K step and once.
+    let (per_step, fixed) = match variant {
+        Variant::Direct => {
+            return (budget.saturating_mul(DIRECT_K_PER_ITER) / tile_k * tile_k).max(tile_k)
+        }
+        Variant::Tiled(b) => (b.iterations_per_step(), b.iterations_fixed()),
+        Variant::Coop(k, sg, per_side) => k.loop_iterations(sg, per_side),
     };
+    let k = budget.saturating_sub(fixed) / per_step * tile_k;
     (k / tile_k * tile_k).max(tile_k)
 }
 

@@ -8,6 +8,7 @@ pub mod attention_blocked;
 pub mod conv;
 pub(crate) mod conv_gemm;
 pub mod elementwise;
+pub(crate) mod gemm_tiled;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;

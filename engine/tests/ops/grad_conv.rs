@@ -377,3 +377,23 @@ fn timing_input_gradient() {
         );
     }
 }
+
+/// The tiled kernels' wide register blocks (128 × 128 tiles, taken where both sides of a GEMM
+/// reach 256) in all three convolution GEMMs: the forward (M = Cout 260, N = 272 pixels), the
+/// input gradient (M = Cin 264) and the weight gradient (N = Cin·9): the forward against the f64
+/// reference everywhere, the gradients against its finite differences at 8 elements each.
+#[test]
+fn wide_register_blocks_in_every_conv_gemm() {
+    let mut rng = Rng::new(1030);
+    let c = case(1, 264, 260, (16, 17), (3, 3), 1, 1);
+    check(
+        gpu_variant(false),
+        &mut rng,
+        c,
+        true,
+        [true, true, true],
+        Activation::None,
+        8,
+        "wide tiles",
+    );
+}

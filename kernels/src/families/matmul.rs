@@ -44,6 +44,8 @@ pub static MATMUL_TILED: Kernel = Kernel {
         ("HAS_BIAS", "false"),
         ("HAS_RESIDUAL", "false"),
         ("CHECK_BOUNDS", "true"),
+        ("TR", "4u"),
+        ("TK", "16u"),
         ("A_M_FASTEST", "false"),
         ("B_K_FASTEST", "false"),
         ("ROUND_F16", "false"),

@@ -47,6 +47,20 @@ pub fn variants() -> Vec<Variant> {
                 source,
             });
         }
+        // The scalar GEMM template's wide register blocks (8 × 8, K steps of 8), f32 inputs.
+        if k.constants.iter().any(|(c, _)| *c == "TR") {
+            let types = vec![StorageType::F32; k.inputs.len()];
+            let wide = [("TR", "8u".to_string()), ("TK", "8u".to_string())];
+            let source = assemble(k, &types, &wide)
+                .unwrap_or_else(|e| panic!("kernel {} (TR 8) does not assemble: {e}", k.name));
+            out.push(Variant {
+                kernel: k.name,
+                enables: k.enables(),
+                subgroups: k.needs_subgroups(),
+                float_type: StorageType::F32,
+                source,
+            });
+        }
     }
     out
 }

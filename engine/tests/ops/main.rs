@@ -4,6 +4,7 @@
 mod common;
 
 mod attention;
+mod attention_blocked;
 mod attention_coop;
 mod conv;
 mod conv_coop;
@@ -18,6 +19,7 @@ mod grad_shape;
 mod grad_tape;
 mod matmul;
 mod matmul_coop;
+mod matmul_tiled;
 mod norm;
 mod optim;
 mod precision_f16;

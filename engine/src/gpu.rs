@@ -133,6 +133,18 @@ fn wanted_features(available: wgpu::Features, cooperative: Cooperative) -> wgpu:
     available & useful
 }
 
+/// The cooperative-matrix shapes of `adapter`, where the device has the feature enabled.
+fn coop_shapes(
+    adapter: &wgpu::Adapter,
+    features: wgpu::Features,
+) -> Vec<wgpu::CooperativeMatrixProperties> {
+    if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+        adapter.cooperative_matrix_properties()
+    } else {
+        Vec::new()
+    }
+}
+
 impl Gpu {
     /// A device on the adapter chosen by the environment (see [`GpuOptions`]).
     pub fn new() -> Result<Gpu> {
@@ -155,11 +167,7 @@ impl Gpu {
         let features = wanted_features(adapter.features(), cooperative);
         let limits = adapter.limits();
         let info = adapter.get_info();
-        let coop_shapes = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
-            adapter.cooperative_matrix_properties()
-        } else {
-            Vec::new()
-        };
+        let coop_shapes = coop_shapes(&adapter, features);
         let coop = precision::for_adapter(cooperative, precision, &info, features, &coop_shapes)?;
         let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
             // SAFETY: wgpu asks users of experimental features to acknowledge that they may have
@@ -226,11 +234,7 @@ impl Gpu {
     ) -> Result<Gpu> {
         let info = adapter.get_info();
         let features = device.features();
-        let coop_shapes = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
-            adapter.cooperative_matrix_properties()
-        } else {
-            Vec::new()
-        };
+        let coop_shapes = coop_shapes(adapter, features);
         let wanted = options.cooperative.unwrap_or(Cooperative::Auto);
         let precision = options.precision.unwrap_or_default();
         let coop = precision::for_adapter(wanted, precision, &info, features, &coop_shapes)?;

@@ -18,9 +18,9 @@ impl TiledBlock {
     pub const WIDE: TiledBlock = TiledBlock { tr: 8, tk: 8 };
 
     /// The block for an `m` × `n` GEMM over `batch`: wide where both sides take two wide tiles
-    /// and the grid keeps 128 workgroups to spread over a GPU's cores; on CPU adapters (where the
-    /// tiled kernels run only in tests) from two tiles a side on, so tests reach it at small
-    /// sizes.
+    /// and the grid keeps 128 workgroups to spread over a GPU's cores. On devices with a loop cap
+    /// (CPU adapters, whose tiled kernels run only in tests, and test devices given one) from two
+    /// tiles a side on, so tests reach the wide blocks at small sizes on any adapter.
     pub fn for_gemm(gpu: &Gpu, m: usize, n: usize, batch: usize) -> TiledBlock {
         let side = 16 * TiledBlock::WIDE.tr;
         let wide = m >= 2 * side && n >= 2 * side;

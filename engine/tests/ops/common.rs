@@ -52,6 +52,22 @@ pub fn reduction_device(subgroups: bool) -> Gpu {
     .unwrap()
 }
 
+/// A poisoned device on the scalar tiled kernels that takes their wide register blocks wherever a
+/// GEMM has two wide tiles a side, on a GPU as on lavapipe: a loop cap (too large to split any
+/// reduction) marks it as a device whose tiled kernels run only in tests (`TiledBlock::for_gemm`),
+/// so the GPU check's op tests run the wide blocks on the card too.
+pub fn wide_tiles_gpu(profile: bool) -> Gpu {
+    Gpu::with_options(GpuOptions {
+        poison: true,
+        cpu_kernels: Some(false),
+        cooperative: Some(Cooperative::Off),
+        max_loop_iterations: Some(1 << 40),
+        profile: Some(profile),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// SplitMix64: a small deterministic generator for test data.
 pub struct Rng(u64);
 

@@ -12,7 +12,7 @@ use half::f16;
 use iterinv_engine::ops::conv::{conv2d, Conv2dOptions};
 use iterinv_engine::{Activation, DType, Gpu, GpuOptions, Tensor};
 
-use crate::common::{check_vjp_on, gpu, gpu_variant, GradInput, Rng};
+use crate::common::{check_vjp_on, gpu, gpu_variant, wide_tiles_gpu, GradInput, Rng};
 use crate::conv::{case, reference, upload_as, Case};
 
 const RTOL: f64 = 1e-5;
@@ -387,7 +387,7 @@ fn wide_register_blocks_in_every_conv_gemm() {
     let mut rng = Rng::new(1030);
     let c = case(1, 264, 260, (16, 17), (3, 3), 1, 1);
     check(
-        gpu_variant(false),
+        &wide_tiles_gpu(false),
         &mut rng,
         c,
         true,

@@ -3,22 +3,16 @@
 
 use iterinv_engine::{Activation, Cooperative, Gpu, GpuOptions};
 
+use crate::common::wide_tiles_gpu;
 use crate::matmul::{case, run, WeightType};
 
 /// The tiled kernel's wide register blocks (8 × 8 per invocation, 128 × 128 tiles, K steps of
-/// 8), which GEMMs of two such tiles a side take (on CPU adapters whatever the grid): ragged
-/// and tile-multiple shapes, every transpose, a batch, a transposed output, and K split over
-/// dispatches by a loop cap. The profile names the variant that ran.
+/// 8), which GEMMs of two such tiles a side take (on test devices whatever the grid, see
+/// `wide_tiles_gpu`): ragged and tile-multiple shapes, every transpose, a batch, a transposed
+/// output, and K split over dispatches by a loop cap. The profile names the variant that ran.
 #[test]
 fn wide_register_blocks_of_the_tiled_kernel() {
-    let g = Gpu::with_options(GpuOptions {
-        poison: true,
-        cpu_kernels: Some(false),
-        cooperative: Some(Cooperative::Off),
-        profile: Some(true),
-        ..Default::default()
-    })
-    .unwrap();
+    let g = wide_tiles_gpu(true);
     for (i, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)]
         .into_iter()
         .enumerate()
